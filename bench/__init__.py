@@ -1,0 +1,1 @@
+"""dpiat-bench experiment layer: Hydra entry points, Lightning training, sweeps and aggregation."""

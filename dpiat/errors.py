@@ -1,0 +1,46 @@
+"""User-facing errors.
+
+Everything a user can get wrong (a model name, a weights file, a config value) raises a subclass of
+:class:`DpiatError` with a message that says what is wrong and what to do. The CLI and the harness catch
+``DpiatError`` and print its message without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class DpiatError(ValueError):
+    """A problem with the user's input, explained in the message."""
+
+
+class UnknownNameError(DpiatError, KeyError):
+    """An unknown registry name (model, init method, ...), with close matches suggested."""
+
+    def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = ""):
+        self.kind, self.name = kind, name
+        choices = sorted(set(choices))
+        close = difflib.get_close_matches(name, choices, n=5, cutoff=0.6)
+        if not close:  # substring matches catch e.g. "effnet_b0" -> "*efficientnet_b0"
+            key = name.lower().replace("-", "_")
+            close = [c for c in choices if key in c.lower()][:5]
+        msg = f"unknown {kind} {name!r}."
+        if close:
+            msg += " Did you mean: " + ", ".join(close) + "?"
+        elif len(choices) <= 20:
+            msg += " Available: " + ", ".join(choices) + "."
+        if hint:
+            msg += " " + hint
+        super().__init__(msg)
+
+    def __str__(self) -> str:  # KeyError would add quotes around the message
+        return self.args[0]
+
+
+class WeightsError(DpiatError):
+    """A weights file that cannot be read safely, or does not fit the architecture."""
+
+
+class NoTransferableLayersError(DpiatError):
+    """A model without any layer the method can transfer (Conv, ConvTranspose, BatchNorm, Linear)."""

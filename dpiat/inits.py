@@ -1,0 +1,103 @@
+"""Init methods by name: how a target network gets its starting parameters.
+
+Every way of initialising a target (random, DPIAT transfer, GHN parameter prediction, ...) is a function
+registered here under a name. The benchmark harness looks methods up by name only, so adding a method
+touches no harness code::
+
+    from dpiat.inits import register_init
+
+    @register_init("zeros", needs_source=False, summary="all parameters zero (a silly example)")
+    def zeros_init(target, source=None, **options):
+        for p in target.parameters():
+            p.data.zero_()
+        return {"method": "zeros"}
+
+An init function is called as ``fn(target, source=source_or_None, **options)``; it changes ``target``
+in place and returns a JSON-serialisable report (a dict with at least ``"method"``).
+Heavy methods are registered lazily as ``"module:function"`` so importing dpiat stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from dpiat.errors import DpiatError, UnknownNameError
+
+InitFn = Callable[..., dict]
+
+
+@dataclass(frozen=True)
+class InitMethod:
+    name: str
+    fn: InitFn | str  # a callable, or "module:attr" resolved on first use
+    needs_source: bool  # True: the method reads a trained source network
+    summary: str = ""
+
+    def resolve(self) -> InitFn:
+        if callable(self.fn):
+            return self.fn
+        module, _, attr = self.fn.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+_REGISTRY: dict[str, InitMethod] = {}
+
+
+def register_init(name: str, *, needs_source: bool, summary: str = "") -> Callable[[InitFn], InitFn]:
+    """Decorator: register ``fn`` as init method ``name``."""
+
+    def deco(fn: InitFn) -> InitFn:
+        _REGISTRY[name] = InitMethod(name, fn, needs_source, summary or (fn.__doc__ or "").strip().split("\n")[0])
+        return fn
+
+    return deco
+
+
+def register_lazy(name: str, target: str, *, needs_source: bool, summary: str = "") -> None:
+    """Register ``name`` -> ``"module:function"``, imported only when the method is used."""
+    _REGISTRY[name] = InitMethod(name, target, needs_source, summary)
+
+
+def get_init(name: str) -> InitMethod:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError("init method", name, _REGISTRY) from None
+
+
+def available_inits() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def initialize(name: str, target: nn.Module, *, source: nn.Module | None = None, **options: Any) -> dict:
+    """Initialise ``target`` in place with method ``name``; return the method's report."""
+    method = get_init(name)
+    if method.needs_source and source is None:
+        raise DpiatError(f"init method {name!r} needs a trained source network, and none was given.")
+    report = method.resolve()(target, source=source, **options)
+    report.setdefault("method", name)
+    return report
+
+
+@register_init("random", needs_source=False, summary="keep the target's default (timm) initialisation")
+def random_init(target: nn.Module, source: nn.Module | None = None, **options: Any) -> dict:
+    if options:
+        raise DpiatError(f"init method 'random' takes no options, got {sorted(options)}")
+    n = sum(p.numel() for p in target.parameters())
+    return {"method": "random", "n_params": n, "fraction_overwritten": 0.0}
+
+
+@register_init("dpiat", needs_source=True, summary="faithful DPIAT transfer (Czyzewski et al. 2022)")
+def dpiat_init(target: nn.Module, source: nn.Module | None = None, **options: Any) -> dict:
+    from dpiat.transfer import transfer
+
+    return transfer(source, target, method="dpiat", **options).as_dict()
+
+
+register_lazy("ghn", "dpiat.ghn:ghn_init", needs_source=False,
+              summary="GHN-2 parameter prediction (Knyazev et al. 2021); option checkpoint=PATH")
