@@ -11,12 +11,22 @@ The faithful method follows the authors' reference exactly (``shared/docs/method
 variants get names of their own.
 """
 
+from dpiat.align import Aligner, align
+from dpiat.copy import clip_copy
 from dpiat.errors import DpiatError, NoTransferableLayersError, UnknownNameError, WeightsError
 from dpiat.inits import available_inits, get_init, initialize, register_init
+from dpiat.match import Matching, match
+from dpiat.models import create_model
+from dpiat.similarity import DEFAULT_CANDIDATES, rank_sources, similarity, similarity_matrix
+from dpiat.standardize import Block, Layer, standardize
+from dpiat.transfer import TransferReport, transfer
+from dpiat.weights import load_weights, read_state_dict, save_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DpiatError", "NoTransferableLayersError", "UnknownNameError", "WeightsError",
-    "available_inits", "get_init", "initialize", "register_init",
+    "Aligner", "Block", "DEFAULT_CANDIDATES", "DpiatError", "Layer", "Matching", "NoTransferableLayersError",
+    "TransferReport", "UnknownNameError", "WeightsError", "align", "available_inits", "clip_copy",
+    "create_model", "get_init", "initialize", "load_weights", "match", "rank_sources", "read_state_dict",
+    "register_init", "save_weights", "similarity", "similarity_matrix", "standardize", "transfer",
 ]

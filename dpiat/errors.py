@@ -15,13 +15,23 @@ class DpiatError(ValueError):
     """A problem with the user's input, explained in the message."""
 
 
+def close_matches(name: str, choices: Iterable[str], n: int = 5, cutoff: float = 0.6) -> list[str]:
+    """The ``n`` choices most similar to ``name`` (ties in alphabetical order, so b0 comes before b8)."""
+    scored = []
+    for c in choices:
+        r = difflib.SequenceMatcher(None, name, c).ratio()
+        if r >= cutoff:
+            scored.append((-r, c))
+    return [c for _, c in sorted(scored)[:n]]
+
+
 class UnknownNameError(DpiatError, KeyError):
     """An unknown registry name (model, init method, ...), with close matches suggested."""
 
     def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = ""):
         self.kind, self.name = kind, name
         choices = sorted(set(choices))
-        close = difflib.get_close_matches(name, choices, n=5, cutoff=0.6)
+        close = close_matches(name, choices)
         if not close:  # substring matches catch e.g. "effnet_b0" -> "*efficientnet_b0"
             key = name.lower().replace("-", "_")
             close = [c for c in choices if key in c.lower()][:5]

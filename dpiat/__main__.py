@@ -1,0 +1,5 @@
+import sys
+
+from dpiat.cli import main
+
+sys.exit(main())

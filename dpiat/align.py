@@ -1,0 +1,187 @@
+"""Alignment: the order-preserving DP that matches blocks, and layers inside blocks (method.md section 4).
+
+``align(source, target)`` aligns two standardized sequences (:class:`~dpiat.standardize.Block`) and
+returns the DP value and the matched leaf pairs in target order. Scores of two blocks are the (raw) value
+of aligning their contents, so the DP recurses; equal-looking blocks share one cached alignment.
+
+The DP itself runs in C when the optional extension ``dpiat._dpcore`` was built (``BACKEND == "c"``) and in
+pure Python otherwise (or with ``DPIAT_PURE_PYTHON=1``). Both perform the same float64 operations in the
+same order as the authors' reference, so matchings are bit-identical (checked by the tests).
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from dataclasses import dataclass, field
+
+from dpiat.layers import shape_score
+from dpiat.standardize import Block, Layer
+
+SKIP_TARGET, SKIP_SOURCE = -1, -2
+
+try:
+    if os.environ.get("DPIAT_PURE_PYTHON"):
+        raise ImportError
+    from dpiat._dpcore import dp as _dp_c
+
+    BACKEND = "c"
+except ImportError:  # no compiler at install time: same results, slower
+    _dp_c = None
+    BACKEND = "python"
+
+_DIV = array("d", [0.0])  # _DIV[L] = L ** 0.5, the divisor of a run of length L (Python's own pow)
+
+
+def _divisors(n: int) -> array:
+    while len(_DIV) <= n:
+        _DIV.append(len(_DIV) ** 0.5)
+    return _DIV
+
+
+def _dp_python(s, n: int, m: int, div) -> tuple[float, list[int]]:
+    """The reference DP. ``s[(i-1)*m + (j-1)]`` = score(source j, target i); returns (value, back)."""
+    W = m + 1
+    D = [0.0] * ((n + 1) * W)
+    back = [0] * ((n + 1) * W)
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            up, left = D[(i - 1) * W + j], D[i * W + j - 1]
+            if up > left:
+                best, b = up, SKIP_TARGET  # T_i unmatched
+            else:
+                best, b = left, SKIP_SOURCE  # S_j unused (wins ties)
+            acc = 0.0
+            for k in range(i, 0, -1):  # S_j feeds the contiguous target run T_k..T_i
+                acc += s[(k - 1) * m + (j - 1)]
+                v = D[(k - 1) * W + (j - 1)] + acc / div[i - k + 1]
+                if v > best:  # strictly greater: skips beat an equal run, shorter runs beat longer
+                    best, b = v, k
+            D[i * W + j] = best
+            back[i * W + j] = b
+    return D[n * W + m], back
+
+
+def dp(scores, n: int, m: int) -> tuple[float, object]:
+    """Run the DP on a flat float64 score buffer; returns (value, back) with back indexable as ints."""
+    div = _divisors(n)
+    if _dp_c is not None:
+        value, raw = _dp_c(scores, n, m, div)
+        return value, memoryview(raw).cast("i")
+    return _dp_python(scores, n, m, div)
+
+
+def backtrack(back, n: int, m: int) -> list[tuple]:
+    """Steps in target order: ("run", j, k, i) = S_j feeds T_k..T_i; ("skip_target", i); ("skip_source", j).
+
+    Indices are 1-based as in the spec."""
+    W = m + 1
+    steps = []
+    i, j = n, m
+    while i > 0 and j > 0:
+        b = back[i * W + j]
+        if b == SKIP_TARGET:
+            steps.append(("skip_target", i))
+            i -= 1
+        elif b == SKIP_SOURCE:
+            steps.append(("skip_source", j))
+            j -= 1
+        else:
+            steps.append(("run", j, b, i))
+            i, j = b - 1, j - 1
+    while j > 0:
+        steps.append(("skip_source", j))
+        j -= 1
+    while i > 0:
+        steps.append(("skip_target", i))
+        i -= 1
+    steps.reverse()
+    return steps
+
+
+@dataclass
+class Aligned:
+    """The alignment of two sequences: DP value, the steps, and the score matrix (target-major)."""
+
+    value: float
+    steps: list
+    scores: array
+
+
+@dataclass
+class Aligner:
+    """Aligns standardized structures, caching leaf scores and block alignments by signature."""
+
+    leaf_scores: dict = field(default_factory=dict)
+    blocks: dict = field(default_factory=dict)
+
+    def score(self, x, y) -> float:
+        """score(x from source, y from target), method.md section 3."""
+        xb, yb = isinstance(x, Block), isinstance(y, Block)
+        if xb and yb:
+            return self.align(x, y).value  # raw, not normalised
+        if xb or yb:
+            return 0.0  # block vs layer
+        key = (x.sig, y.sig)
+        s = self.leaf_scores.get(key)
+        if s is None:
+            s = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
+            self.leaf_scores[key] = s
+        return s
+
+    def align(self, source: Block, target: Block) -> Aligned:
+        key = (source.sig, target.sig)
+        hit = self.blocks.get(key)
+        if hit is not None:
+            return hit
+        n, m = len(target), len(source)
+        scores = array("d", [self.score(x, y) for y in target for x in source])
+        value, back = dp(scores, n, m)
+        result = self.blocks[key] = Aligned(value, backtrack(back, n, m), scores)
+        return result
+
+    def leaf_pairs(self, source: Block, target: Block, out: list | None = None) -> list:
+        """Matched leaves in target order: (src Layer | None, dst Layer | None, score).
+
+        Only transferable (PARAM) layers are listed: parameter-free leaves can never be matched."""
+        out = [] if out is None else out
+        aligned = self.align(source, target)
+        m = len(source)
+        for step in aligned.steps:
+            if step[0] == "run":
+                _, j, k, i = step
+                x = source[j - 1]
+                for t in range(k, i + 1):
+                    y = target[t - 1]
+                    s = aligned.scores[(t - 1) * m + (j - 1)]
+                    if s == 0.0:  # a target in a run whose score is 0 stays unmatched
+                        _unmatched(y, out)
+                    elif isinstance(x, Block):
+                        self.leaf_pairs(x, y, out)
+                    else:
+                        out.append((x, y, s))
+            elif step[0] == "skip_target":
+                _unmatched(target[step[1] - 1], out)
+            else:
+                _unused(source[step[1] - 1], out)
+        return out
+
+
+def _unmatched(y, out: list) -> None:
+    for leaf in (y.layers() if isinstance(y, Block) else (y,)):
+        if leaf.transferable:
+            out.append((None, leaf, 0.0))
+
+
+def _unused(x, out: list) -> None:
+    for leaf in (x.layers() if isinstance(x, Block) else (x,)):
+        if leaf.transferable:
+            out.append((leaf, None, 0.0))
+
+
+def align(source: Block, target: Block) -> Aligned:
+    """Align two standardized structures (one-off; use :class:`Aligner` to share caches)."""
+    return Aligner().align(source, target)
+
+
+__all__ = ["Aligner", "Aligned", "align", "backtrack", "dp", "BACKEND", "Layer", "Block"]

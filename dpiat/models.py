@@ -1,0 +1,58 @@
+"""Building models by name (timm), with helpful errors, on any device including ``meta``.
+
+    >>> import dpiat
+    >>> m = dpiat.create_model("tf_efficientnet_b0", num_classes=10, device="meta")   # shapes only
+    >>> dpiat.create_model("efficientnet_bo")
+    Traceback (most recent call last):
+    dpiat.errors.UnknownNameError: unknown timm model 'efficientnet_bo'. Did you mean: efficientnet_b0, ...
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import torch
+from torch import nn
+
+from dpiat.errors import DpiatError, UnknownNameError
+
+
+@lru_cache(maxsize=1)
+def timm_model_names() -> tuple[str, ...]:
+    import timm
+
+    return tuple(timm.list_models())
+
+
+def check_model_name(name: str) -> None:
+    """Raise UnknownNameError (with close names) unless ``name`` is a timm architecture."""
+    if not isinstance(name, str):
+        raise DpiatError(f"a model must be a timm name or an nn.Module, got {type(name).__name__}")
+    arch = name.split(".", 1)[0]  # "resnet50.a1_in1k" -> "resnet50"
+    if arch not in timm_model_names():
+        raise UnknownNameError("timm model", arch, timm_model_names(),
+                               hint=f"List names with: python -c \"import timm; print(timm.list_models('*{arch[:4]}*'))\"")
+
+
+def create_model(name: str, *, device: str | torch.device | None = None, pretrained: bool = False,
+                 **kwargs) -> nn.Module:
+    """``timm.create_model(name, **kwargs)``, built directly on ``device`` (e.g. ``"meta"``)."""
+    import timm
+
+    check_model_name(name)
+    if pretrained and str(device) == "meta":
+        raise DpiatError("pretrained weights cannot be loaded on the meta device")
+    try:
+        if device is None:
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
+        with torch.device(device):
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except TypeError as e:  # e.g. an option the architecture does not take
+        raise DpiatError(f"timm could not build {name!r} with {kwargs}: {e}") from None
+
+
+def as_model(model: nn.Module | str, **kwargs) -> nn.Module:
+    """A module as it is, or a timm name built on the meta device (enough to match and score)."""
+    if isinstance(model, nn.Module):
+        return model
+    return create_model(model, device="meta", **kwargs)
