@@ -11,15 +11,15 @@ The faithful method follows the authors' reference exactly (``shared/docs/method
 variants get names of their own.
 """
 
-from dpiat.align import Aligner, align
-from dpiat.copy import clip_copy
+from dpiat.alignment import Aligner, align
+from dpiat.clip import clip_copy
 from dpiat.errors import DpiatError, NoTransferableLayersError, UnknownNameError, WeightsError
 from dpiat.inits import available_inits, get_init, initialize, register_init
-from dpiat.match import Matching, match
+from dpiat.matching import Matching, match
 from dpiat.models import create_model
-from dpiat.similarity import DEFAULT_CANDIDATES, rank_sources, similarity, similarity_matrix
-from dpiat.standardize import Block, Layer, standardize
-from dpiat.transfer import TransferReport, transfer
+from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources, similarity, similarity_matrix
+from dpiat.structure import Block, Layer, standardize
+from dpiat.pipeline import TransferReport, transfer
 from dpiat.weights import load_weights, read_state_dict, save_weights
 
 __version__ = "0.1.0"

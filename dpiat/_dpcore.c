@@ -1,5 +1,5 @@
 /* The DPIAT alignment DP (method.md section 4) in C: the same float64 operations, in the same order,
- * as the pure-Python reference in dpiat/align.py (`_dp_python`), so values and decisions are identical.
+ * as the pure-Python reference in dpiat/alignment.py (`_dp_python`), so values and decisions are identical.
  * Built as an optional extension; dpiat falls back to the Python version when it is missing.
  *
  * dp(scores, n, m, div) -> (value, back)

@@ -27,7 +27,7 @@ def _build(name: str, num_classes: int, in_chans: int, device: str | None = None
 
 
 def cmd_transfer(args) -> int:
-    from dpiat.transfer import transfer
+    from dpiat.pipeline import transfer
     from dpiat.weights import load_weights, save_weights
 
     if not args.out.endswith(".safetensors"):
@@ -50,7 +50,7 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from dpiat.match import match
+    from dpiat.matching import match
 
     source = _build(args.source, args.source_num_classes, args.in_chans, device="meta")
     target = _build(args.target, args.num_classes, args.in_chans, device="meta")
@@ -68,7 +68,7 @@ def _matrix(names: list[str], values: list[list[float]]) -> str:
 
 
 def cmd_similarity(args) -> int:
-    from dpiat.similarity import similarity_matrix
+    from dpiat.ranking import similarity_matrix
 
     names = [args.a, args.b, *args.more]
     print(_matrix(names, similarity_matrix(names)))
@@ -77,7 +77,7 @@ def cmd_similarity(args) -> int:
 
 def cmd_rank(args) -> int:
     from dpiat.models import check_model_name
-    from dpiat.similarity import DEFAULT_CANDIDATES, rank_sources
+    from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources
 
     candidates = args.candidates or [c for c in DEFAULT_CANDIDATES if c != args.target]
     for name in [args.target, *candidates]:

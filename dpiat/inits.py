@@ -94,7 +94,7 @@ def random_init(target: nn.Module, source: nn.Module | None = None, **options: A
 
 @register_init("dpiat", needs_source=True, summary="faithful DPIAT transfer (Czyzewski et al. 2022)")
 def dpiat_init(target: nn.Module, source: nn.Module | None = None, **options: Any) -> dict:
-    from dpiat.transfer import transfer
+    from dpiat.pipeline import transfer
 
     return transfer(source, target, method="dpiat", **options).as_dict()
 

@@ -512,3 +512,21 @@ def _with_virtual_edges(n: int, real: list[tuple[int, int]], cutoff: int) -> np.
     dist = shortest_path(adj, method="D", directed=True, unweighted=True)
     src, dst = np.nonzero((dist >= 1) & (dist <= cutoff))
     return np.stack([src, dst, dist[src, dst].astype(np.int64)], 1).astype(np.int64)
+
+
+def merge_graphs(graphs: list[Graph]) -> tuple[Graph, list[int]]:
+    """Several graphs as one disconnected graph (a meta-batch), and each graph's first node index.
+
+    The GHN processes the union in one pass: the sweeps run level by level, so a meta-batch costs
+    about as many sequential steps as its deepest graph. Only ``nodes`` and ``edges`` are meaningful
+    in the union; read per-network fields from the original graphs.
+    """
+    offsets, nodes, edges, n = [], [], [], 0
+    for g in graphs:
+        offsets.append(n)
+        nodes += g.nodes
+        edges.append(g.edges + np.array([n, n, 0], np.int64))
+        n += len(g.nodes)
+    cutoff = max((g.ve_cutoff for g in graphs), default=1)
+    return Graph(nodes, np.concatenate(edges) if edges else np.zeros((0, 3), np.int64), {},
+                 ve_cutoff=cutoff), offsets

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from dpiat.align import Aligner
+from dpiat.alignment import Aligner
 from dpiat.errors import NoTransferableLayersError
-from dpiat.standardize import Block, Layer, standardize
+from dpiat.structure import Block, Layer, standardize
 
 
 @dataclass

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from dpiat.copy import clip_windows, copy_layer
+from dpiat.clip import clip_windows, copy_layer
 from dpiat.errors import DpiatError, UnknownNameError
-from dpiat.match import Matching, match
+from dpiat.matching import Matching, match
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Alignment: the order-preserving DP that matches blocks, and layers inside blocks (method.md section 4).
 
-``align(source, target)`` aligns two standardized sequences (:class:`~dpiat.standardize.Block`) and
+``align(source, target)`` aligns two standardized sequences (:class:`~dpiat.structure.Block`) and
 returns the DP value and the matched leaf pairs in target order. Scores of two blocks are the (raw) value
 of aligning their contents, so the DP recurses; equal-looking blocks share one cached alignment.
 
@@ -16,7 +16,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from dpiat.layers import shape_score
-from dpiat.standardize import Block, Layer
+from dpiat.structure import Block, Layer
 
 SKIP_TARGET, SKIP_SOURCE = -1, -2
 

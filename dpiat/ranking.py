@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from dpiat.align import Aligner
-from dpiat.match import check_transferable
+from dpiat.alignment import Aligner
+from dpiat.matching import check_transferable
 from dpiat.models import as_model
-from dpiat.standardize import Block, standardize
+from dpiat.structure import Block, standardize
 
 # Built-in candidates for ranking: ImageNet CNNs of the paper's families and common baselines.
 DEFAULT_CANDIDATES: tuple[str, ...] = (
