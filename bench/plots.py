@@ -1,0 +1,166 @@
+"""The aggregated experiment's plots, as PNG files (written atomically)::
+
+    from bench.plots import write_plots
+    write_plots(cells, rows, "results/proxy")     # cells and rows from bench.aggregate
+
+- ``curves_<pair>.png``: validation top-1 per epoch, one line per init: mean over the seeds averaged into
+  the table, band = min..max over those seeds; epoch 0 (hollow marker, dotted) = before training, when
+  run.json has ``init_metrics``.
+- ``ratios.png``: ratio to random init (best over epochs 1..N) per pair and init, bars with the bootstrap
+  95% interval, the mean over pairs (``ALL``), and the paper's figure when it gives one.
+- ``similarity_vs_ratio.png``: architecture similarity vs that ratio, one series per source-based init
+  with at least 3 pairs, Pearson r and n in the title.
+
+Uses matplotlib's ``Figure`` directly (no pyplot), so it sets no global backend and needs no display.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from bench.aggregate import ALL, REFERENCE_INIT, Cell, similarity_correlations
+
+PLOT_NAMES = re.compile(r"^(curves_.*|ratios|similarity_vs_ratio)\.png$")  # what this module writes
+
+
+def save_png(fig: Figure, path: Path) -> None:
+    """Save atomically: a temp file in the same folder, fsync, rename (runfile's writers are text-only)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _colors(inits) -> dict[str, str]:
+    """One colour per init, the same in every plot."""
+    return {init: f"C{i % 10}" for i, init in enumerate(inits)}
+
+
+def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure | None:
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    drawn, has_epoch0 = False, False
+    for cell in cells:
+        if not cell.used:
+            continue
+        c = np.array(list(cell.curves().values()))  # seeds x N
+        x, mean, color = np.arange(1, c.shape[1] + 1), c.mean(axis=0), colors[cell.init]
+        label = f"{cell.init} (n={len(c)}" + (f", shared with {cell.shared_from})" if cell.shared_from else ")")
+        ax.plot(x, mean, color=color, marker="o", ms=3, label=label)
+        if len(c) > 1:
+            ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=color, alpha=0.2, lw=0)
+        start = [r.init_top1 for r in cell.used if r.init_top1 is not None]
+        if start:  # accuracy before training: a different kind of point, drawn differently
+            has_epoch0 = True
+            ax.plot([0, 1], [np.mean(start), mean[0]], color=color, ls=":")
+            ax.plot([0], [np.mean(start)], color=color, marker="o", mfc="white", ms=6)
+        drawn = True
+    if not drawn:
+        return None
+    ax.set_title(f"{pair}: validation top-1, mean over seeds (band: min..max)", fontsize=10)
+    ax.set_xlabel("epoch" + (" (0 = before training, hollow marker)" if has_epoch0 else ""))
+    ax.set_ylabel("validation top-1")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None) -> Figure | None:
+    inits = [i for i in colors if i != REFERENCE_INIT
+             and any(r["init"] == i and r["ratio_best_mean"] is not None for r in rows)]
+    if not inits:
+        return None
+    groups = [p for p in dict.fromkeys(r["pair"] for r in rows if r["pair"] != ALL)
+              if any(r["pair"] == p and r["init"] in inits and r["ratio_best_mean"] is not None for r in rows)]
+    groups.append(ALL)
+    lookup = {(r["pair"], r["init"]): r for r in rows}
+    fig = Figure(figsize=(max(6.4, 0.9 * len(groups) * max(1, len(inits) / 2)), 4.2))
+    ax = fig.add_subplot()
+    width = 0.8 / len(inits)
+    for j, init in enumerate(inits):
+        bars = [(g - 0.4 + width * (j + 0.5), lookup[pair, init]) for g, pair in enumerate(groups)
+                if (pair, init) in lookup and lookup[pair, init]["ratio_best_mean"] is not None]
+        ax.bar([x for x, _ in bars], [r["ratio_best_mean"] for _, r in bars], width, color=colors[init],
+               label=init, hatch=[("//" if r["pair"] == ALL else "") for _, r in bars])
+        ci = [(x, r) for x, r in bars if r["ratio_best_ci_low"] is not None]
+        if ci:
+            y = np.array([r["ratio_best_mean"] for _, r in ci])
+            lo, hi = (np.array([r[c] for _, r in ci]) for c in ("ratio_best_ci_low", "ratio_best_ci_high"))
+            ax.errorbar([x for x, _ in ci], y, yerr=[y - lo, hi - y], fmt="none", ecolor="black", capsize=3)
+    ax.axhline(1.0, color="black", lw=0.8, label="random init")
+    if paper:
+        ax.axhline(paper["value"], color="gray", ls="--",
+                   label=f"paper: {paper['value']}x ({paper['init']}, {paper['epochs']} epochs)")
+    epochs = {r["epochs"] for r in rows if r["pair"] != ALL and r["epochs"] is not None}
+    n_text = f"1..{epochs.pop()}" if len(epochs) == 1 else "1..N"
+    ax.set_ylabel(f"ratio to random init\n(best top-1 over epochs {n_text})")
+    ax.set_title("ratio per pair: mean over seeds, bootstrap 95% interval; ALL (hatched) = mean over pairs", fontsize=10)
+    ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_similarity(rows: list[dict], colors: dict[str, str]) -> Figure | None:
+    corr = similarity_correlations(rows)
+    if not corr:
+        return None
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    for init in corr:
+        pts = [r for r in rows if r["init"] == init and r["pair"] != ALL
+               and r["similarity"] is not None and r["ratio_best_mean"] is not None]
+        x, y = [r["similarity"] for r in pts], [r["ratio_best_mean"] for r in pts]
+        err = [(r["ratio_best_mean"] - r["ratio_best_ci_low"], r["ratio_best_ci_high"] - r["ratio_best_mean"])
+               if r["ratio_best_ci_low"] is not None else (0.0, 0.0) for r in pts]
+        ax.errorbar(x, y, yerr=np.array(err).T, fmt="o", color=colors[init], capsize=3, label=init)
+        for r in pts:
+            ax.annotate(r["pair"], (r["similarity"], r["ratio_best_mean"]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+    ax.axhline(1.0, color="black", lw=0.8)
+    title = "; ".join(f"{i}: Pearson r = " + ("undefined" if np.isnan(r) else f"{r:.2f}") + f", n = {n}"
+                      for i, (r, n) in corr.items())
+    ax.set_title(f"similarity vs ratio to random ({title})", fontsize=9)
+    ax.set_xlabel("architecture similarity (run.json 'similarity')")
+    ax.set_ylabel("ratio to random init (best top-1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+
+
+def write_plots(cells: list[Cell], rows: list[dict], out_dir: str | Path, paper: dict | None = None) -> list[Path]:
+    """Write every plot there is data for; remove this module's plots from earlier runs that no longer apply."""
+    out_dir = Path(out_dir)
+    colors = _colors(dict.fromkeys(r["init"] for r in rows if r["pair"] != ALL))
+    figures = {}
+    for pair in dict.fromkeys(c.pair for c in cells):
+        figures[f"curves_{_safe(pair)}.png"] = plot_curves(pair, [c for c in cells if c.pair == pair], colors)
+    figures["ratios.png"] = plot_ratios(rows, colors, paper)
+    figures["similarity_vs_ratio.png"] = plot_similarity(rows, colors)
+    written = []
+    for name, fig in figures.items():
+        if fig is not None:
+            save_png(fig, out_dir / name)
+            written.append(out_dir / name)
+    for old in out_dir.glob("*.png"):  # e.g. the curves of a pair that is gone: stale, and misleading
+        if PLOT_NAMES.match(old.name) and old not in written:
+            old.unlink()
+    return written
