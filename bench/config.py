@@ -1,0 +1,193 @@
+"""Typed schema of the harness config (``conf/``), registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` starts its defaults list with ``base_config`` (the :class:`Config` dataclass below), so
+every config group is merged onto a typed node: a typo or a wrong type fails before any work, with Hydra's
+own message, e.g. ``python bench/run.py trainer.devics=2`` -> "Key 'devics' not in 'TrainerConfig'", and
+``pair=nope`` -> "Available options in 'pair': ...". The ``init`` group is the exception on purpose: it
+holds ``name`` plus whatever options that method takes, and the method itself rejects unknown options.
+
+Compose the real config without the command line (what the tests do)::
+
+    from hydra import compose, initialize_config_dir
+    import bench.config  # registers the schema
+    with initialize_config_dir(str(bench.config.CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke"])
+    print(cfg.pair.target, cfg.data.name)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+@dataclass
+class PathsConfig:
+    runs: str = "results/runs"  # run folders: <runs>/<experiment>/<pair>/<init>/seed<k>/
+    data: str = "data"  # where downloadable data sets (CIFAR, generated synthetic sets) go
+
+
+@dataclass
+class PairConfig:
+    name: str = MISSING  # = the file name in conf/pair/; part of the run folder
+    source: Optional[str] = None  # timm name of the network whose weights are transferred
+    target: str = MISSING  # timm name of the network that is trained
+    note: str = ""
+
+
+@dataclass
+class SourceConfig:
+    # train: train it here with the same recipe and data, cached and shared by all target runs;
+    # timm: timm's pretrained weights (needs internet); none: an untrained source (the control that shows
+    # a gain comes from training); anything else: the path of a weights file (see dpiat.load_weights)
+    weights: str = "train"
+    epochs: int = 2  # when weights=train
+    seed: int = 0  # sources are trained once and shared by every target seed
+    lr: Optional[float] = None  # None: optim.lr (the protocol uses 1e-3 to fine-tune pretrained sources)
+    num_classes: Optional[int] = None  # None: the data's; e.g. 1000 for an ImageNet-headed weights file
+    in_chans: Optional[int] = None  # None: the data's
+
+
+@dataclass
+class SyntheticConfig:
+    train_per_class: int = 24
+    val_per_class: int = 8
+    min_size: int = 40  # generated images are W x H with sides in [min_size, max_size], not square on purpose
+    max_size: int = 64
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # imagenet | cifar10 | cifar100 | fashion_mnist | digits | synthetic
+    root: Optional[str] = None  # data location; None: the data set's default
+    num_classes: int = MISSING
+    in_chans: int = 3
+    resolution: Optional[int] = None  # None: per target model (b0 224, b1 240, b2 260, others 224)
+    mean: List[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: List[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    batch_size: int = 128  # global: split across devices
+    eval_batch_size: Optional[int] = None  # None: 2 x batch_size
+    train_subset: Optional[int] = None  # an "epoch" = this many images, a fixed seeded subset
+    val_subset: Optional[int] = None
+    subset_seed: int = 0  # fixed across run seeds: every init sees the same images
+    crop_scale: Optional[List[float]] = None  # None: (0.1, 1), or (0.5, 1) below 100 px (protocol)
+    hflip: bool = True
+    num_workers: int = 0  # 0 on small CPU machines; in-memory data sets never use workers
+    download: bool = False  # torchvision data sets: download into root when missing
+    synthetic: Optional[SyntheticConfig] = None
+
+
+class OptimName(str, Enum):
+    adam = "adam"
+    sgd = "sgd"
+
+
+class Schedule(str, Enum):
+    mocked_cosine = "mocked_cosine"  # the paper's: cosine over a mocked `mock_epochs`, stepped per epoch
+    cosine = "cosine"  # cosine over the real number of epochs, stepped per epoch
+    constant = "constant"
+
+
+@dataclass
+class OptimConfig:
+    name: OptimName = OptimName.adam
+    lr: float = 4e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = True  # sgd only
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam only
+    schedule: Schedule = Schedule.mocked_cosine
+    mock_epochs: int = 100
+    min_factor: float = 0.1  # the lr factor never goes below this
+
+
+@dataclass
+class TrainerConfig:
+    accelerator: str = "cpu"  # cpu | gpu | auto
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp (one process per device)
+    precision: str = "32-true"  # 16-mixed / bf16-mixed for AMP on GPUs
+    channels_last: bool = False  # faster convolutions on recent GPUs
+    deterministic: Optional[bool] = None  # None: True on CPU, "warn" on GPU
+    float32_matmul_precision: Optional[str] = None  # "high" enables TF32 on Ampere+ GPUs
+    enable_progress_bar: bool = True
+    log_every_n_steps: int = 50
+    max_loss: float = 1000.0  # a training loss above this is divergence, not learning: stop the run
+    limit_train_batches: Optional[int] = None  # smoke tests only: caps the batches per epoch
+
+
+@dataclass
+class LoggerConfig:
+    csv: bool = True  # Lightning CSVLogger into <run>/csv/
+    wandb: bool = False
+    wandb_mode: str = "offline"  # offline (sync later with `wandb sync`), online, disabled
+    wandb_project: str = "dpiat-bench"
+    wandb_entity: Optional[str] = None
+
+
+@dataclass
+class GridConfig:
+    """What a sweep over this experiment expands to (read by the sweep tooling, not by a single run)."""
+
+    pairs: List[str] = field(default_factory=list)  # names of conf/pair/*.yaml
+    models: List[str] = field(default_factory=list)  # all ordered (source, target) pairs, via pair=custom
+    inits: List[str] = field(default_factory=list)
+    seeds: List[int] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    experiment_name: str = "default"  # part of the run folder
+    seed: int = 0
+    epochs: int = MISSING
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    pair: PairConfig = field(default_factory=PairConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    # `name` plus the method's options, passed on to dpiat.initialize(name, target, source, **options)
+    init: Dict[str, Any] = field(default_factory=lambda: {"name": MISSING})
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+register_configs()
+
+
+def data_config(name: str, **overrides: Any) -> DictConfig:
+    """A data config from ``conf/data/<name>.yaml`` without Hydra, for scripts and tests.
+
+    >>> cfg = data_config("digits", batch_size=64)
+    >>> cfg.num_classes, cfg.batch_size
+    (10, 64)
+    """
+    path = CONF_DIR / "data" / f"{name}.yaml"
+    if not path.exists():
+        from dpiat.errors import UnknownNameError
+
+        raise UnknownNameError("data set", name, [p.stem for p in (CONF_DIR / "data").glob("*.yaml")])
+    cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(path), overrides)
+    return cfg
+
+
+def init_options(init_cfg: Any) -> dict:
+    """Everything in the init group but ``name``: the keyword options of the init method."""
+    options = OmegaConf.to_container(init_cfg, resolve=True) if isinstance(init_cfg, DictConfig) else dict(init_cfg)
+    options.pop("name", None)
+    return options
