@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -61,14 +62,15 @@ def _read_torch(path: Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg:
-            first = msg.strip().splitlines()[0][:300]
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", msg) or re.search(r"(\S+) was not an allowed global", msg)
+        if unsafe:
             raise WeightsError(
-                f"{str(path)!r} contains pickled Python objects beyond tensors and plain containers, and "
-                "dpiat refuses to unpickle arbitrary objects from a file (it could run code). Save a plain "
-                "state dict instead (torch.save(model.state_dict(), f) or safetensors). Detail: " + first) from None
-        raise WeightsError(f"{str(path)!r} is not a readable torch file (corrupt or truncated?): {e}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError) as e:
+                f"{str(path)!r} contains a pickled Python object ({unsafe.group(1)}) beyond tensors and plain "
+                "containers, and dpiat refuses to unpickle arbitrary objects from a file (it could run code). "
+                "Save a plain state dict instead: torch.save(model.state_dict(), f) or safetensors.") from None
+        raise WeightsError(f"{str(path)!r} is not a readable torch file (corrupt or truncated?): "
+                           f"{msg.split('WeightsUnpickler error:')[-1].strip().splitlines()[0][:200]}") from None
+    except Exception as e:  # truncated/corrupt files fail anywhere inside the unpickler (EOF, IndexError, ...)
         raise WeightsError(f"{str(path)!r} is not a readable weights file (corrupt or truncated?): "
                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
