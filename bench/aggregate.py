@@ -375,9 +375,11 @@ def _add_ratios(row: dict, cell: Cell, ref: Cell | None, curves: dict) -> None:
 def all_rows(rows: list[dict], experiment: str) -> list[dict]:
     """One ``pair=ALL`` row per init (but random): every ratio column averaged over the pairs that have it."""
     out, paper = [], PAPER_FIGURES.get(experiment)
+    pairs = list(dict.fromkeys(r["pair"] for r in rows))
     for init in sorted({r["init"] for r in rows} - {REFERENCE_INIT}, key=_init_order):
         mine = [r for r in rows if r["init"] == init]
         have = [r for r in mine if r["ratio_best_mean"] is not None]
+        without = [p for p in pairs if p not in {r["pair"] for r in have}]  # incl. pairs with no such runs
         row = dict.fromkeys(COLUMNS)
         row.update(pair=ALL, init=init, n=len(have))
         for col in [*RATIO_COLUMNS, *CLIPPED.values()]:
@@ -385,9 +387,12 @@ def all_rows(rows: list[dict], experiment: str) -> list[dict]:
             row[col] = float(np.mean(vals)) if vals else None
         epochs = {r["epochs"] for r in mine if r["epochs"] is not None}
         row["epochs"] = epochs.pop() if len(epochs) == 1 else None
-        notes = [f"mean over {len(have)} of {len(mine)} pairs"]
-        if len(have) < len(mine):
-            notes.append("no ratio for " + ", ".join(r["pair"] for r in mine if r not in have))
+        notes = [f"mean over {len(have)} of {len(pairs)} pairs"]
+        if without:
+            notes.append("no ratio for " + ", ".join(without))
+        partial = [f"{r['pair']} ({r['n_partial']})" for r in have if r["n_partial"]]
+        if partial:  # e.g. a diverged seed left out of a pair's mean: the headline must say so
+            notes.append("runs not averaged in: " + ", ".join(partial))
         n_paper = sum(r["ratio_best_paper"] is not None for r in mine)
         if n_paper != len(have):
             notes.append(f"paper-definition columns over {n_paper} pairs")

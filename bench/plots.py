@@ -60,8 +60,10 @@ def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure 
         x, mean, color = np.arange(1, c.shape[1] + 1), c.mean(axis=0), colors[cell.init]
         label = f"{cell.init} (n={len(c)}" + (f", shared with {cell.shared_from})" if cell.shared_from else ")")
         ax.plot(x, mean, color=color, marker="o", ms=3, label=label)
-        if len(c) > 1:
+        if len(c) > 1 and len(x) > 1:
             ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=color, alpha=0.2, lw=0)
+        elif len(c) > 1:  # one epoch: a band would be invisible
+            ax.errorbar(x, mean, yerr=[mean - c.min(axis=0), c.max(axis=0) - mean], color=color, capsize=3)
         start = [r.init_top1 for r in cell.used if r.init_top1 is not None]
         if start:  # accuracy before training: a different kind of point, drawn differently
             has_epoch0 = True

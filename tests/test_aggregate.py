@@ -142,8 +142,10 @@ def test_partial_runs_are_counted_and_named_not_averaged(runs, status):
     reason = "loss became NaN at epoch 2, step 17" if status == "failed" else None
     write_run(runs, "a_to_t", "dpiat", 3, [0.05], status=status, source="a", reason=reason)
     write_run(runs, "a_to_t", "random", 3, [0.3, 0.5])
-    d = table(runs)["a_to_t", "dpiat"]
+    t = table(runs)
+    d = t["a_to_t", "dpiat"]
     assert (d["n"], d["n_runs"], d["n_partial"], d[f"n_{status}"]) == (3, 4, 1, 1 + 3 * (status == "finished"))
+    assert "runs not averaged in: a_to_t (1)" in t["ALL", "dpiat"]["note"]  # the headline says it too
     assert d["best_top1_mean"] == pytest.approx(0.8) and d["ratio_best_mean"] == pytest.approx(5 / 3)
     assert f"seed3 {status} (1/2 epochs)" in d["note"]
     if reason:
@@ -258,6 +260,8 @@ def test_shared_baseline_only_from_runs_with_same_target_data_and_epochs(tmp_pat
     assert t["b_to_t", "dpiat"]["ratio_best_mean"] == pytest.approx(5 / 3)
     assert t["c_to_t", "random"]["n_runs"] == 0 and "no random runs" in t["c_to_t", "random"]["note"]
     assert t["c_to_t", "dpiat"]["ratio_best_mean"] is None  # 3-epoch runs never meet 2-epoch baselines
+    # the mean over pairs names every pair it leaves out, including one that has no dpiat runs at all
+    assert t["ALL", "dpiat"]["note"] == "mean over 2 of 4 pairs; no ratio for c_to_t, d_to_t"
 
 
 def test_own_failed_baseline_is_not_replaced_by_a_shared_one(tmp_path):
