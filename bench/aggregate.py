@@ -32,6 +32,7 @@ target/data/epochs mixed.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections import Counter, defaultdict
@@ -92,6 +93,15 @@ class Run:
     top1: dict[int, float]  # epoch -> val_top1
 
     @property
+    def source_free(self) -> bool:
+        """True for inits that read no source (random, ghn): their runs can serve every pair of a target.
+
+        The harness records the pair's source even for such runs, so the init registry decides; run.json's
+        ``source: null`` covers inits this process does not know.
+        """
+        return self.source is None or needs_source(self.init) is False
+
+    @property
     def key(self) -> tuple[str, str, int]:
         """Runs are comparable only when these agree."""
         return (self.target, self.data, self.epochs)
@@ -107,6 +117,16 @@ class Run:
         done = sum(e in self.top1 for e in range(1, n + 1))
         text = f"seed{self.seed} {self.status} ({done}/{n} epochs)"
         return text + (f": {self.failure_reason}" if self.status == "failed" and self.failure_reason else "")
+
+
+@functools.cache
+def needs_source(init: str) -> bool | None:
+    """dpiat's registry entry for ``init`` (imported only when asked: it loads torch); None if unknown."""
+    try:
+        from dpiat.inits import get_init
+        return get_init(init).needs_source
+    except Exception:  # an unknown name, or a dpiat that does not import: fall back on run.json's source
+        return None
 
 
 def _number(x) -> bool:
@@ -257,7 +277,7 @@ def build_cells(runs: list[Run], problems: dict) -> tuple[list[Cell], list[str]]
     inits = {i for _, i in by_folder} | {i for _, i in problems}
     folder_runs = {f: [r for r in runs if r.folder == f] for f in folders}
     baseline = {f for f in folders if folder_runs[f]
-                and all(r.source is None and r.target == f for r in folder_runs[f])}
+                and all(r.source_free and r.target == f for r in folder_runs[f])}
     pairs = sorted(folders - baseline)
     if not pairs:  # only baseline folders: show them rather than nothing
         pairs, baseline = sorted(folders), set()
@@ -267,7 +287,7 @@ def build_cells(runs: list[Run], problems: dict) -> tuple[list[Cell], list[str]]
         if len(keys) != 1:
             return None
         ok = [f for f in folders if f != pair and by_folder[f, init]
-              and all(r.source is None and r.key in keys for r in by_folder[f, init])]
+              and all(r.source_free and r.key in keys for r in by_folder[f, init])]
         target = next(iter(keys))[0]
         # prefer the folder named after the target, then the one with most runs
         ok.sort(key=lambda f: (f != target, -len(by_folder[f, init]), f))
@@ -332,9 +352,11 @@ def cell_row(cell: Cell, ref: Cell | None) -> dict:
     status = Counter(r.status for r in cell.runs)
     row.update({f"n_{s}": status[s] for s in ("finished", "running", "failed")})
     if cell.key is not None:
-        row["source"], (row["target"], row["data"], _) = cell.runs[0].source, cell.key
-    sims = [r.similarity for r in cell.runs if r.similarity is not None]
-    row["similarity"] = float(np.mean(sims)) if sims else None
+        row["target"], row["data"], _ = cell.key
+    if not any(r.source_free for r in cell.runs):  # a random run's pair source played no part in it
+        row["source"] = cell.runs[0].source if cell.runs else None
+        sims = [r.similarity for r in cell.runs if r.similarity is not None]
+        row["similarity"] = float(np.mean(sims)) if sims else None
     if curves:
         _add_ratios(row, cell, ref, curves)
     row["note"] = "; ".join(cell.notes)

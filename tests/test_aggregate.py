@@ -264,6 +264,20 @@ def test_shared_baseline_only_from_runs_with_same_target_data_and_epochs(tmp_pat
     assert t["ALL", "dpiat"]["note"] == "mean over 2 of 4 pairs; no ratio for c_to_t, d_to_t"
 
 
+def test_random_runs_that_record_their_pairs_source_are_still_shared(tmp_path):
+    # the harness writes the pair's source into every run of the pair, random ones included
+    root = tmp_path / "runs" / "exp"
+    for seed, curve in enumerate(RANDOM_T):
+        write_run(root, "a_to_t", "random", seed, curve, source="tinynet_d", similarity=0.9)
+        write_run(root, "a_to_t", "dpiat", seed, DPIAT_A[seed], source="tinynet_d", similarity=0.9)
+        write_run(root, "b_to_t", "dpiat", seed, DPIAT_A[seed], source="mixnet_s", similarity=0.4)
+    t = table(root)
+    assert t["b_to_t", "random"]["note"] == "shared with a_to_t"
+    assert t["b_to_t", "dpiat"]["ratio_best_mean"] == pytest.approx(5 / 3)
+    assert t["a_to_t", "random"]["source"] is None and t["a_to_t", "random"]["similarity"] is None
+    assert t["b_to_t", "dpiat"]["source"] == "mixnet_s" and t["b_to_t", "dpiat"]["similarity"] == pytest.approx(0.4)
+
+
 def test_own_failed_baseline_is_not_replaced_by_a_shared_one(tmp_path):
     root = tmp_path / "runs" / "exp"
     for seed, curve in enumerate(RANDOM_T):
