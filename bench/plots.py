@@ -110,7 +110,8 @@ def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None) ->
     epochs = {r["epochs"] for r in rows if r["pair"] != ALL and r["epochs"] is not None}
     n_text = f"1..{epochs.pop()}" if len(epochs) == 1 else "1..N"
     ax.set_ylabel(f"ratio to random init\n(best top-1 over epochs {n_text})")
-    ax.set_title("ratio per pair: mean over seeds, bootstrap 95% interval; ALL (hatched) = mean over pairs", fontsize=10)
+    ax.set_title("ratio per pair: mean over seeds, bootstrap 95% interval; ALL (hatched) = mean over pairs",
+                 fontsize=10)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
