@@ -29,14 +29,13 @@ Variants: ``hypernet="gatedgnn", ve=False, layernorm=False, weight_norm=False`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
 from dpiat.errors import DpiatError
-from dpiat.ghn.graph import OP_ID, PRIMITIVES, Graph
+from dpiat.ghn.graph import OP_ID, PRIMITIVES, Graph, one_thread  # noqa: F401 (re-exported)
 
 CONFIG_KEYS = ("max_shape", "num_classes", "hypernet", "decoder", "weight_norm", "ve", "layernorm", "hid")
 
@@ -136,15 +135,13 @@ class ShapeEncoder(nn.Module):
                           self.embed_spatial(idx[:, 2]), self.embed_spatial(idx[:, 3])], 1)
 
 
-@dataclass
-class _Sweep:
-    """One sweep direction: per level, the nodes and their incoming messages (edge tensors)."""
+def _sweeps(graph: Graph, device) -> tuple[list, list]:
+    """Forward (predecessors) and backward (successors) sweeps, grouped by topological level.
 
-    levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
-
-
-def _sweeps(graph: Graph, device) -> tuple[_Sweep, _Sweep]:
-    """Forward (predecessors) and backward (successors) sweeps, grouped by topological level."""
+    Each level is ``(nodes, sources, A, V)``: ``A[i, j]`` = 1 if source j is a 1-hop neighbour of node i,
+    ``V[i, j]`` = 1/s for a neighbour at distance s (virtual or real). Dense per-level matrices: a matmul
+    costs ~10 us here where ``index_add`` costs ~450 us.
+    """
     fwd_lvl, bwd_lvl = graph.levels()
     e = graph.edges
     out = []
@@ -156,11 +153,15 @@ def _sweeps(graph: Graph, device) -> tuple[_Sweep, _Sweep]:
         for k in range(lvl.max() + 1):
             nodes = np.nonzero(lvl == k)[0]
             sel = order[bounds[k]:bounds[k + 1]]
-            local = np.searchsorted(nodes, dst[sel])  # position of each receiver within the level
-            t = lambda a, dt=torch.long: torch.as_tensor(a, dtype=dt, device=device)  # noqa: E731
-            levels.append((t(nodes), t(src[sel]), t(local), t(dist[sel], torch.float32),
-                           t(dist[sel] == 1, torch.bool)))
-        out.append(_Sweep(levels))
+            sources, col = np.unique(src[sel], return_inverse=True)
+            row = np.searchsorted(nodes, dst[sel])  # position of each receiver within the level
+            a = np.zeros((len(nodes), len(sources)), np.float32)
+            v = np.zeros_like(a)
+            one = dist[sel] == 1
+            a[row[one], col[one]] = 1.0
+            v[row, col] = 1.0 / dist[sel]
+            levels.append(tuple(torch.as_tensor(x, device=device) for x in (nodes, sources, a, v)))
+        out.append(levels)
     return out[0], out[1]
 
 
@@ -169,7 +170,8 @@ class GatedGNN(nn.Module):
 
     Message to v: sum over 1-hop neighbours u of MLP(h_u) plus, with virtual edges, the sum over all
     neighbours u at distance s of MLP_ve(h_u) / s (1-hop ones included with s = 1). A node's update sees
-    the already-updated states of its neighbours earlier in the sweep.
+    the already-updated states of its neighbours earlier in the sweep; nodes without neighbours get a
+    zero message.
     """
 
     def __init__(self, hid: int, ve: bool):
@@ -180,15 +182,16 @@ class GatedGNN(nn.Module):
             self.mlp_ve = MLP(hid, hid // 2, hid, last_relu=True)
         self.gru = nn.GRUCell(hid, hid)
 
-    def forward(self, h: torch.Tensor, sweeps: tuple[_Sweep, _Sweep]) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, sweeps: tuple[list, list]) -> torch.Tensor:
         for sweep in sweeps:
-            for nodes, src, local, dist, one_hop in sweep.levels:
-                m = h.new_zeros(len(nodes), h.shape[1])
-                if len(src):
-                    hs = h[src]
-                    m = m.index_add(0, local[one_hop], self.mlp(hs[one_hop]))
+            for nodes, sources, a, v in sweep:
+                if len(sources):
+                    hs = h[sources]
+                    m = a @ self.mlp(hs)
                     if self.ve:
-                        m = m.index_add(0, local, self.mlp_ve(hs) / dist[:, None])
+                        m = m + v @ self.mlp_ve(hs)
+                else:
+                    m = h.new_zeros(len(nodes), h.shape[1])
                 h = h.index_copy(0, nodes, self.gru(m, h[nodes]))  # out of place: keeps autograd
         return h
 
