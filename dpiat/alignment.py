@@ -110,23 +110,28 @@ class Aligned:
 
 @dataclass
 class Aligner:
-    """Aligns standardized structures, caching leaf scores and block alignments by signature."""
+    """Aligns standardized structures, caching scores and block alignments by signature.
 
-    leaf_scores: dict = field(default_factory=dict)
+    One cache holds every score computed so far, keyed by ``(source sig, target sig)``: leaf shape
+    scores, block-vs-block alignment values, and the zeros of mixed pairs."""
+
+    scores: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)  # (source sig, target item sig) -> row of scores
     blocks: dict = field(default_factory=dict)
 
     def score(self, x, y) -> float:
         """score(x from source, y from target), method.md section 3."""
-        xb, yb = isinstance(x, Block), isinstance(y, Block)
-        if xb and yb:
-            return self.align(x, y).value  # raw, not normalised
-        if xb or yb:
-            return 0.0  # block vs layer
         key = (x.sig, y.sig)
-        s = self.leaf_scores.get(key)
+        s = self.scores.get(key)
         if s is None:
-            s = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
-            self.leaf_scores[key] = s
+            xb, yb = isinstance(x, Block), isinstance(y, Block)
+            if xb and yb:
+                s = self.align(x, y).value  # raw, not normalised
+            elif xb or yb:
+                s = 0.0  # block vs layer
+            else:
+                s = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
+            self.scores[key] = s
         return s
 
     def align(self, source: Block, target: Block) -> Aligned:
@@ -135,7 +140,15 @@ class Aligner:
         if hit is not None:
             return hit
         n, m = len(target), len(source)
-        scores = array("d", [self.score(x, y) for y in target for x in source])
+        get, score, rows = self.scores.get, self.score, self.rows
+        scores = array("d")
+        for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
+            row = rows.get((source.sig, y.sig))
+            if row is None:
+                ys = y.sig
+                row = rows[(source.sig, ys)] = array("d", [score(x, y) if (v := get((x.sig, ys))) is None else v
+                                                           for x in source])
+            scores.extend(row)
         value, back = dp(scores, n, m)
         result = self.blocks[key] = Aligned(value, backtrack(back, n, m), scores)
         return result

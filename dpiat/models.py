@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from dpiat.errors import DpiatError, UnknownNameError
 
@@ -34,6 +35,20 @@ def check_model_name(name: str) -> None:
                                hint=f"List names with: python -c \"import timm; print(timm.list_models('*{arch[:4]}*'))\"")
 
 
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Skip in-place initialisers on meta tensors: they have no values, and on the meta device torch runs
+    them through slow Python decompositions (2-3x the cost of building the module tree)."""
+
+    INIT_OPS = frozenset({"normal_", "uniform_", "zero_", "fill_", "erfinv_", "mul_", "add_", "sub_", "div_",
+                          "clamp_", "copy_", "exponential_", "random_", "bernoulli_", "fill_diagonal_"})
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if args and getattr(func, "__name__", "") in self.INIT_OPS and isinstance(args[0], torch.Tensor) \
+                and args[0].is_meta:
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
 def create_model(name: str, *, device: str | torch.device | None = None, pretrained: bool = False,
                  **kwargs) -> nn.Module:
     """``timm.create_model(name, **kwargs)``, built directly on ``device`` (e.g. ``"meta"``)."""
@@ -45,6 +60,9 @@ def create_model(name: str, *, device: str | torch.device | None = None, pretrai
     try:
         if device is None:
             return timm.create_model(name, pretrained=pretrained, **kwargs)
+        if str(device) == "meta":
+            with torch.device("meta"), _SkipInitOnMeta():
+                return timm.create_model(name, pretrained=False, **kwargs)
         with torch.device(device):
             return timm.create_model(name, pretrained=pretrained, **kwargs)
     except TypeError as e:  # e.g. an option the architecture does not take
