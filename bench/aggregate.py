@@ -499,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or default_out_dir(args.runs_dir)
     n_pairs = len({r["pair"] for r in rows} - {ALL})
     print(f"wrote {out}/table.csv, table.md, table.tex{'' if args.no_plots else ' and plots'} "
-          f"({n_pairs} pairs, {len(rows)} rows)")
+          f"({n_pairs} pair{'s' * (n_pairs != 1)}, {len(rows)} rows)")
     return 0
 
 
