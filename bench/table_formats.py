@@ -60,7 +60,7 @@ def to_csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def _paper_line(rows, paper, fmt=lambda s: s) -> str | None:
+def _paper_line(rows, paper) -> str | None:
     """The paper's figure beside ours, from the ALL row of the paper's init."""
     if not paper:
         return None
