@@ -1,0 +1,346 @@
+"""Plan a sweep: expand an experiment's grid into tasks, leave out the finished ones, write the manifests.
+
+An experiment's ``grid`` (``conf/experiment/*.yaml``) names ``pairs`` (or ``models``: every ordered pair of
+them, as ``pair=custom pair.source=S pair.target=T``), ``inits``, ``seeds`` and optional ``prerequisites``
+(command lines such as ``bench/train_ghn.py ...``). A plan has two stages:
+
+* stage 1, prerequisites: one ``bench/train_source.py`` task per distinct source that a pending run needs
+  and that is not cached yet (``source.weights=train``), plus the grid's prerequisites;
+* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder is not finished.
+
+Each task is a line of shell-quoted words to put after ``python`` (``slurm/array.sbatch`` does
+``srun python <line>``). On the command line, ``pair=``, ``init=`` and ``seed=`` (comma lists allowed) fix
+that axis of the grid; ``init.<key>=`` options go only to the inits whose config has that key; every other
+override goes to every task.
+
+    from bench.manifest import plan_sweep, write_manifests
+    plan = plan_sweep(["experiment=smoke", "grid.inits=[random,dpiat]", "grid.seeds=[0,1]"])
+    print(plan.summary()); paths = write_manifests(plan)
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import dpiat
+from bench import sources
+from bench.config import CONF_DIR, register_configs
+from bench.harness import check_config, run_dir
+from bench.run_folder import RunFolder, config_differences, git_state, is_complete
+from bench.runfile import atomic_write_json, atomic_write_text
+from dpiat.errors import DpiatError
+
+RUN_SCRIPT = "bench/run.py"
+SOURCE_SCRIPT = "bench/train_source.py"
+MANIFESTS = "manifests"  # <paths.runs>/<experiment>/manifests/: never named seed*, so the aggregate skips it
+AXES = ("pair", "init", "seed")
+
+
+class SweepError(DpiatError):
+    """A sweep that cannot be planned or submitted; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class PairPoint:
+    """One value of the pair axis: a conf/pair/ name, or pair=custom with a source and a target."""
+
+    choice: str
+    source: str | None = None
+    target: str | None = None
+
+    def overrides(self) -> list[str]:
+        if self.choice == "custom":
+            return ["pair=custom", f"pair.source={self.source}", f"pair.target={self.target}"]
+        return [f"pair={self.choice}"]
+
+    def __str__(self) -> str:
+        return f"{self.source}_to_{self.target}" if self.choice == "custom" else self.choice
+
+
+@dataclass
+class Task:
+    kind: str  # "source" | "prerequisite" | "run"
+    argv: list[str]  # what follows `python`: the script, then its arguments
+    folder: Path | None = None  # the run folder it fills (None: a prerequisite of the experiment config)
+
+    @property
+    def line(self) -> str:
+        return " ".join(shlex.quote(a) for a in self.argv)
+
+
+@dataclass
+class Plan:
+    experiment: str
+    runs_dir: Path  # <paths.runs>/<experiment_name>
+    overrides: list[str]  # as given
+    axes: dict[str, list[str]]  # pair, init, seed values, as strings
+    prerequisites: list[Task] = field(default_factory=list)  # stage 1
+    runs: list[Task] = field(default_factory=list)  # stage 2: the runs still to do
+    finished: list[Task] = field(default_factory=list)  # left out
+    failed: list[Task] = field(default_factory=list)  # left out: diverged before, would diverge again
+    trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
+
+    @property
+    def n_points(self) -> int:
+        return len(self.runs) + len(self.finished) + len(self.failed)
+
+    def summary(self) -> str:
+        a = self.axes
+        lines = [f"experiment {self.experiment}: {self.n_points} runs = {len(a['pair'])} pairs x "
+                 f"{len(a['init'])} inits ({', '.join(a['init'])}) x {len(a['seed'])} seeds ({', '.join(a['seed'])}); "
+                 f"{len(self.finished)} finished, {len(self.runs)} to run"
+                 + (f", {len(self.failed)} failed before (left out)" if self.failed else "")]
+        lines += [f"  left out, diverged before: {t.folder}  (delete the folder to run it again)" for t in self.failed]
+        lines.append(f"  stage 1, prerequisites: {len(self.prerequisites)} tasks"
+                     + (f" ({sum(t.kind == 'source' for t in self.prerequisites)} source trainings)"
+                        if self.prerequisites else ""))
+        lines.append(f"  stage 2, runs: {len(self.runs)} tasks")
+        lines.append(f"  run folders: {self.runs_dir}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Planning
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Overrides:
+    passthrough: list[str] = field(default_factory=list)  # to every task
+    grid: list[str] = field(default_factory=list)  # grid.*: what to expand, not part of any task's line
+    init_options: list[tuple[str, str]] = field(default_factory=list)  # (key, override) for init.<key>=...
+    axes: dict[str, list[str]] = field(default_factory=dict)  # pair / init / seed given on the command line
+    custom: dict[str, str] = field(default_factory=dict)  # pair.source / pair.target
+
+
+def _split_overrides(overrides: list[str]) -> _Overrides:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as e:
+        raise SweepError(f"cannot parse the overrides: {e}") from None
+    out = _Overrides()
+    for o in parsed:
+        key = o.key_or_group
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise SweepError(f"{o.input_line}: the sweep submits through slurm/array.sbatch and takes no hydra "
+                             "settings; for the submitit launcher use: python bench/run.py -m hydra/launcher=slurm ...")
+        if key in AXES and not o.is_delete():
+            values = o.value().list if o.is_sweep_override() else [o.value()]
+            if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
+                raise SweepError(f"{o.input_line}: give {key} as a value or a comma list, e.g. {key}=a,b")
+            out.axes[key] = [str(v) for v in values]
+        elif o.is_sweep_override():
+            raise SweepError(f"{o.input_line}: only pair, init and seed take comma lists (they are the grid's axes; "
+                             "grid.pairs / grid.models / grid.inits / grid.seeds set them too)")
+        elif key in ("pair.source", "pair.target"):
+            out.custom[key.split(".")[1]] = str(o.value())
+        elif key == "grid" or key.startswith("grid."):
+            out.grid.append(o.input_line)
+        elif key.startswith("init."):
+            out.init_options.append((key.split(".", 1)[1].split(".")[0], o.input_line))
+        else:
+            out.passthrough.append(o.input_line)
+    if out.custom and out.axes.get("pair", ["custom"]) != ["custom"]:
+        raise SweepError("pair.source / pair.target go with pair=custom (one custom pair)")
+    if out.custom and set(out.custom) != {"source", "target"}:
+        raise SweepError("give both pair.source=S and pair.target=T (with pair=custom)")
+    return out
+
+
+def _init_keys(init: str) -> set[str]:
+    path = CONF_DIR / "init" / f"{init}.yaml"
+    if not path.exists():
+        raise SweepError(f"unknown init {init!r}: available inits are "
+                         f"{', '.join(sorted(p.stem for p in path.parent.glob('*.yaml')))}")
+    return set(OmegaConf.load(path).keys())
+
+
+def _compose(overrides: list[str], hydra_config: bool = False) -> DictConfig:
+    try:
+        return compose("config", overrides=overrides, return_hydra_config=hydra_config)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise SweepError(f"{e}\n  (while composing: {' '.join(overrides)})") from None
+
+
+def plan_sweep(overrides: list[str]) -> Plan:
+    """The plan for ``overrides`` (Hydra overrides as on bench/run.py's command line). Reads the run folders."""
+    register_configs()
+    ov = _split_overrides(list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        base = _compose(ov.passthrough + ov.grid, hydra_config=True)
+        choices = base.hydra.runtime.choices
+        grid = base.grid
+
+        # -- the axes -------------------------------------------------------------------------------------
+        if "pair" in ov.axes:
+            pairs = [PairPoint("custom", ov.custom["source"], ov.custom["target"]) if p == "custom"
+                     else PairPoint(p) for p in ov.axes["pair"]]
+            if any(p.choice == "custom" and p.source is None for p in pairs):
+                raise SweepError("pair=custom needs pair.source=S pair.target=T")
+        elif ov.custom:
+            pairs = [PairPoint("custom", ov.custom["source"], ov.custom["target"])]
+        else:
+            pairs = [PairPoint(p) for p in grid.pairs]
+            pairs += [PairPoint("custom", s, t) for s, t in itertools.permutations(grid.models, 2)]
+            if not pairs:  # no grid: the experiment's own pair
+                c = choices.pair
+                pairs = [PairPoint(c, base.pair.source, base.pair.target) if c == "custom" else PairPoint(c)]
+        pairs = list(dict.fromkeys(pairs))
+        inits = list(dict.fromkeys(ov.axes.get("init") or list(grid.inits) or [choices.init]))
+        try:
+            seeds = [int(s) for s in ov.axes.get("seed") or list(grid.seeds) or [base.seed]]
+        except ValueError:
+            raise SweepError(f"seeds must be integers, got {ov.axes.get('seed')}") from None
+        seeds = list(dict.fromkeys(seeds))
+
+        # -- init options go to the inits that have them --------------------------------------------------
+        keys = {i: _init_keys(i) for i in inits}
+        for key, line in ov.init_options:
+            if not any(key in k for k in keys.values()):
+                raise SweepError(f"{line}: no init in this sweep ({', '.join(inits)}) has an option {key!r}")
+
+        def init_overrides(init: str) -> list[str]:
+            return [line for key, line in ov.init_options if key in keys[init]]
+
+        plan = Plan(experiment=base.experiment_name, runs_dir=Path(base.paths.runs) / base.experiment_name,
+                    overrides=list(overrides), axes={"pair": [str(p) for p in pairs], "init": inits,
+                                                     "seed": [str(s) for s in seeds]})
+        needed_sources: dict[Path, Task] = {}
+        cells = itertools.product(dict.fromkeys(p.choice for p in pairs), inits)
+        for choice, init in cells:  # one compose per (pair file, init): composing costs ~0.3 s
+            cell = _compose(ov.passthrough + [f"pair={choice}", f"init={init}"] + init_overrides(init))
+            for pair, seed in itertools.product([p for p in pairs if p.choice == choice], seeds):
+                cfg = copy.deepcopy(cell)
+                if pair.choice == "custom":
+                    cfg.pair.source, cfg.pair.target = pair.source, pair.target
+                cfg.seed = seed
+                task = Task("run", [RUN_SCRIPT, *ov.passthrough, *init_overrides(init), *pair.overrides(),
+                                    f"init={init}", f"seed={seed}"], run_dir(cfg))
+                state = _state(cfg, task)
+                {"finished": plan.finished, "failed": plan.failed, "todo": plan.runs}[state].append(task)
+                if state == "todo" and not plan.trainer:
+                    plan.trainer = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes")}
+                if state == "todo" and dpiat.get_init(init).needs_source and cfg.source.weights == "train":
+                    folder = sources.source_folder(cfg)
+                    if folder not in needed_sources and not (folder / sources.WEIGHTS_FILE).exists():
+                        needed_sources[folder] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *pair.overrides()],
+                                                      folder)
+        if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
+            plan.prerequisites = [*needed_sources.values(), *_grid_prerequisites(grid)]
+    return plan
+
+
+def _state(cfg: DictConfig, task: Task) -> str:
+    """finished | failed (diverged before: re-running would fail the same way) | todo."""
+    try:
+        check_config(cfg)  # missing values, unknown models or init methods: before anything is submitted
+    except DpiatError as e:
+        raise SweepError(f"{task.line}: {e}") from None
+    try:
+        existing = RunFolder(task.folder).read()
+    except DpiatError as e:
+        raise SweepError(str(e)) from None
+    if existing is None:
+        return "todo"
+    diffs = config_differences(existing.get("config") or {},
+                               OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    if diffs:
+        raise SweepError(f"{task.folder} holds a run with another configuration ({'; '.join(diffs[:4])}"
+                         f"{' ...' if len(diffs) > 4 else ''}). A run folder is one run: set another "
+                         "experiment_name or paths.runs for this configuration, or delete the folder.")
+    if is_complete(existing, cfg.epochs):
+        return "finished"
+    if existing["status"] == "failed" and existing.get("failure_kind") == "diverged":
+        return "failed"
+    return "todo"
+
+
+def _grid_prerequisites(grid: DictConfig) -> list[Task]:
+    """``grid.prerequisites``: command lines (script and arguments, run with python), e.g. a GHN training.
+
+    They must be idempotent: skip their work when its output already exists, as bench/run.py does.
+    """
+    tasks = []
+    for line in grid.get("prerequisites") or []:
+        argv = shlex.split(str(line))
+        if argv and argv[0] in ("python", "python3"):
+            argv = argv[1:]
+        if not argv or not argv[0].endswith(".py"):
+            raise SweepError(f"grid.prerequisites: {line!r} is not a python script command line "
+                             "(expected e.g. 'bench/train_ghn.py data=cifar10 ...')")
+        tasks.append(Task("prerequisite", argv))
+    return tasks
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Manifests
+# ---------------------------------------------------------------------------------------------------------
+
+
+def write_manifests(plan: Plan, *, mode: str, command: list[str]) -> dict[str, Any]:
+    """Write ``<stamp>-prereq.txt`` / ``<stamp>-runs.txt`` (one task per line) and ``<stamp>.json`` (the record).
+
+    A new stamp every time: queued array tasks read their manifest when they start, so an earlier one must
+    never change under them. Returns the record (``record["path"]`` is where it is).
+    """
+    folder = plan.runs_dir.resolve() / MANIFESTS  # absolute: jobs may start in another directory
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for i in itertools.count():
+        name = stamp if i == 0 else f"{stamp}-{i}"
+        if not any(folder.glob(f"{name}[.-]*")):
+            break
+    commit, dirty = git_state()
+    record: dict[str, Any] = {
+        "experiment": plan.experiment, "created": name, "mode": mode, "command": command,
+        "overrides": plan.overrides, "git_commit": commit, "git_dirty": dirty, "axes": plan.axes,
+        "n_points": plan.n_points, "finished_before": [str(t.folder) for t in plan.finished],
+        "failed_before": [str(t.folder) for t in plan.failed], "stages": []}
+    for stage, tasks in (("prereq", plan.prerequisites), ("runs", plan.runs)):
+        if not tasks:
+            continue
+        path = folder / f"{name}-{stage}.txt"
+        atomic_write_text(path, "".join(t.line + "\n" for t in tasks))
+        record["stages"].append({"stage": stage, "manifest": str(path), "n_tasks": len(tasks), "job_id": None,
+                                 "tasks": [{"line": t.line, "folder": str(t.folder) if t.folder else None}
+                                           for t in tasks]})
+    record["path"] = str(folder / f"{name}.json")
+    save_record(record)
+    return record
+
+
+def save_record(record: dict[str, Any]) -> None:
+    atomic_write_json(record["path"], record)
+
+
+def read_manifest(path: str | Path) -> list[list[str]]:
+    """The tasks of a manifest, each as the argv that follows ``python``."""
+    return [shlex.split(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def submitted_job_ids(runs_dir: Path) -> dict[str, str]:
+    """Job ids recorded by earlier submissions of this experiment: {job id: record path}."""
+    ids = {}
+    for path in sorted((runs_dir / MANIFESTS).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for stage in record.get("stages") or []:
+            if stage.get("job_id"):
+                ids[str(stage["job_id"])] = str(path)
+    return ids
