@@ -51,7 +51,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f" (it pickles {found.group(1)})" if found else ""
+        if not found:  # garbage bytes: "invalid load key", "Unsupported operand"
+            detail = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
+            raise WeightsError(f"{path}: not a readable torch checkpoint (truncated, corrupted or another "
+                               f"format; {(detail.group(1) if detail else str(e).splitlines()[0])[:160]})"
+                               ) from None
+        what = f" (it pickles {found.group(1)})"
         raise WeightsError(f"{path}: refusing to load: the file contains Python objects other than tensors "
                            f"and plain containers{what}; only weights_only-safe checkpoints are read. If you "
                            f"trust the file, re-save its 'state_dict' and 'config' as plain tensors and "
@@ -153,6 +158,7 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary shared file
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
