@@ -144,6 +144,9 @@ class GridConfig:
     models: List[str] = field(default_factory=list)  # all ordered (source, target) pairs, via pair=custom
     inits: List[str] = field(default_factory=list)
     seeds: List[int] = field(default_factory=list)
+    # stage-1 commands run before any run (python script + overrides, idempotent), e.g. a GHN meta-training:
+    # "bench/train_ghn.py data=cifar10"; bench/sweep.py submits them with the source trainings
+    prerequisites: List[str] = field(default_factory=list)
 
 
 @dataclass
