@@ -6,7 +6,10 @@ them, as ``pair=custom pair.source=S pair.target=T``), ``inits``, ``seeds`` and 
 
 * stage 1, prerequisites: one ``bench/train_source.py`` task per distinct source that a pending run needs
   and that is not cached yet (``source.weights=train``), plus the grid's prerequisites;
-* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder is not finished.
+* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder is not finished. A source-free
+  init (``random``, ``ghn``) runs once per (target, seed), in the first pair of that target (or wherever
+  such a run exists already): it would train the same network for every pair, and bench/aggregate.py
+  shares it between the pairs of that target.
 
 Each task is a line of shell-quoted words to put after ``python`` (``slurm/array.sbatch`` does
 ``srun python <line>``). On the command line, ``pair=``, ``init=`` and ``seed=`` (comma lists allowed) fix
@@ -75,6 +78,7 @@ class Task:
     kind: str  # "source" | "prerequisite" | "run"
     argv: list[str]  # what follows `python`: the script, then its arguments
     folder: Path | None = None  # the run folder it fills (None: a prerequisite of the experiment config)
+    pair: PairPoint | None = None  # runs: the grid's pair
 
     @property
     def line(self) -> str:
@@ -91,6 +95,7 @@ class Plan:
     runs: list[Task] = field(default_factory=list)  # stage 2: the runs still to do
     finished: list[Task] = field(default_factory=list)  # left out
     failed: list[Task] = field(default_factory=list)  # left out: diverged before, would diverge again
+    shared: list[Task] = field(default_factory=list)  # left out: a source-free run of another pair serves them
     trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
 
     @property
@@ -99,9 +104,12 @@ class Plan:
 
     def summary(self) -> str:
         a = self.axes
-        lines = [f"experiment {self.experiment}: {self.n_points} runs = {len(a['pair'])} pairs x "
-                 f"{len(a['init'])} inits ({', '.join(a['init'])}) x {len(a['seed'])} seeds ({', '.join(a['seed'])}); "
-                 f"{len(self.finished)} finished, {len(self.runs)} to run"
+        lines = [f"experiment {self.experiment}: {len(a['pair'])} pairs x {len(a['init'])} inits "
+                 f"({', '.join(a['init'])}) x {len(a['seed'])} seeds ({', '.join(a['seed'])}) = "
+                 f"{self.n_points + len(self.shared)} points"
+                 + (f", {len(self.shared)} of them served by a source-free run of another pair with the same "
+                    f"target" if self.shared else "")
+                 + f": {self.n_points} runs, {len(self.finished)} finished, {len(self.runs)} to run"
                  + (f", {len(self.failed)} failed before (left out)" if self.failed else "")]
         lines += [f"  left out, diverged before: {t.folder}  (delete the folder to run it again)" for t in self.failed]
         lines.append(f"  stage 1, prerequisites: {len(self.prerequisites)} tasks"
@@ -155,8 +163,8 @@ def _split_overrides(overrides: list[str]) -> _Overrides:
             out.init_options.append((key.split(".", 1)[1].split(".")[0], o.input_line))
         else:
             out.passthrough.append(o.input_line)
-    if out.custom and out.axes.get("pair", ["custom"]) != ["custom"]:
-        raise SweepError("pair.source / pair.target go with pair=custom (one custom pair)")
+    if out.custom and "custom" not in out.axes.get("pair", ["custom"]):
+        raise SweepError("pair.source / pair.target go with pair=custom (one custom pair, e.g. pair=custom,b2_to_b0)")
     if out.custom and set(out.custom) != {"source", "target"}:
         raise SweepError("give both pair.source=S and pair.target=T (with pair=custom)")
     return out
@@ -220,7 +228,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
         plan = Plan(experiment=base.experiment_name, runs_dir=Path(base.paths.runs) / base.experiment_name,
                     overrides=list(overrides), axes={"pair": [str(p) for p in pairs], "init": inits,
                                                      "seed": [str(s) for s in seeds]})
-        needed_sources: dict[Path, Task] = {}
+        points = []  # (task, cfg, state, needs a source)
         cells = itertools.product(dict.fromkeys(p.choice for p in pairs), inits)
         for choice, init in cells:  # one compose per (pair file, init): composing costs ~0.3 s
             cell = _compose(ov.passthrough + [f"pair={choice}", f"init={init}"] + init_overrides(init))
@@ -230,16 +238,37 @@ def plan_sweep(overrides: list[str]) -> Plan:
                     cfg.pair.source, cfg.pair.target = pair.source, pair.target
                 cfg.seed = seed
                 task = Task("run", [RUN_SCRIPT, *ov.passthrough, *init_overrides(init), *pair.overrides(),
-                                    f"init={init}", f"seed={seed}"], run_dir(cfg))
-                state = _state(cfg, task)
-                {"finished": plan.finished, "failed": plan.failed, "todo": plan.runs}[state].append(task)
-                if state == "todo" and not plan.trainer:
-                    plan.trainer = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes")}
-                if state == "todo" and dpiat.get_init(init).needs_source and cfg.source.weights == "train":
-                    folder = sources.source_folder(cfg)
-                    if folder not in needed_sources and not (folder / sources.WEIGHTS_FILE).exists():
-                        needed_sources[folder] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *pair.overrides()],
-                                                      folder)
+                                    f"init={init}", f"seed={seed}"], run_dir(cfg), pair)
+                points.append((task, cfg, _state(cfg, task), dpiat.get_init(init).needs_source))
+
+        # A source-free init (random, ghn) trains the same network whatever the pair's source: one run per
+        # (target, init, seed) serves every pair of that target (bench/aggregate.py shares it, with a note).
+        # Keep the run that exists already, else the first pair's.
+        def preference(point: tuple) -> tuple:  # finished first, then any started run, then grid order
+            task, _, state = point[:3]
+            return {"finished": 0, "failed": 1, "todo": 2}[state], not (task.folder / "run.json").exists()
+
+        keep: dict[tuple, tuple] = {}
+        for point in points:
+            cfg, needs_source = point[1], point[3]
+            key = (cfg.pair.target, cfg.init.name, cfg.seed)
+            if not needs_source and (key not in keep or preference(point) < preference(keep[key])):
+                keep[key] = point
+        needed_sources: dict[Path, Task] = {}
+        for task, cfg, state, needs_source in points:
+            if not needs_source and keep[(cfg.pair.target, cfg.init.name, cfg.seed)][0] is not task:
+                plan.shared.append(task)
+                continue
+            {"finished": plan.finished, "failed": plan.failed, "todo": plan.runs}[state].append(task)
+            if state != "todo":
+                continue
+            if not plan.trainer:
+                plan.trainer = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes")}
+            if needs_source and cfg.source.weights == "train":
+                folder = sources.source_folder(cfg)
+                if folder not in needed_sources and not (folder / sources.WEIGHTS_FILE).exists():
+                    needed_sources[folder] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
+                                                  folder)
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
             plan.prerequisites = [*needed_sources.values(), *_grid_prerequisites(grid)]
     return plan
@@ -313,7 +342,8 @@ def write_manifests(plan: Plan, *, mode: str, command: list[str]) -> dict[str, A
         "experiment": plan.experiment, "created": name, "mode": mode, "command": command,
         "overrides": plan.overrides, "git_commit": commit, "git_dirty": dirty, "axes": plan.axes,
         "n_points": plan.n_points, "finished_before": [str(t.folder) for t in plan.finished],
-        "failed_before": [str(t.folder) for t in plan.failed], "stages": []}
+        "failed_before": [str(t.folder) for t in plan.failed], "shared": [str(t.folder) for t in plan.shared],
+        "stages": []}
     for stage, tasks in (("prereq", plan.prerequisites), ("runs", plan.runs)):
         if not tasks:
             continue

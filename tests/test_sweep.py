@@ -57,7 +57,10 @@ def test_models_grid_is_every_ordered_pair_with_each_source_trained_once(tmp_pat
     plan = plan_sweep(["experiment=paper_cifar100_grid", f"paths.runs={tmp_path}"])
     models = ["tf_efficientnet_b0", "tf_efficientnet_b1", "tf_efficientnet_b2", "mixnet_m", "mixnet_l",
               "rexnet_100", "rexnet_150", "mnasnet_100", "semnasnet_100"]
-    assert len(plan.runs) == 9 * 8 * 2 * 3 and plan.axes["init"] == ["random", "dpiat"]
+    # dpiat for every ordered pair; random once per target and seed, shared by the 8 pairs of that target
+    assert len(plan.runs) == 72 * 3 + 9 * 3 and len(plan.shared) == 9 * 7 * 3
+    assert plan.axes["init"] == ["random", "dpiat"]
+    assert sorted({t.folder.parts[-3].split("_to_")[1] for t in plan.runs if t.argv[-2] == "init=random"}) == sorted(models)
     assert len(plan.axes["pair"]) == 72 and "mixnet_m_to_rexnet_100" in plan.axes["pair"]
     assert sorted(t.folder.parent.name for t in plan.prerequisites) == sorted(models)
     assert (f"bench/run.py experiment=paper_cifar100_grid paths.runs={tmp_path} pair=custom pair.source=mixnet_m "
@@ -74,8 +77,11 @@ def test_axis_overrides_fix_the_grid_and_init_options_go_only_to_inits_that_take
     assert all(("init.checkpoint=/ckpt/ghn2.pt" in t.argv) == ("init=ghn" in t.argv) for t in plan.runs)
     assert plan.prerequisites == []  # the paper's ImageNet sources are timm's pretrained weights: nothing to train
     assert plan.trainer["accelerator"] == "gpu"
-    assert plan_sweep(["experiment=paper_imagenet", "data.root=/d", "init=random", "seed=0,1,2",
-                       f"paths.runs={tmp_path}"]).n_points == 4 * 3
+    # three of the four pairs share the target tf_efficientnet_b0: one random run per seed serves them
+    plan = plan_sweep(["experiment=paper_imagenet", "data.root=/d", "init=random", "seed=0,1,2", f"paths.runs={tmp_path}"])
+    assert [t.folder.parts[-3:] for t in plan.runs] == [(p, "random", f"seed{s}") for p in ("b2_to_b0", "resnet_to_effnet")
+                                                        for s in range(3)]
+    assert len(plan.shared) == 2 * 3 and "6 of them served by a source-free run of another pair" in plan.summary()
 
 
 def test_grid_prerequisites_are_stage_one_tasks(tmp_path):
@@ -232,6 +238,13 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
     plan = plan_sweep([*TINY[:2], "init=random,dpiat", *TINY[3:], f"paths.runs={runs}"])
     assert [t.folder.parent.name for t in plan.finished] == ["random"]
     assert [t.folder.parent.name for t in plan.runs] == ["dpiat"] and len(plan.prerequisites) == 1
+
+    # a second pair with the same target: its random run is the finished one above, not a new one
+    plan = plan_sweep([*TINY[:1], "pair=custom,test_resnet_to_effnet", "pair.source=resnet10t",
+                       "pair.target=test_efficientnet", "init=random,dpiat", *TINY[3:], f"paths.runs={runs}"])
+    assert [t.folder for t in plan.finished] == [folder]
+    assert [t.folder.parts[-3] for t in plan.shared] == ["resnet10t_to_test_efficientnet"]
+    assert sorted(t.folder.parts[-3] for t in plan.runs) == ["resnet10t_to_test_efficientnet", "test_resnet_to_effnet"]
 
     with pytest.raises(SweepError, match="holds a run with another configuration .*optim.lr"):
         plan_sweep([*TINY, "optim.lr=0.1", f"paths.runs={runs}"])
