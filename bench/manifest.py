@@ -79,6 +79,7 @@ class Task:
     argv: list[str]  # what follows `python`: the script, then its arguments
     folder: Path | None = None  # the run folder it fills (None: a prerequisite of the experiment config)
     pair: PairPoint | None = None  # runs: the grid's pair
+    network: str | None = None  # the timm model it trains (the pair's target, or the source)
 
     @property
     def line(self) -> str:
@@ -238,7 +239,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
                     cfg.pair.source, cfg.pair.target = pair.source, pair.target
                 cfg.seed = seed
                 task = Task("run", [RUN_SCRIPT, *ov.passthrough, *init_overrides(init), *pair.overrides(),
-                                    f"init={init}", f"seed={seed}"], run_dir(cfg), pair)
+                                    f"init={init}", f"seed={seed}"], run_dir(cfg), pair, cfg.pair.target)
                 points.append((task, cfg, _state(cfg, task), dpiat.get_init(init).needs_source))
 
         # A source-free init (random, ghn) trains the same network whatever the pair's source: one run per
@@ -268,7 +269,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
                 folder = sources.source_folder(cfg)
                 if folder not in needed_sources and not (folder / sources.WEIGHTS_FILE).exists():
                     needed_sources[folder] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
-                                                  folder)
+                                                  folder, task.pair, cfg.pair.source)
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
             plan.prerequisites = [*needed_sources.values(), *_grid_prerequisites(grid)]
     return plan

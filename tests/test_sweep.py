@@ -254,3 +254,18 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
     atomic_write_json(folder / "run.json", record)
     plan = plan_sweep([*TINY, f"paths.runs={runs}"])
     assert (len(plan.runs), len(plan.failed)) == (0, 1) and "diverged before" in plan.summary()
+
+
+def test_gpu_hour_estimate_counts_what_the_sweep_would_submit():
+    sys.path.insert(0, str(REPO / "slurm"))
+    try:
+        import estimate_gpu_hours as est
+    finally:
+        sys.path.pop(0)
+    table = est.estimate(["experiment=paper_imagenet", "data.root=/d", "init.checkpoint=/g.pt"])
+    # 4 pairs x 3 seeds of dpiat, random and ghn once per target (tf_efficientnet_b0, efficientnet_b0) and seed
+    assert table.startswith("paper_imagenet (imagenet, 50 epochs): 24 runs\n")
+    assert "| tf_efficientnet_b0 (224 px) | target | 15 | 10.10 | 151.5 |" in table
+    assert "| efficientnet_b0 (224 px) | target | 9 | 10.25 | 92.2 |" in table and "**244**" in table
+    with pytest.raises(SweepError, match="no image counts for data=digits"):
+        est.estimate(["experiment=smoke"])
