@@ -133,12 +133,12 @@ def dry_run(plan: Plan, site: dict[str, str], site_path: Path | None, parallel: 
         return 0
     manifests = plan.runs_dir.resolve() / MANIFESTS
     print("\nwould submit (--submit):")
-    if plan.prerequisites:
-        print("  " + shlex.join(sbatch_args(plan, site, site_path, stage="prereq", manifest=manifests / "<stamp>-prereq.txt",
-                                            n_tasks=len(plan.prerequisites), parallel=parallel, dependency=None)))
-    dep = "<stage-1 job id>" if plan.prerequisites else None
-    print("  " + shlex.join(sbatch_args(plan, site, site_path, stage="runs", manifest=manifests / "<stamp>-runs.txt",
-                                        n_tasks=len(plan.runs), parallel=parallel, dependency=dep)))
+    for stage, tasks in (("prereq", plan.prerequisites), ("runs", plan.runs)):
+        if tasks:
+            dep = "<stage-1 job id>" if stage == "runs" and plan.prerequisites else None
+            args = sbatch_args(plan, site, site_path, stage=stage, manifest=manifests / f"<stamp>-{stage}.txt",
+                               n_tasks=len(tasks), parallel=parallel, dependency=dep)
+            print("  " + shlex.join(args))
     print("or run it here one task after another with --local")
     return 0
 
@@ -158,7 +158,10 @@ def submit(plan: Plan, site: dict[str, str], site_path: Path | None, parallel: i
         args = sbatch_args(plan, site, site_path, stage=stage["stage"], manifest=Path(stage["manifest"]),
                            n_tasks=stage["n_tasks"], parallel=parallel, dependency=job)
         Path(stage["manifest"]).parent.joinpath("logs").mkdir(exist_ok=True)  # sbatch does not create it
-        out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        try:
+            out = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out = subprocess.CompletedProcess(args, 1, "", f"{type(e).__name__}: {e}")
         if out.returncode != 0:
             print(f"error: sbatch failed (exit {out.returncode}): {out.stderr.strip()}\n  command: {shlex.join(args)}",
                   file=sys.stderr)
@@ -257,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to continue (finished runs are skipped, started ones "
+              "resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

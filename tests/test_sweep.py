@@ -219,6 +219,12 @@ def test_sbatch_options_follow_the_trainer_and_the_site(tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 
 
+def test_local_sweep_stops_before_the_runs_when_a_prerequisite_fails(tmp_path):
+    rc, out = cli(*TINY, f"paths.runs={tmp_path}", "grid.prerequisites=['bench/no_such_script.py']", "--local")
+    assert rc == 1 and "[1/2] exit 2" in out and "stage 1 failed, so the runs were not started" in out
+    assert not (tmp_path / "smoke" / "test_resnet_to_effnet").exists()
+
+
 @pytest.mark.slow
 def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
     runs = tmp_path / "runs"
