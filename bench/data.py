@@ -150,23 +150,31 @@ def _find_idx(root: Path, stem: str) -> Path | None:
     return None
 
 
+FASHION_MNIST_DOWNLOADS = Path("data/fashion_mnist")  # where torchvision puts it when the Debian package is absent
+
+
 def load_fashion_mnist(cfg: DictConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     root = Path(cfg.root or "/usr/share/datasets/fashion-mnist")
     stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
-    paths = [_find_idx(root, s) for s in stems]
-    if None in paths and cfg.download:
+    for folder in (root, FASHION_MNIST_DOWNLOADS):
+        paths = [_find_idx(folder, s) for s in stems]
+        if None not in paths:
+            break
+    else:
+        if not cfg.download:
+            raise DataError(
+                f"Fashion-MNIST not found in {root} (expected the IDX files {', '.join(s + '.gz' for s in stems)}). "
+                "Install the Debian package: `apt-get install dataset-fashion-mnist` (it puts them in "
+                "/usr/share/datasets/fashion-mnist/), or let torchvision download it: data.download=true.")
         from torchvision.datasets import FashionMNIST
 
-        for train in (True, False):
-            FashionMNIST(str(root), train=train, download=True)
-        paths = [_find_idx(root, s) for s in stems]
-    if None in paths:
-        raise DataError(
-            f"Fashion-MNIST not found in {root} (expected the IDX files {', '.join(s + '.gz' for s in stems)}). "
-            "Install the Debian package: `apt-get install dataset-fashion-mnist` (it puts them in "
-            "/usr/share/datasets/fashion-mnist/), or download it with torchvision: "
-            "data.root=data/fashion_mnist data.download=true."
-        )
+        try:
+            for train in (True, False):
+                FashionMNIST(str(FASHION_MNIST_DOWNLOADS), train=train, download=True)
+        except Exception as e:  # no internet, most likely
+            raise DataError(f"Fashion-MNIST is not in {root} and torchvision could not download it "
+                            f"({type(e).__name__}: {e}). Install the Debian package dataset-fashion-mnist.") from None
+        paths = [_find_idx(FASHION_MNIST_DOWNLOADS, s) for s in stems]
     xtr, ytr, xte, yte = (torch.from_numpy(_read_idx(p).copy()) for p in paths)
     return (xtr.unsqueeze(1), ytr.long()), (xte.unsqueeze(1), yte.long())
 
@@ -177,7 +185,7 @@ def load_digits_split(cfg: DictConfig):
     d = load_digits()
     x = torch.from_numpy(np.round(d.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
     y = torch.from_numpy(d.target).long()
-    # A fixed 80/20 split (seed 0, not the run seed): every run validates on the same 360 digits.
+    # A fixed 80/20 split (seed 0, not the run seed): every run validates on the same 359 digits.
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     n_val = len(x) // 5
     val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
@@ -249,6 +257,8 @@ class InMemoryLoader:
     ``sampler`` decides the shard and order; ``set_epoch`` on it also fixes the crops of that epoch.
     """
 
+    batch_sampler = None  # Lightning inspects DataLoader-like objects for these two attributes
+
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, sampler: EpochSampler, *, batch_size: int,
                  train: bool, resolution: int, mean: list[float], std: list[float], scale: tuple[float, float],
                  hflip: bool, device: torch.device | str = "cpu"):
@@ -308,11 +318,13 @@ def check_image_folder(root: Path, num_classes: int, name: str) -> None:
               "(ImageNet: the val images sorted into their 1000 wnid folders, as in the PyTorch examples)")
     if not root.is_dir():
         raise DataError(f"{name} folder {root} does not exist: {layout}. Set data.root=<that folder>.")
+    found = {}
     for split in ("train", "val"):
         d = root / split
-        classes = sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
-        if not classes:
+        found[d] = sorted(p.name for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
+        if not found[d]:
             raise DataError(f"{name}: no class folders in {d}: {layout}.")
+    for d, classes in found.items():
         if len(classes) != num_classes:
             raise DataError(f"{name}: {d} has {len(classes)} class folders but data.num_classes={num_classes}.")
 
@@ -386,7 +398,7 @@ class ImageDataModule(pl.LightningDataModule):
     >>> from bench.config import data_config
     >>> dm = ImageDataModule(data_config("digits"), resolution=16, seed=0); dm.setup()
     >>> dm.num_train, dm.num_val
-    (1437, 360)
+    (1438, 359)
     """
 
     def __init__(self, cfg: Any, *, resolution: int, seed: int = 0):
@@ -415,7 +427,8 @@ class ImageDataModule(pl.LightningDataModule):
             labels = torch.cat([self.train_y, self.val_y])
         else:
             if cfg.root is None:
-                raise DataError(f"data.root is required for {cfg.name}")
+                raise DataError(f"data.root is required for {cfg.name}: the folder that holds its train/ and val/ "
+                                "ImageFolders, e.g. data.root=/datasets/imagenet")
             root = Path(cfg.root)
             if cfg.name == "synthetic":
                 generate_synthetic(root, cfg.num_classes, cfg.synthetic or SyntheticConfig())

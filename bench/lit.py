@@ -1,0 +1,206 @@
+"""Training any timm classifier with the paper's recipe: one LightningModule, one Trainer factory.
+
+:class:`Classifier` wraps a model: cross-entropy, Adam/SGD with the per-epoch LambdaLR of the protocol,
+top-1/top-5 accuracy and loss as torchmetrics (reduced across DDP processes), a divergence check every step
+(a non-finite or exploding loss stops the run with :class:`DivergedError`), and the global RNGs reseeded
+from (seed, epoch) at every epoch start, so a run resumed from an end-of-epoch checkpoint repeats exactly
+what an uninterrupted run does. :func:`build_trainer` adds ``last``/``best`` checkpoints, the loggers, the
+progress bar and the precision/DDP switches.
+
+    >>> import dpiat
+    >>> from bench.config import data_config, OptimConfig
+    >>> from bench.data import build_datamodule
+    >>> dm = build_datamodule(data_config("digits"), seed=0)
+    >>> module = Classifier(dpiat.create_model("test_efficientnet", num_classes=10, in_chans=1),
+    ...                     num_classes=10, optim=OptimConfig(), epochs=1, seed=0)
+    >>> import lightning.pytorch as pl
+    >>> pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False).fit(module, dm)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from bench.data import epoch_seed
+from dpiat.errors import DpiatError
+
+
+# Noise that says nothing about the run: Lightning's advert for its cloud logger, and a deprecation inside
+# Lightning's own use of torch's pytree.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
+class DivergedError(DpiatError):
+    """The training loss became non-finite or exploded: the run stops and is marked failed."""
+
+
+def lr_factor(epoch: int, optim: Any, epochs: int) -> float:
+    """The learning-rate multiplier for (0-based) ``epoch``.
+
+    ``mocked_cosine`` is the paper's: ``min + (1 - min) * (1 + cos(pi * e / mock_epochs)) / 2``, so a 50-epoch
+    run stops half way down a 100-epoch cosine.
+
+    >>> from bench.config import OptimConfig
+    >>> round(lr_factor(50, OptimConfig(), 50), 3), round(lr_factor(100, OptimConfig(), 50), 3)
+    (0.55, 0.1)
+    """
+    schedule = getattr(optim.schedule, "value", optim.schedule)
+    if schedule == "constant":
+        return 1.0
+    span = optim.mock_epochs if schedule == "mocked_cosine" else epochs
+    e = min(epoch, span)
+    return optim.min_factor + (1 - optim.min_factor) * (1 + math.cos(math.pi * e / span)) / 2
+
+
+def reseed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) from one 63-bit seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Classifier(pl.LightningModule):
+    def __init__(self, model: nn.Module, *, num_classes: int, optim: Any, epochs: int, seed: int,
+                 lr: float | None = None, max_loss: float = 1000.0, channels_last: bool = False):
+        super().__init__()
+        self.model, self.optim_cfg, self.epochs, self.seed = model, optim, epochs, seed
+        self.lr = lr if lr is not None else optim.lr
+        self.max_loss, self.channels_last = max_loss, channels_last
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.val_loss = MeanMetric(nan_strategy="disable")
+        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
+        self.val_samples = SumMetric()
+
+    def setup(self, stage: str) -> None:
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    # -- training ----------------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        # Dropout and drop-path draw from the global RNG: tie it to (seed, epoch, rank) so that resuming
+        # from the checkpoint of the previous epoch replays this epoch bit for bit.
+        reseed(epoch_seed(self.seed, self.current_epoch, self.global_rank, stream=3))
+        self.train_loss.reset()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = F.cross_entropy(self(x).float(), y)
+        self._check_loss(loss, batch_idx)
+        self.train_loss.update(loss.detach())
+        self.log("train_loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def _check_loss(self, loss: torch.Tensor, batch_idx: int) -> None:
+        value = loss.detach().float().item()
+        bad = not math.isfinite(value) or value > self.max_loss
+        # Every process must stop at the same step, or the others would wait forever in the gradient sync.
+        if self.trainer.strategy.reduce_boolean_decision(bad, all=False):
+            if not bad:
+                what = "became non-finite or exploded in another process"
+            elif not math.isfinite(value):
+                what = f"became {value:g}"
+            else:
+                what = f"exploded to {value:.4g} (> trainer.max_loss={self.max_loss:g})"
+            raise DivergedError(f"training loss {what} at epoch {self.current_epoch + 1}, "
+                                f"step {batch_idx + 1} of the epoch (global step {self.global_step + 1})")
+
+    # -- validation --------------------------------------------------------------------------------
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x).float()
+        self.val_loss.update(F.cross_entropy(logits, y), weight=len(y))
+        self.val_top1.update(logits, y)
+        self.val_top5.update(logits, y)
+        self.val_samples.update(len(y))
+        # Logging the metric objects makes Lightning reduce them across processes at epoch end.
+        self.log("val_top1", self.val_top1, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict({"val_top5": self.val_top5, "val_loss": self.val_loss, "val_samples": self.val_samples},
+                      on_step=False, on_epoch=True)
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        name = getattr(o.name, "value", o.name)
+        if name == "adam":
+            opt = torch.optim.Adam(self.parameters(), lr=self.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        elif name == "sgd":
+            opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=o.momentum, nesterov=o.nesterov,
+                                  weight_decay=o.weight_decay)
+        else:
+            raise DpiatError(f"unknown optimiser {name!r}: adam or sgd")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, o, self.epochs))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The Trainer
+# ---------------------------------------------------------------------------------------------------------
+
+
+def on_gpu(trainer_cfg: Any) -> bool:
+    accelerator = trainer_cfg.accelerator
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
+def build_loggers(cfg: Any, folder: Path, *, run_name: str, wandb_id: str | None) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers: list = []
+    if cfg.logger.csv:
+        loggers.append(CSVLogger(save_dir=str(folder), name="csv", version=""))
+    if cfg.logger.wandb and wandb_id is not None:
+        from lightning.pytorch.loggers import WandbLogger
+
+        from omegaconf import OmegaConf
+
+        loggers.append(WandbLogger(
+            project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity, name=run_name, id=wandb_id,
+            save_dir=str(folder), mode=cfg.logger.wandb_mode, resume="allow", group=run_name.rsplit("/", 1)[0],
+            config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)))
+    return loggers
+
+
+def build_trainer(cfg: Any, folder: Path, *, epochs: int, monitor: str, mode: str, callbacks: list,
+                  loggers: list) -> pl.Trainer:
+    """A Trainer for one run folder: checkpoints/last.ckpt and checkpoints/best.ckpt (by ``monitor``)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    tc = cfg.trainer
+    gpu = on_gpu(tc)
+    if tc.float32_matmul_precision:
+        torch.set_float32_matmul_precision(tc.float32_matmul_precision)
+    checkpoint = ModelCheckpoint(dirpath=str(folder / "checkpoints"), filename="best", monitor=monitor, mode=mode,
+                                 save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                                 enable_version_counter=False)
+    return pl.Trainer(
+        accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
+        precision=tc.precision, max_epochs=epochs,
+        deterministic=tc.deterministic if tc.deterministic is not None else ("warn" if gpu else True),
+        callbacks=[*callbacks, checkpoint], logger=loggers or False, default_root_dir=str(folder),
+        num_sanity_val_steps=0,  # the harness validates the initialised model itself (init_metrics)
+        log_every_n_steps=tc.log_every_n_steps, enable_progress_bar=tc.enable_progress_bar,
+        enable_model_summary=False,
+        inference_mode=False,  # inference tensors created by trainer.validate() would break the later fit
+        use_distributed_sampler=False,  # bench.data shards by rank itself (and never pads validation)
+        limit_train_batches=tc.limit_train_batches,
+    )

@@ -1,0 +1,49 @@
+"""Train a target network from random, DPIAT or predicted init, and record its validation accuracy per epoch.
+
+    python bench/run.py                                         # the built-in default (Fashion-MNIST, CPU)
+    python bench/run.py experiment=smoke                        # seconds: tiny models on sklearn digits
+    python bench/run.py pair=resnet_to_effnet init=dpiat seed=1 # one point of a comparison
+    python bench/run.py experiment=paper_imagenet data.root=/data/imagenet pair=b2_to_b0 init=random
+    python bench/run.py experiment=paper_imagenet data.root=/data/imagenet trainer=ddp trainer.devices=4
+    python bench/run.py trainer.devices=2 trainer.strategy=ddp  # 2-process DDP on a CPU (gloo)
+
+Every argument is a Hydra override (groups: pair, init, data, optim, trainer, logger, experiment; list them
+with --help). The run folder results/runs/<experiment>/<pair>/<init>/seed<k>/ is the run: the same command
+again resumes it from its newest checkpoint, or says it is finished. Never combine a `-m` sweep with
+strategy=ddp. Exit status: 0 finished (or already finished), 1 failed (the reason is in run.json).
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from bench.config import register_configs
+from bench.harness import run, run_dir
+from bench.lit import DivergedError
+from bench.run_folder import global_rank
+from dpiat.errors import DpiatError
+
+register_configs()
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    try:
+        record = run(cfg)
+    except DpiatError as e:
+        if global_rank() == 0:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        # Other DDP processes leave the report to process 0; a divergence stops them all at the same step,
+        # and a non-zero exit here would make Lightning kill process 0 before it records the failure.
+        sys.exit(0 if isinstance(e, DivergedError) else 1)
+    if global_rank() == 0:
+        final = record.get("final_val_top1")
+        print(f"{cfg.pair.target} ({cfg.init.name} init, seed {cfg.seed}): validation top-1 "
+              f"{100 * final:.2f}% after {len(record['metrics'])} epochs (best {100 * record['best_val_top1']:.2f}%)")
+        print(f"run folder: {run_dir(cfg)}  (run.json, checkpoints/, csv/metrics.csv)")
+
+
+if __name__ == "__main__":
+    main()

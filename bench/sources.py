@@ -1,0 +1,168 @@
+"""Source networks: where the weights that an init method transfers come from.
+
+``source.weights`` selects:
+
+* ``train``: train the source here, on the same data with the same recipe, once per (experiment, model,
+  source seed), cached at ``<runs>/<experiment>/sources/<model>/seed<k>/`` (a run folder of its own, with its
+  run.json) as ``weights.safetensors`` taken from the epoch with the lowest validation loss (protocol).
+  A file lock makes concurrent runs wait for one training instead of repeating it;
+* ``timm``: timm's pretrained weights (needs internet);
+* ``none``: an untrained source, the control that shows whether a gain comes from the training;
+* a path: a weights file read by ``dpiat.load_weights`` (safetensors or torch, wrappers and ``model.``
+  prefixes handled); weights that do not fit the architecture raise ``WeightsError`` naming the keys.
+
+Under DDP every process builds the source, but only process 0 trains-or-waits under the lock; the others
+either find the cached weights or join the training that process 0 started in this launch.
+
+    python bench/run.py pair=tinynet_d_to_e init=dpiat source.weights=train source.epochs=2
+    python bench/run.py pair=tinynet_d_to_e init=dpiat source.weights=/path/to/tinynet_d.safetensors
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock, Timeout
+from torch import nn
+
+import dpiat
+from bench.run_folder import RunFolder, global_rank
+from dpiat.errors import DpiatError, WeightsError
+
+MODES = ("train", "timm", "none")
+WEIGHTS_FILE = "weights.safetensors"
+OWNER_FILE = "training.owner"
+
+
+def source_folder(cfg: Any) -> Path:
+    return Path(cfg.paths.runs) / cfg.experiment_name / "sources" / cfg.pair.source / f"seed{cfg.source.seed}"
+
+
+def launch_id() -> str:
+    """One id shared by the processes of one launch (Lightning's children inherit the environment)."""
+    if "SLURM_JOB_ID" in os.environ:
+        return f"slurm-{os.environ['SLURM_JOB_ID']}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        return f"torchelastic-{os.environ['TORCHELASTIC_RUN_ID']}"
+    if "DPIAT_BENCH_LAUNCH" not in os.environ:
+        os.environ["DPIAT_BENCH_LAUNCH"] = uuid.uuid4().hex
+    return os.environ["DPIAT_BENCH_LAUNCH"]
+
+
+def new_launch() -> None:
+    """Process 0 of a fresh run (not a DDP child) starts a new launch id."""
+    if global_rank() == 0 and "LOCAL_RANK" not in os.environ:
+        os.environ.pop("DPIAT_BENCH_LAUNCH", None)
+
+
+def build_source_model(cfg: Any, **kwargs) -> nn.Module:
+    return dpiat.create_model(cfg.pair.source, num_classes=cfg.source.num_classes or cfg.data.num_classes,
+                              in_chans=cfg.source.in_chans or cfg.data.in_chans, **kwargs)
+
+
+def get_source(cfg: Any, train: Callable[[], dict], *, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+    """The source network for ``cfg.pair.source`` with the weights ``cfg.source.weights`` asks for.
+
+    ``train`` trains the source run (``bench.harness`` passes it) and returns its run.json. Returns the model
+    (eval mode, on the CPU) and a JSON-able description of where its weights came from.
+    """
+    mode = cfg.source.weights
+    name = cfg.pair.source
+    if name is None:
+        raise DpiatError(f"pair {cfg.pair.name!r} has no source network, but init {cfg.init.name!r} needs one")
+    torch.manual_seed(cfg.source.seed)  # `none` and the head of `timm` weights: a fixed draw per source seed
+    if mode == "none":
+        return build_source_model(cfg).eval(), {"weights": "none", "note": "untrained source (control)"}
+    if mode == "timm":
+        try:
+            model = build_source_model(cfg, pretrained=True)
+        except DpiatError:
+            raise
+        except Exception as e:  # hub/network errors come in many types
+            raise DpiatError(f"could not get timm's pretrained weights for {name!r} ({type(e).__name__}: {e}). "
+                             "They are downloaded from the Hugging Face hub and need internet; use "
+                             "source.weights=train or source.weights=<path of a weights file>.") from None
+        hub_id = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
+        return model.eval(), {"weights": "timm", "hf_hub_id": hub_id}
+    if mode == "train":
+        return _trained_source(cfg, train, log)
+    path = Path(mode)
+    if not path.exists():
+        raise DpiatError(f"source.weights={mode!r}: no such file, and not one of {', '.join(MODES)}")
+    model = build_source_model(cfg)
+    try:
+        report = dpiat.load_weights(model, path)
+    except WeightsError as e:
+        raise WeightsError(f"source weights for {name!r} do not fit: {e}\n  If the file has another classifier "
+                           "size or input channels, set source.num_classes / source.in_chans to match it.") from None
+    return model.eval(), {"weights": "file", "path": str(path.resolve()), "n_tensors": report["n_tensors"]}
+
+
+def _trained_source(cfg: Any, train: Callable[[], dict], log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+    folder = RunFolder(source_folder(cfg))
+    weights = folder.path / WEIGHTS_FILE
+    owner = folder.path / OWNER_FILE
+    me = launch_id()
+    if global_rank() == 0:
+        folder.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder.path) + ".lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"waiting for another process that trains source {cfg.pair.source} (lock {lock.lock_file})")
+            lock.acquire()
+        try:
+            if not weights.exists():
+                folder.path.mkdir(parents=True, exist_ok=True)
+                owner.write_text(me)  # tells this launch's other DDP processes to join the training
+                run = train()
+                export_best(folder, run)
+                owner.unlink(missing_ok=True)
+            else:
+                train()  # finished: checks the cached run's config, reports it, returns at once
+        finally:
+            lock.release()
+    else:
+        _follow_rank0(folder, weights, owner, me, train)
+    run = folder.read() or {}
+    model = build_source_model(cfg)
+    dpiat.load_weights(model, weights)
+    best = min(run.get("metrics") or [{}], key=lambda m: m.get("val_loss", float("inf")))
+    return model.eval(), {"weights": "train", "path": str(weights.resolve()), "run": str(folder.path),
+                          "epochs": cfg.source.epochs, "best_epoch": best.get("epoch"),
+                          "best_val_loss": best.get("val_loss"), "best_val_top1": best.get("val_top1")}
+
+
+def _follow_rank0(folder: RunFolder, weights: Path, owner: Path, me: str, train: Callable[[], dict],
+                  timeout: float = 6 * 3600) -> None:
+    """DDP processes > 0: wait for the cached weights, or join the training process 0 leads in this launch."""
+    t0 = time.monotonic()
+    while not weights.exists():
+        if owner.exists() and owner.read_text().strip() == me:
+            train()
+            break
+        if time.monotonic() - t0 > timeout:
+            raise DpiatError(f"gave up waiting {timeout:.0f} s for source weights at {weights}")
+        time.sleep(0.5)
+    while not weights.exists():  # process 0 exports them right after the training
+        if time.monotonic() - t0 > timeout:
+            raise DpiatError(f"gave up waiting {timeout:.0f} s for source weights at {weights}")
+        time.sleep(0.2)
+
+
+def export_best(folder: RunFolder, run: dict) -> Path:
+    """Write the best (lowest validation loss) checkpoint's model weights as ``weights.safetensors``."""
+    best = folder.checkpoints / "best.ckpt"
+    if not best.exists():
+        raise DpiatError(f"source run {folder.path} has no best checkpoint ({best}); delete the folder to retrain")
+    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    out = folder.path / WEIGHTS_FILE
+    dpiat.save_weights(weights, out)
+    return out
