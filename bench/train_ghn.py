@@ -75,6 +75,7 @@ def train(cfg: DictConfig) -> dict:
 
     settings = identity(cfg)
     num_classes, in_chans = int(cfg.data.num_classes), int(cfg.data.in_chans)
+    torch.manual_seed(cfg.seed)  # the GHN's initial weights
     ghn = GHN2(**OmegaConf.to_container(cfg.ghn), num_classes=num_classes).to(device)
     log = {"status": "running", "settings": settings, "epochs": [], "final_eval": None, "wall_seconds": 0.0}
     optimizer_state, start = None, 0
@@ -94,7 +95,6 @@ def train(cfg: DictConfig) -> dict:
             return log
         print(f"{ckpt_path}: resuming after epoch {start}")
 
-    torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     family = ArchFamily(seed=cfg.family.seed, size=cfg.family.size, heldout=list(cfg.heldout), in_chans=in_chans,
                         num_classes=num_classes, kinds=list(cfg.family.kinds), max_params=int(cfg.family.max_params))

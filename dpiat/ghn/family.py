@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from functools import partial
 
 import timm
+import torch
 from torch import nn
 
 from dpiat.errors import DpiatError
@@ -151,6 +152,14 @@ class ArchFamily:
         rng = random.Random(seed)
         self.specs, self.n_rejected = [], {"heldout": 0, "too_large": 0}
         self._models: dict[int, nn.Module] = {}
+        with torch.random.fork_rng():  # the networks' own init is seeded too, without touching the caller's RNG
+            torch.manual_seed(seed)
+            self._sample(rng, size, kinds, max_params)
+        for i in range(len(self.specs)):  # the guarantee the benchmark relies on
+            assert fingerprint(self._models[i]) not in self.heldout, self.specs[i]
+
+    def _sample(self, rng: random.Random, size: int, kinds: Sequence[str], max_params: int) -> None:
+        in_chans, num_classes = self.in_chans, self.num_classes
         while len(self.specs) < size:
             spec = sample_spec(rng, kinds)
             model = build(spec, num_classes=num_classes, in_chans=in_chans)
@@ -162,8 +171,6 @@ class ArchFamily:
                 continue
             self._models[len(self.specs)] = model
             self.specs.append(spec)
-        for i in range(len(self.specs)):  # the guarantee the benchmark relies on
-            assert fingerprint(self._models[i]) not in self.heldout, self.specs[i]
 
     def __len__(self) -> int:
         return len(self.specs)

@@ -14,7 +14,7 @@ products). This module builds that graph from one traced forward pass, with the 
 
 How the graph is made (the numbers refer to ghn.md 1.3):
 
-1. Trace: one forward pass on a random ``(2, C, H, W)`` input (eval mode, so BatchNorm statistics are
+1. Trace: one forward pass on a random ``(1, C, H, W)`` input (eval mode, so BatchNorm statistics are
    not touched), then a walk over the autograd graph from the output backwards.
 2. Nodes: an autograd function that directly consumes parameters becomes one node per parameter (named
    by the parameter, e.g. ``layer1.0.conv1.weight``); other functions become a node named by their op
@@ -234,9 +234,11 @@ def _trace(model: nn.Module, input_size: tuple[int, ...]) -> torch.Tensor:
         param = next(model.parameters(), None)
         device = param.device if param is not None else "cpu"
         dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-        # batch 2: a BatchNorm that uses batch statistics (see predict.use_batch_stats) cannot
+        # batch 2 only when needed: a BatchNorm on batch statistics (predict.use_batch_stats) cannot
         # normalise a single 1x1 map; the graph does not depend on the batch size
-        x = torch.randn(2, *input_size, device=device, dtype=dtype)
+        batch = 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.track_running_stats
+                         for m in model.modules()) else 1
+        x = torch.randn(batch, *input_size, device=device, dtype=dtype)
         model.eval()  # eval: BatchNorm running statistics stay untouched, dropout is not traced
         for p, _ in flags:
             p.requires_grad_(True)
@@ -244,7 +246,7 @@ def _trace(model: nn.Module, input_size: tuple[int, ...]) -> torch.Tensor:
             out = model(x)
     except Exception as e:  # any failure inside user code: say what we did
         raise GraphError(f"forward pass of {type(model).__name__} on a random input of shape "
-                         f"{(2, *input_size)} failed ({type(e).__name__}: {e}); pass the right "
+                         f"{(batch, *input_size)} failed ({type(e).__name__}: {e}); pass the right "
                          f"input_size (C, H, W)") from e
     finally:
         model.train(was_training)

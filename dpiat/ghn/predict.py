@@ -192,7 +192,7 @@ def predict(ghn: GHN2, model: nn.Module, *, graph: Graph | None = None, input_si
     if graph is None:
         graph = build_graph(model, input_size=input_size)
     t1 = time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), one_thread():  # the copies too: 2 threads contend on a busy 2-core machine
         ((params, skipped),) = predict_params(ghn, graph, predict_class_layers=predict_class_layers)
         named = dict(model.named_parameters())
         for name, value in params.items():
