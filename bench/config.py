@@ -34,7 +34,6 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 @dataclass
 class PathsConfig:
     runs: str = "results/runs"  # run folders: <runs>/<experiment>/<pair>/<init>/seed<k>/
-    data: str = "data"  # where downloadable data sets (CIFAR, generated synthetic sets) go
 
 
 @dataclass

@@ -45,6 +45,10 @@ class AlreadyFailed(DpiatError):
     """A run that diverged before: re-running it would fail the same way."""
 
 
+class Interrupted(DpiatError):
+    """Training stopped early without an error (e.g. Lightning's graceful shutdown): resumable."""
+
+
 @dataclass
 class RunSpec:
     """What identifies and defines one run (a target run, or the training of a source)."""
@@ -132,15 +136,18 @@ def execute(spec: RunSpec, cfg: DictConfig, *, get_source: Callable[[], tuple] |
     where = f"({spec.pair}/{spec.init}/seed{spec.seed})" if spec.role == "target" else f"seed {spec.seed}"
     label = f"{spec.role} {spec.target} {where}"
     existing = folder.read()  # every process reads, so that all of them decide alike; only process 0 writes
+    ckpt = folder.resume_checkpoint()
     if existing is not None:
-        check_same_run(existing, spec.config, folder)
+        # A run with results is protected from another config; a run that failed before any (a wrong path,
+        # say) may be started again with the mistake fixed.
+        if existing["metrics"] or ckpt is not None or existing["status"] == "finished":
+            check_same_run(existing, spec.config, folder)
         if is_complete(existing, spec.epochs):
             log(f"{label}: already finished ({_summary(existing)}), {folder.path}")
             return existing
         if existing["status"] == "failed" and existing.get("failure_kind") == "diverged":
             raise AlreadyFailed(f"{label} failed before: {existing.get('failure_reason')}. It would fail again the "
                                 f"same way; delete {folder.path} to run it anyway.")
-    ckpt = folder.resume_checkpoint()
     record = _start_record(existing, spec, cfg)
     if writer:
         folder.write(record)
@@ -169,10 +176,11 @@ def execute(spec: RunSpec, cfg: DictConfig, *, get_source: Callable[[], tuple] |
                             channels_last=cfg.trainer.channels_last)
         recorder = EpochRecorder(folder, record, global_batch=cfg.data.batch_size, write=writer)
         name = f"{spec.experiment}/{spec.pair}/{spec.init}/seed{spec.seed}"
-        loggers = build_loggers(cfg, folder.path, run_name=name, wandb_id=record.get("wandb_run_id"))
+        loggers = build_loggers(cfg, folder.path, run_name=name, wandb_id=record.get("wandb_run_id"),
+                                segment=record["segments"])
         trainer = build_trainer(cfg, folder.path, epochs=spec.epochs, monitor=spec.monitor[0], mode=spec.monitor[1],
                                 callbacks=[recorder], loggers=loggers)
-        if ckpt is None:
+        if ckpt is None and spec.role == "target":  # a source starts from random init: nothing to learn there
             (res,) = trainer.validate(module, datamodule=dm, verbose=False)
             init_metrics = {k: float(res[k]) for k in ("val_top1", "val_top5", "val_loss")}
             init_metrics["val_samples"] = int(res["val_samples"])
@@ -181,23 +189,22 @@ def execute(spec: RunSpec, cfg: DictConfig, *, get_source: Callable[[], tuple] |
             save(init_metrics=init_metrics)
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
         if len(record["metrics"]) < spec.epochs or trainer.interrupted:
-            save()
-            raise DpiatError(f"{label}: training stopped after {len(record['metrics'])} of {spec.epochs} epochs; "
-                             "run the same command again to resume")
+            raise Interrupted(f"{label}: training stopped after {len(record['metrics'])} of {spec.epochs} epochs; "
+                              "run the same command again to resume")
         metrics = record["metrics"]
         save(status="finished", final_val_top1=metrics[-1]["val_top1"],
              best_val_top1=max(m["val_top1"] for m in metrics), failure_reason=None, failure_kind=None)
         log(f"{label}: finished, val_top1 {metrics[-1]['val_top1']:.4f} (best {record['best_val_top1']:.4f}) "
             f"after {spec.epochs} epochs, {record['wall_seconds']:.0f} s")
         return record
+    except (Interrupted, KeyboardInterrupt, SystemExit):
+        save()  # interrupted, not failed: status stays "running" and the next attempt resumes
+        raise
     except DivergedError as e:
         save(status="failed", failure_reason=str(e), failure_kind="diverged")
         raise
     except DpiatError as e:
         save(status="failed", failure_reason=str(e), failure_kind="error")
-        raise
-    except (KeyboardInterrupt, SystemExit):
-        save()  # interrupted, not failed: status stays "running" and the next attempt resumes
         raise
     except Exception as e:
         save(status="failed", failure_reason=f"{type(e).__name__}: {e}", failure_kind="error")

@@ -42,6 +42,7 @@ from dpiat.errors import DpiatError
 # Lightning's own use of torch's pytree.
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming is the point
 
 
 class DivergedError(DpiatError):
@@ -162,12 +163,13 @@ def on_gpu(trainer_cfg: Any) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def build_loggers(cfg: Any, folder: Path, *, run_name: str, wandb_id: str | None) -> list:
+def build_loggers(cfg: Any, folder: Path, *, run_name: str, wandb_id: str | None, segment: int = 1) -> list:
+    """CSV (one file per start or resume of the run: Lightning deletes an existing one) and W&B loggers."""
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list = []
     if cfg.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(folder), name="csv", version=""))
+        loggers.append(CSVLogger(save_dir=str(folder), name="csv", version=f"segment{segment}"))
     if cfg.logger.wandb and wandb_id is not None:
         from lightning.pytorch.loggers import WandbLogger
 

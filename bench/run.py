@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
         final = record.get("final_val_top1")
         print(f"{cfg.pair.target} ({cfg.init.name} init, seed {cfg.seed}): validation top-1 "
               f"{100 * final:.2f}% after {len(record['metrics'])} epochs (best {100 * record['best_val_top1']:.2f}%)")
-        print(f"run folder: {run_dir(cfg)}  (run.json, checkpoints/, csv/metrics.csv)")
+        print(f"run folder: {run_dir(cfg)}  (run.json, checkpoints/, csv/)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
     checkpoints/last.ckpt    end of the newest epoch (the resume point)
     checkpoints/best.ckpt    best epoch (targets: highest val_top1; sources: lowest val_loss)
     hpc_ckpt_*.ckpt          written by Lightning when SLURM preempts the job (mid-epoch: not resumed from)
-    csv/metrics.csv          Lightning's CSV log (per step and per epoch)
+    csv/segment<k>/metrics.csv  Lightning's CSV log (per step and per epoch), one per start or resume
     .hydra/                  Hydra's record of the command line and composed config
 
 Only process 0 writes; every process reads, so that all of them take the same decisions.

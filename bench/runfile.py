@@ -7,27 +7,32 @@ source of truth that sweeps, resumes and the aggregation read. Schema (``schema_
       "schema_version": 1,
       "status": "running" | "finished" | "failed",
       "failure_reason": null | "loss became NaN at epoch 3, step 17",
+      "failure_kind": null | "diverged" | "error",   # a diverged run is not retried when re-run
       "experiment": "proxy", "pair": "tinynet_d_to_e", "init": "dpiat", "seed": 0,
       "source": "tinynet_d" | null,          # timm name of the source (null for source-free inits)
       "target": "tinynet_e",                 # timm name of the target
       "data": "fashion_mnist",
       "epochs": 4,                           # planned number of training epochs
       "similarity": 0.92 | null,             # dpiat.similarity(source, target) when there is a source
-      "init_metrics": null | {"val_top1": .., "val_top5": .., "val_loss": ..},   # before any training
+      "init_metrics": null | {"val_top1": .., "val_top5": .., "val_loss": .., "val_samples": ..},  # before training
       "metrics": [                           # one entry per finished epoch, epoch counts from 1
         {"epoch": 1, "val_top1": 0.61, "val_top5": 0.97, "val_loss": 1.02, "train_loss": 1.40,
-         "images_seen": 5000, "wall_seconds": 40.2},
+         "images_seen": 5000, "wall_seconds": 40.2, "val_samples": 10000},
+        # images_seen and wall_seconds count from the start of training (cumulative, across resumes);
+        # train_loss is the epoch's mean; val_samples the images validated (all processes together)
         ...
       ],
       "best_val_top1": 0.81 | null, "final_val_top1": 0.80 | null,
       "init_report": {...},                  # what the init method returned (dpiat.inits)
+      "source_weights": null | {"weights": "train" | "timm" | "none" | "file", "path": .., ...},
       "config": {...},                       # the resolved Hydra config
       "git_commit": "abc123..." | null, "git_dirty": false | null,
       "versions": {"python": .., "torch": .., "timm": .., "lightning": .., "cuda": ..},
       "hardware": {"device": "cpu" | "NVIDIA H100 ...", "n_devices": 1, "cpu_count": 2, "hostname": ..},
       "slurm": null | {"job_id": .., "array_job_id": .., "array_task_id": .., "restart_count": ..},
-      "wandb_run_id": null | "...", "data_hash": "sha1 of the data file list",
+      "wandb_run_id": null | "...", "data_hash": "sha1 of the data file list (or of the in-memory arrays)",
       "wall_seconds": 312.5,                 # summed over resumed segments
+      "segments": 2,                         # how many times the run was started or resumed
       "updated": "2026-11-25T21:52:43Z"
     }
 

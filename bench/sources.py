@@ -20,6 +20,7 @@ either find the cached weights or join the training that process 0 started in th
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -32,11 +33,13 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 import dpiat
-from bench.run_folder import RunFolder, global_rank
+from bench.run_folder import RunFolder, global_rank, is_complete
+from bench.runfile import atomic_write_json
 from dpiat.errors import DpiatError, WeightsError
 
 MODES = ("train", "timm", "none")
 WEIGHTS_FILE = "weights.safetensors"
+ORIGIN_FILE = "weights.json"  # which epoch's checkpoint the weights file holds
 OWNER_FILE = "training.owner"
 
 
@@ -107,10 +110,20 @@ def get_source(cfg: Any, train: Callable[[], dict], *, log: Callable[[str], None
 def _trained_source(cfg: Any, train: Callable[[], dict], log: Callable[[str], None]) -> tuple[nn.Module, dict]:
     folder = RunFolder(source_folder(cfg))
     weights = folder.path / WEIGHTS_FILE
+    origin = folder.path / ORIGIN_FILE
     owner = folder.path / OWNER_FILE
     me = launch_id()
+
+    def ready() -> bool:
+        """The source run is complete and its weights were exported from its best epoch."""
+        run = folder.read()
+        if run is None or not is_complete(run, cfg.source.epochs) or not weights.exists():
+            return False
+        exported = json.loads(origin.read_text()) if origin.exists() else {}
+        return exported.get("epoch") == best_epoch(run)
+
     if global_rank() == 0:
-        folder.path.parent.mkdir(parents=True, exist_ok=True)
+        folder.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(folder.path) + ".lock")
         try:
             lock.acquire(timeout=0)
@@ -118,51 +131,53 @@ def _trained_source(cfg: Any, train: Callable[[], dict], log: Callable[[str], No
             log(f"waiting for another process that trains source {cfg.pair.source} (lock {lock.lock_file})")
             lock.acquire()
         try:
-            if not weights.exists():
-                folder.path.mkdir(parents=True, exist_ok=True)
-                owner.write_text(me)  # tells this launch's other DDP processes to join the training
-                run = train()
-                export_best(folder, run)
-                owner.unlink(missing_ok=True)
-            else:
-                train()  # finished: checks the cached run's config, reports it, returns at once
+            owner.write_text(me)  # tells this launch's other DDP processes to follow into the training
+            train()  # trains, resumes, or (complete) checks the cached run's config and returns at once
+            if not ready():
+                export_best(folder)
         finally:
+            owner.unlink(missing_ok=True)
             lock.release()
     else:
-        _follow_rank0(folder, weights, owner, me, train)
+        _follow_rank0(ready, owner, me, train, weights)
     run = folder.read() or {}
     model = build_source_model(cfg)
     dpiat.load_weights(model, weights)
-    best = min(run.get("metrics") or [{}], key=lambda m: m.get("val_loss", float("inf")))
+    best = next((m for m in run.get("metrics", []) if m["epoch"] == best_epoch(run)), {})
     return model.eval(), {"weights": "train", "path": str(weights.resolve()), "run": str(folder.path),
                           "epochs": cfg.source.epochs, "best_epoch": best.get("epoch"),
                           "best_val_loss": best.get("val_loss"), "best_val_top1": best.get("val_top1")}
 
 
-def _follow_rank0(folder: RunFolder, weights: Path, owner: Path, me: str, train: Callable[[], dict],
-                  timeout: float = 6 * 3600) -> None:
-    """DDP processes > 0: wait for the cached weights, or join the training process 0 leads in this launch."""
+def best_epoch(run: dict) -> int | None:
+    """The epoch with the lowest validation loss (the first of equals, as Lightning's ModelCheckpoint keeps)."""
+    metrics = run.get("metrics") or []
+    return min(metrics, key=lambda m: m["val_loss"])["epoch"] if metrics else None
+
+
+def _follow_rank0(ready: Callable[[], bool], owner: Path, me: str, train: Callable[[], dict], weights: Path,
+                  timeout: float = 24 * 3600) -> None:
+    """DDP processes > 0 take process 0's decision: use the cached source, or join the training it leads."""
     t0 = time.monotonic()
-    while not weights.exists():
-        if owner.exists() and owner.read_text().strip() == me:
-            train()
-            break
-        if time.monotonic() - t0 > timeout:
-            raise DpiatError(f"gave up waiting {timeout:.0f} s for source weights at {weights}")
-        time.sleep(0.5)
-    while not weights.exists():  # process 0 exports them right after the training
-        if time.monotonic() - t0 > timeout:
-            raise DpiatError(f"gave up waiting {timeout:.0f} s for source weights at {weights}")
+    joined = False
+    while not ready():
+        if not joined and owner.exists() and owner.read_text().strip() == me:
+            train()  # the same decision process 0 takes: train with it, or return at once
+            joined = True
+        elif time.monotonic() - t0 > timeout:
+            raise DpiatError(f"gave up waiting {timeout:.0f} s for the source weights {weights}")
         time.sleep(0.2)
 
 
-def export_best(folder: RunFolder, run: dict) -> Path:
+def export_best(folder: RunFolder) -> Path:
     """Write the best (lowest validation loss) checkpoint's model weights as ``weights.safetensors``."""
     best = folder.checkpoints / "best.ckpt"
     if not best.exists():
         raise DpiatError(f"source run {folder.path} has no best checkpoint ({best}); delete the folder to retrain")
-    state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    ckpt = torch.load(best, map_location="cpu", weights_only=True)
+    weights = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     out = folder.path / WEIGHTS_FILE
     dpiat.save_weights(weights, out)
+    # Lightning stores the 0-based epoch during which the checkpoint was written.
+    atomic_write_json(folder.path / ORIGIN_FILE, {"epoch": int(ckpt["epoch"]) + 1, "checkpoint": best.name})
     return out

@@ -130,7 +130,7 @@ def test_smoke_run_writes_the_run_folder_and_then_reports_it_finished(compose_co
     assert len(on_disk["git_commit"] or "") == 40
     assert on_disk["similarity"] is not None  # the pair has a source, even if random init does not use it
     assert (folder / "checkpoints" / "last.ckpt").exists() and (folder / "checkpoints" / "best.ckpt").exists()
-    assert "val_top1" in (folder / "csv" / "metrics.csv").read_text()
+    assert "val_top1" in (folder / "csv" / "segment1" / "metrics.csv").read_text()
     capsys.readouterr()
     again = run(cfg)
     assert "already finished" in capsys.readouterr().out
@@ -151,6 +151,8 @@ def test_more_epochs_continue_a_finished_run(compose_config, tmp_path):
     straight = run(compose_config(*FAST, f"paths.runs={tmp_path / 'b'}", "epochs=3"))
     assert curve(three)[:2] == curve(two) and curve(three) == curve(straight)
     assert three["segments"] == 2 and three["status"] == "finished"
+    logs = run_dir(compose_config(*FAST, f"paths.runs={tmp_path / 'a'}")) / "csv"
+    assert sorted(p.parent.name for p in logs.glob("*/metrics.csv")) == ["segment1", "segment2"]  # none lost
 
 
 @pytest.mark.slow
@@ -203,6 +205,15 @@ def test_dpiat_init_trains_the_source_once_and_shares_it(compose_config, tmp_pat
     assert "source test_resnet seed 0: already finished" in out and "source test_resnet seed 0: starting" not in out
     assert read_run(source_dir)["segments"] == 1
     assert second["status"] == "finished" and second["source_weights"] == first["source_weights"]
+    third = run(compose_config(*common, "seed=2", "source.epochs=2"))  # a longer source: trained on
+    source_run = read_run(source_dir)
+    assert source_run["segments"] == 2 and len(source_run["metrics"]) == 2
+    best = min(source_run["metrics"], key=lambda m: m["val_loss"])["epoch"]
+    assert third["source_weights"]["best_epoch"] == best
+    assert json.loads((source_dir / "weights.json").read_text())["epoch"] == best
+    shipped = dpiat.read_state_dict(source_dir / "weights.safetensors")
+    in_ckpt = dpiat.read_state_dict(source_dir / "checkpoints" / "best.ckpt", key="state_dict")
+    assert all(torch.equal(v, in_ckpt[f"model.{k}"]) for k, v in shipped.items())
 
 
 @pytest.mark.slow
@@ -232,6 +243,10 @@ def test_source_weights_from_a_file_and_a_file_that_does_not_fit(compose_config,
         run(cfg)
     failed = read_run(run_dir(cfg))
     assert failed["status"] == "failed" and "do not fit" in failed["failure_reason"]
+    # A run that failed before any result may be started again in the same folder with the mistake fixed.
+    fixed = run(compose_config(*FAST, "init=dpiat", f"source.weights={tmp_path / 'good.safetensors'}",
+                               f"paths.runs={tmp_path / 'bad'}"))
+    assert fixed["status"] == "finished" and fixed["segments"] == 2
 
 
 def test_init_options_reach_the_init_method(compose_config, tmp_path):
@@ -311,6 +326,13 @@ def test_cli_error_is_one_line_and_exit_status_1(run_cli, tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 # Other code paths: files on disk (the ImageNet path), W&B, DDP
 # ---------------------------------------------------------------------------------------------------------
+
+
+def test_mixed_precision_and_channels_last_switches(compose_config, tmp_path):
+    # The GPU settings run on a CPU too (bf16 autocast): the code path, not the speed, is under test here.
+    record = run(compose_config(*FAST, "epochs=1", "trainer.precision=bf16-mixed", "trainer.channels_last=true",
+                                f"paths.runs={tmp_path}"))
+    assert record["status"] == "finished" and 0 <= record["final_val_top1"] <= 1
 
 
 def test_run_on_a_generated_image_folder(compose_config, tmp_path):
