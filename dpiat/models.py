@@ -42,11 +42,17 @@ class _SkipInitOnMeta(TorchFunctionMode):
     INIT_OPS = frozenset({"normal_", "uniform_", "zero_", "fill_", "erfinv_", "mul_", "add_", "sub_", "div_",
                           "clamp_", "copy_", "exponential_", "random_", "bernoulli_", "fill_diagonal_"})
 
+    INIT_FNS = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_normal_", "kaiming_uniform_",
+                          "xavier_normal_", "xavier_uniform_", "orthogonal_", "constant_", "zeros_", "ones_"})
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if args and getattr(func, "__name__", "") in self.INIT_OPS and isinstance(args[0], torch.Tensor) \
-                and args[0].is_meta:
-            return args[0]
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        # torch.nn.init functions pass their tensor as a keyword; Tensor methods as the first argument
+        t = args[0] if args else kwargs.get("tensor")
+        if isinstance(t, torch.Tensor) and t.is_meta and (name in self.INIT_OPS or name in self.INIT_FNS):
+            return t
+        return func(*args, **kwargs)
 
 
 def create_model(name: str, *, device: str | torch.device | None = None, pretrained: bool = False,
