@@ -12,7 +12,8 @@ the same image batch and back-propagates their mean cross-entropy into the GHN (
 After each epoch the held-out ``eval.archs`` are evaluated with predicted parameters and no training, and
 ``ghn.pt`` (``state_dict``, ``config``, ``epoch``, and the Adam state under ppuda's ``optimzer`` key) and
 ``train_log.json`` are written atomically. Running the same command again resumes after the last
-finished epoch, or says the run is finished; a different config for the same folder is an error.
+finished epoch, or says the run is finished (evaluating any ``eval.archs`` it has not evaluated yet, e.g.
+``eval.archs=[tinynet_e,tf_efficientnet_b0]``); a different config for the same folder is an error.
 Defaults and their meaning: ``conf/train_ghn.yaml``.
 """
 
@@ -84,15 +85,15 @@ def train(cfg: DictConfig) -> dict:
         if prev is None or prev.get("settings") != settings:
             old = (prev or {}).get("settings") or {}
             diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise DpiatError(f"{out} holds a GHN trained with other settings (differing: {', '.join(diff) or LOG + ' missing'}); "
-                             f"choose another out_dir, or delete that folder to retrain")
+            raise DpiatError(f"{out} holds a GHN trained with other settings (differing: "
+                             f"{', '.join(diff) or LOG + ' missing'}); choose another out_dir, or delete that "
+                             f"folder to retrain")
         state = read_checkpoint(ckpt_path)
         ghn.load_state_dict(state["state_dict"])
         optimizer_state = torch.load(ckpt_path, map_location=device, weights_only=True).get("optimzer")
         start, log = int(state["epoch"]), prev
         if start >= cfg.epochs:
-            print(f"{ckpt_path}: finished ({start} epochs); final held-out evaluation: {log.get('final_eval')}")
-            return log
+            return _finished(cfg, ghn, log, log_path, device)
         print(f"{ckpt_path}: resuming after epoch {start}")
 
     t0 = time.perf_counter()
@@ -100,17 +101,12 @@ def train(cfg: DictConfig) -> dict:
                         num_classes=num_classes, kinds=list(cfg.family.kinds), max_params=int(cfg.family.max_params))
     for i in range(len(family)):
         family.model(i).to(device)
-    dm = build_datamodule(OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed)
-    dm.setup()
+    dm = _data(cfg)
     res = dm.resolution
     trainer = MetaTrainer(ghn, family, input_size=(in_chans, res, res), lr=cfg.lr,
                           weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
     if optimizer_state is not None:
         trainer.optimizer.load_state_dict(optimizer_state)
-    eval_nets = {}
-    for name in cfg.eval.archs:
-        torch.manual_seed(cfg.seed)
-        eval_nets[name] = timm.create_model(name, num_classes=num_classes, in_chans=in_chans).to(device)
     log["family"] = {"size": len(family), "rejected": family.n_rejected,
                      "kinds": {k: sum(s["kind"] == k for s in family.specs) for k in cfg.family.kinds}}
     log["setup_seconds"] = round(time.perf_counter() - t0, 1)
@@ -118,11 +114,7 @@ def train(cfg: DictConfig) -> dict:
           f"over {len(family)} architectures {log['family']['kinds']}; held out: {', '.join(cfg.heldout)}")
 
     def evaluate(n_images):
-        out = {}
-        for name, net in eval_nets.items():
-            out[name] = evaluate_predicted(ghn, net, _val_batches(dm, device, n_images),
-                                           input_size=(in_chans, res, res))
-        return out
+        return {name: _evaluate(cfg, ghn, dm, name, n_images, device) for name in cfg.eval.archs}
 
     total = cfg.epochs * cfg.steps_per_epoch
     for epoch in range(start, cfg.epochs):
@@ -163,6 +155,35 @@ def train(cfg: DictConfig) -> dict:
     summary = ", ".join(f"{k} {100 * v['top1']:.2f}% on {v['images']} images" for k, v in log["final_eval"].items())
     print(f"finished: {ckpt_path}; held-out top-1 with predicted parameters: {summary}; "
           f"{log['wall_seconds']:.0f} s of training")
+    return log
+
+
+def _data(cfg: DictConfig):
+    dm = build_datamodule(OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed)
+    dm.setup()
+    return dm
+
+
+def _evaluate(cfg: DictConfig, ghn: GHN2, dm, name: str, n_images: int, device) -> dict:
+    """Held-out network ``name`` with predicted parameters, no training, on the first validation images."""
+    torch.manual_seed(cfg.seed)
+    net = timm.create_model(name, num_classes=int(cfg.data.num_classes), in_chans=int(cfg.data.in_chans)).to(device)
+    side = dm.resolution
+    return evaluate_predicted(ghn, net, _val_batches(dm, device, n_images),
+                              input_size=(int(cfg.data.in_chans), side, side))
+
+
+def _finished(cfg: DictConfig, ghn: GHN2, log: dict, log_path: Path, device) -> dict:
+    """A finished run: evaluate any eval.archs not evaluated yet (on final_images), then report."""
+    todo = [a for a in cfg.eval.archs if a not in (log.get("final_eval") or {})]
+    if todo:
+        dm = _data(cfg)
+        for name in todo:
+            log["final_eval"][name] = _evaluate(cfg, ghn, dm, name, cfg.eval.final_images or 10**9, device)
+        atomic_write_json(log_path, log)
+    summary = ", ".join(f"{k} {100 * v['top1']:.2f}% on {v['images']} images" for k, v in log["final_eval"].items())
+    print(f"{log_path.parent / CHECKPOINT}: finished ({len(log['epochs'])} epochs); held-out top-1 with predicted "
+          f"parameters, no training: {summary}")
     return log
 
 

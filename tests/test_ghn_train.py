@@ -63,15 +63,30 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+class TinyNets:
+    """timm's test-sized networks as a training family: graphs of ~40-60 nodes keep the GHN steps short."""
+
+    def __init__(self, names):
+        torch.manual_seed(0)
+        self.nets = [timm.create_model(n, num_classes=10, in_chans=1) for n in names]
+
+    def model(self, i):
+        return self.nets[i]
+
+
 def test_meta_training_lowers_the_loss(one_thread):
     torch.manual_seed(0)
-    fam = ArchFamily(seed=0, size=3, in_chans=1, num_classes=10, kinds=["effnet", "mixnet", "mobilenetv3"],
-                     max_params=300_000)
-    trainer = MetaTrainer(GHN2(num_classes=10), fam, input_size=(1, 16, 16), lr=2e-3)
+    fam = TinyNets(["test_efficientnet", "test_resnet", "test_byobnet"])
+    trainer = MetaTrainer(GHN2(num_classes=10), fam, input_size=(1, 16, 16), lr=3e-3)
     x, y = digits_batch(64)
-    losses = [trainer.step(x, y, [0, 1, 2]) for _ in range(12)]
+    losses = [trainer.step(x, y, [0, 1, 2]) for _ in range(10)]
     assert all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < losses[0] - 0.3, losses
+
+
+def test_family_rejects_impossible_size_limits():
+    with pytest.raises(DpiatError, match="rejected .* raise max_params"):
+        ArchFamily(seed=0, size=1, kinds=["resnet"], max_params=1000, max_misses=5)
 
 
 def test_cosine_lr():
@@ -95,7 +110,8 @@ def test_train_ghn_command_writes_an_official_checkpoint_resumes_exactly_and_say
 
     def args(out):
         return ["data=digits", f"out_dir={out}", "epochs=2", "steps_per_epoch=2", "meta_batch=2", "batch_size=16",
-                "family.size=3", "family.max_params=300000", "heldout=[tinynet_e]", "eval.images=40",
+                "family.size=3", "family.max_params=300000", "heldout=[tinynet_e,mobilenetv3_small_050]",
+                "eval.images=40",
                 "eval.final_images=40"]
 
     log = cmd.train(compose_train_ghn(args(tmp_path / "a")))  # uninterrupted
@@ -130,6 +146,11 @@ def test_train_ghn_command_writes_an_official_checkpoint_resumes_exactly_and_say
     assert cmd.train(compose_train_ghn(args(tmp_path / "b")))["status"] == "finished"  # nothing left to do
     assert "finished (2 epochs)" in capsys.readouterr().out
     assert (tmp_path / "b" / "ghn.pt").stat().st_mtime_ns == before
+    # a finished run evaluates further held-out networks on request, without training
+    more = cmd.train(compose_train_ghn(args(tmp_path / "b") + ["eval.archs=[tinynet_e,mobilenetv3_small_050]"]))
+    assert set(more["final_eval"]) == {"tinynet_e", "mobilenetv3_small_050"}
+    assert more["final_eval"]["mobilenetv3_small_050"]["fraction_predicted"] == 1.0
+    assert "mobilenetv3_small_050" in json.loads((tmp_path / "b" / "train_log.json").read_text())["final_eval"]
     with pytest.raises(DpiatError, match="other settings .*lr"):
         cmd.train(compose_train_ghn(args(tmp_path / "b") + ["lr=0.01"]))
     with pytest.raises(DpiatError, match="must also be in heldout"):

@@ -132,11 +132,13 @@ def fingerprint(model: nn.Module) -> tuple:
 class ArchFamily:
     """A seeded pool of ``size`` architectures; none equals a held-out timm model.
 
-    Architectures with more than ``max_params`` parameters are re-drawn (keeps CPU steps short).
+    Architectures with more than ``max_params`` parameters are re-drawn (keeps CPU steps short); after
+    ``max_misses`` rejections in a row the limits are deemed impossible.
     """
 
     def __init__(self, *, seed: int, size: int, heldout: Sequence[str] = (), in_chans: int = 3,
-                 num_classes: int = 10, kinds: Sequence[str] = KINDS, max_params: int = 1_500_000):
+                 num_classes: int = 10, kinds: Sequence[str] = KINDS, max_params: int = 1_500_000,
+                 max_misses: int = 500):
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
             raise DpiatError(f"unknown architecture kinds {bad or kinds}; choose from {', '.join(KINDS)}")
@@ -154,13 +156,19 @@ class ArchFamily:
         self._models: dict[int, nn.Module] = {}
         with torch.random.fork_rng():  # the networks' own init is seeded too, without touching the caller's RNG
             torch.manual_seed(seed)
-            self._sample(rng, size, kinds, max_params)
+            self._sample(rng, size, kinds, max_params, max_misses)
         for i in range(len(self.specs)):  # the guarantee the benchmark relies on
             assert fingerprint(self._models[i]) not in self.heldout, self.specs[i]
 
-    def _sample(self, rng: random.Random, size: int, kinds: Sequence[str], max_params: int) -> None:
+    def _sample(self, rng: random.Random, size: int, kinds: Sequence[str], max_params: int, max_misses: int
+                ) -> None:
         in_chans, num_classes = self.in_chans, self.num_classes
+        misses = 0
         while len(self.specs) < size:
+            if misses >= max_misses:  # e.g. max_params below the smallest network the kinds can make
+                raise DpiatError(f"{misses} architectures in a row were rejected ({self.n_rejected}); raise "
+                                 f"max_params={max_params} or choose other kinds than {list(kinds)}")
+            misses += 1
             spec = sample_spec(rng, kinds)
             model = build(spec, num_classes=num_classes, in_chans=in_chans)
             if sum(p.numel() for p in model.parameters()) > max_params:
@@ -171,6 +179,7 @@ class ArchFamily:
                 continue
             self._models[len(self.specs)] = model
             self.specs.append(spec)
+            misses = 0
 
     def __len__(self) -> int:
         return len(self.specs)

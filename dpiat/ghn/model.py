@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from dpiat.errors import DpiatError
-from dpiat.ghn.graph import OP_ID, PRIMITIVES, Graph, one_thread  # noqa: F401 (re-exported)
+from dpiat.ghn.graph import OP_ID, PRIMITIVES, Graph
 
 CONFIG_KEYS = ("max_shape", "num_classes", "hypernet", "decoder", "weight_norm", "ve", "layernorm", "hid")
 

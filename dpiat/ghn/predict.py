@@ -1,7 +1,7 @@
 """From node states to parameter tensors: decode, fit to the target shape, normalise, write.
 
     >>> import timm
-    >>> from dpiat.ghn.model import GHN2, one_thread
+    >>> from dpiat.ghn.model import GHN2
     >>> from dpiat.ghn.predict import predict
     >>> net = timm.create_model("resnet18", num_classes=10)
     >>> report = predict(GHN2(max_shape=(64, 64, 11, 11), num_classes=10), net, input_size=(3, 32, 32))
@@ -33,8 +33,8 @@ import torch
 from torch import nn
 
 from dpiat.errors import DpiatError
-from dpiat.ghn.graph import Graph, build_graph, merge_graphs
-from dpiat.ghn.model import GHN2, one_thread
+from dpiat.ghn.graph import Graph, build_graph, merge_graphs, one_thread
+from dpiat.ghn.model import GHN2
 
 _WEIGHT_OPS = ("conv", "sep_conv", "dil_conv")
 

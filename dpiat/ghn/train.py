@@ -34,7 +34,10 @@ from dpiat.ghn.predict import predict, predict_params, use_batch_stats
 
 
 class MetaTrainer:
-    """Holds the GHN, its optimiser and the cached graphs of an architecture family."""
+    """Holds the GHN, its optimiser and the cached graphs of an architecture family.
+
+    ``family`` is an :class:`ArchFamily`, or any object whose ``model(i)`` returns the i-th network.
+    """
 
     def __init__(self, ghn: GHN2, family: ArchFamily, *, input_size: tuple[int, int, int], lr: float = 1e-3,
                  weight_decay: float = 1e-5, grad_clip: float = 5.0):
