@@ -34,7 +34,7 @@ import dpiat
 from bench import sources
 from bench.config import init_options
 from bench.data import build_datamodule
-from bench.lit import Classifier, DivergedError, build_loggers, build_trainer, reseed
+from bench.lit import Classifier, DivergedError, build_loggers, build_trainer, finish_loggers, reseed
 from bench.run_folder import (EpochRecorder, RunFolder, check_same_run, git_state, global_rank, hardware,
                               is_complete, slurm_ids, versions)
 from bench.runfile import SCHEMA_VERSION
@@ -160,6 +160,7 @@ def execute(spec: RunSpec, cfg: DictConfig, *, get_source: Callable[[], tuple] |
         if writer:
             folder.write(record)
 
+    loggers: list = []
     try:
         reseed(spec.seed)
         target_name = spec.target
@@ -209,6 +210,8 @@ def execute(spec: RunSpec, cfg: DictConfig, *, get_source: Callable[[], tuple] |
     except Exception as e:
         save(status="failed", failure_reason=f"{type(e).__name__}: {e}", failure_kind="error")
         raise
+    finally:
+        finish_loggers(loggers)
 
 
 def _new_model(name: str, cfg: DictConfig, seed: int) -> torch.nn.Module:

@@ -182,6 +182,17 @@ def build_loggers(cfg: Any, folder: Path, *, run_name: str, wandb_id: str | None
     return loggers
 
 
+def finish_loggers(loggers: list) -> None:
+    """End the W&B run: the next run in this process (the target after its source) must start its own."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    if any(isinstance(lg, WandbLogger) for lg in loggers):
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
 def build_trainer(cfg: Any, folder: Path, *, epochs: int, monitor: str, mode: str, callbacks: list,
                   loggers: list) -> pl.Trainer:
     """A Trainer for one run folder: checkpoints/last.ckpt and checkpoints/best.ckpt (by ``monitor``)."""

@@ -351,6 +351,15 @@ def test_wandb_offline_with_a_run_id_that_survives_resume(compose_config, tmp_pa
     assert first["wandb_run_id"] and offline and all(p.name.endswith(first["wandb_run_id"]) for p in offline)
     second = run(compose_config(*FAST, "logger=wandb", "epochs=2", f"paths.runs={tmp_path}"))
     assert second["wandb_run_id"] == first["wandb_run_id"] and len(second["metrics"]) == 2
+    # A source trained in the same process logs to a W&B run of its own, not into the target's.
+    target = run(compose_config(*FAST, "init=dpiat", "logger=wandb", "epochs=1", f"paths.runs={tmp_path / 'd'}"))
+    source_dir = tmp_path / "d" / "smoke" / "sources" / "test_resnet" / "seed0"
+    target_dir = run_dir(compose_config(*FAST, "init=dpiat", f"paths.runs={tmp_path / 'd'}"))
+    source = read_run(source_dir)
+    assert source["wandb_run_id"] != target["wandb_run_id"]
+    for record, folder in ((source, source_dir), (target, target_dir)):
+        ids = [p.name.rsplit("-", 1)[1] for p in (folder / "wandb").glob("offline-run-*")]
+        assert ids == [record["wandb_run_id"]]
 
 
 @pytest.mark.slow
