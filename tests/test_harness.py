@@ -249,6 +249,29 @@ def test_source_weights_from_a_file_and_a_file_that_does_not_fit(compose_config,
     assert fixed["status"] == "finished" and fixed["segments"] == 2
 
 
+def test_a_target_alone_takes_source_free_inits_only(compose_config, tmp_path):
+    cfg = compose_config(*FAST, "pair=tinynet_e", f"paths.runs={tmp_path}")
+    assert cfg.pair.source is None and run_dir(cfg).parts[-3] == "tinynet_e"
+    with pytest.raises(DpiatError, match="needs a source network, and pair 'tinynet_e' has none"):
+        run(compose_config(*FAST, "pair=tinynet_e", "init=dpiat", f"paths.runs={tmp_path}"))
+
+
+def test_untrained_source_control(compose_config, tmp_path):
+    record = run(compose_config(*FAST, "init=dpiat", "epochs=1", "source.weights=none", f"paths.runs={tmp_path}"))
+    assert record["source_weights"]["weights"] == "none" and record["init_report"]["n_matched"] > 0
+    assert not (tmp_path / "smoke" / "sources").exists()  # nothing trained
+
+
+def test_timm_weights_without_internet_say_what_to_use_instead(run_cli, tmp_path):
+    proc = run_cli(*FAST, "init=dpiat", "epochs=1", "source.weights=timm", f"paths.runs={tmp_path}",
+                   env={"HF_HUB_OFFLINE": "1"}, timeout=180)
+    record = read_run(tmp_path / "smoke" / "test_resnet_to_effnet" / "dpiat" / "seed0")
+    if proc.returncode == 0:  # the weights were in the local Hugging Face cache
+        assert record["source_weights"]["weights"] == "timm"
+    else:
+        assert "need internet; use source.weights=train" in proc.stderr and record["status"] == "failed"
+
+
 def test_init_options_reach_the_init_method(compose_config, tmp_path):
     with pytest.raises(DpiatError, match="takes no options"):
         run(compose_config(*FAST, "+init.bogus=1", f"paths.runs={tmp_path}"))
