@@ -202,14 +202,17 @@ def build_trainer(cfg: Any, folder: Path, *, epochs: int, monitor: str, mode: st
     gpu = on_gpu(tc)
     if tc.float32_matmul_precision:
         torch.set_float32_matmul_precision(tc.float32_matmul_precision)
-    checkpoint = ModelCheckpoint(dirpath=str(folder / "checkpoints"), filename="best", monitor=monitor, mode=mode,
-                                 save_top_k=1, save_last=True, auto_insert_metric_name=False,
-                                 enable_version_counter=False)
+    # Two callbacks: with save_last=True Lightning 2.6 writes last.ckpt only when a new best is saved, so a
+    # resumed run could fall back several epochs. `last` is written after every validation.
+    best = ModelCheckpoint(dirpath=str(folder / "checkpoints"), filename="best", monitor=monitor, mode=mode,
+                           save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=str(folder / "checkpoints"), filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
     return pl.Trainer(
         accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes, strategy=tc.strategy,
         precision=tc.precision, max_epochs=epochs,
         deterministic=tc.deterministic if tc.deterministic is not None else ("warn" if gpu else True),
-        callbacks=[*callbacks, checkpoint], logger=loggers or False, default_root_dir=str(folder),
+        callbacks=[*callbacks, best, last], logger=loggers or False, default_root_dir=str(folder),
         num_sanity_val_steps=0,  # the harness validates the initialised model itself (init_metrics)
         log_every_n_steps=tc.log_every_n_steps, enable_progress_bar=tc.enable_progress_bar,
         enable_model_summary=False,
