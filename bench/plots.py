@@ -16,38 +16,25 @@ Uses matplotlib's ``Figure`` directly (no pyplot), so it sets no global backend 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from bench.aggregate import ALL, REFERENCE_INIT, Cell, similarity_correlations
+from dpiat.atomic import atomic_open
 
 PLOT_NAMES = re.compile(r"^(curves_.*|ratios|similarity_vs_ratio)\.png$")  # what this module writes
 
-
 def save_png(fig: Figure, path: Path) -> None:
-    """Save atomically: a temp file in the same folder, fsync, rename (runfile's writers are text-only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
+    """Save atomically (see :mod:`dpiat.atomic`)."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
 
 def _colors(inits) -> dict[str, str]:
     """One colour per init, the same in every plot."""
     return {init: f"C{i % 10}" for i, init in enumerate(inits)}
-
 
 def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure | None:
     fig = Figure(figsize=(6.4, 4.2))
@@ -79,7 +66,6 @@ def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
-
 
 def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None) -> Figure | None:
     inits = [i for i in colors if i != REFERENCE_INIT
@@ -117,7 +103,6 @@ def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None) ->
     ax.legend(fontsize=8)
     return fig
 
-
 def plot_similarity(rows: list[dict], colors: dict[str, str]) -> Figure | None:
     corr = similarity_correlations(rows)
     if not corr:
@@ -144,10 +129,8 @@ def plot_similarity(rows: list[dict], colors: dict[str, str]) -> Figure | None:
     ax.legend(fontsize=8)
     return fig
 
-
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
-
 
 def write_plots(cells: list[Cell], rows: list[dict], out_dir: str | Path, paper: dict | None = None) -> list[Path]:
     """Write every plot there is data for; remove this module's plots from earlier runs that no longer apply."""

@@ -29,8 +29,9 @@ class UnknownNameError(DpiatError, KeyError):
     """An unknown registry name (model, init method, ...), with close matches suggested."""
 
     def __init__(self, kind: str, name: str, choices: Iterable[str], hint: str = ""):
+        name = str(name)  # YAML may hand over a float or bool for a mistyped name
         self.kind, self.name = kind, name
-        choices = sorted(set(choices))
+        choices = sorted(set(map(str, choices)))
         close = close_matches(name, choices)
         if not close:  # substring matches catch e.g. "effnet_b0" -> "*efficientnet_b0"
             key = name.lower().replace("-", "_")

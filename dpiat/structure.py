@@ -21,7 +21,7 @@ from __future__ import annotations
 from torch import nn
 
 from dpiat.errors import DpiatError
-from dpiat.layers import is_dim, shape_score, type_mask, weight_shape
+from dpiat.layers import is_dim, type_mask, weight_shape
 
 _SIGS: dict[tuple, int] = {}  # interned signatures: equal structure <-> equal int
 

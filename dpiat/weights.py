@@ -16,18 +16,17 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from dpiat.atomic import atomic_open
 from dpiat.errors import WeightsError
 
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_state_dict")
 STRIP_PREFIXES = ("model.", "module.", "_orig_mod.")  # Lightning, DDP/DataParallel, torch.compile
-
 
 def read_state_dict(path: str | os.PathLike, *, key: str | None = None) -> dict[str, torch.Tensor]:
     """Read a tensor dict from ``path`` (safetensors or a torch file), unwrapping common containers."""
@@ -39,14 +38,12 @@ def read_state_dict(path: str | os.PathLike, *, key: str | None = None) -> dict[
     obj = _read_safetensors(path) if _is_safetensors(path) else _read_torch(path)
     return _unwrap(obj, path, key)
 
-
 def _is_safetensors(path: Path) -> bool:
     if path.suffix == ".safetensors":
         return True
     with open(path, "rb") as f:  # safetensors: 8-byte little-endian header length, then '{'
         head = f.read(9)
     return len(head) == 9 and head[8:9] == b"{" and not zipfile.is_zipfile(path)
-
 
 def _read_safetensors(path: Path) -> dict:
     from safetensors.torch import load_file
@@ -55,7 +52,6 @@ def _read_safetensors(path: Path) -> dict:
         return load_file(str(path), device="cpu")
     except Exception as e:  # safetensors raises its own error types for corrupt headers/data
         raise WeightsError(f"{str(path)!r} is not a readable safetensors file (corrupt or truncated?): {e}") from None
-
 
 def _read_torch(path: Path) -> object:
     try:
@@ -74,10 +70,8 @@ def _read_torch(path: Path) -> object:
         raise WeightsError(f"{str(path)!r} is not a readable weights file (corrupt or truncated?): "
                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
-
 def _is_tensor_dict(obj: object) -> bool:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
-
 
 def _unwrap(obj: object, path: Path, key: str | None) -> dict[str, torch.Tensor]:
     if key is not None:
@@ -97,7 +91,6 @@ def _unwrap(obj: object, path: Path, key: str | None) -> dict[str, torch.Tensor]
                            f"state dict, possibly under one of {list(WRAPPER_KEYS)}.")
     return {str(k): v for k, v in obj.items()}
 
-
 def _fit_prefix(sd: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
     """Strip a wrapper prefix (``model.``, ``module.``) when that is what makes the keys fit."""
     if set(sd) & expected:
@@ -108,11 +101,9 @@ def _fit_prefix(sd: dict[str, torch.Tensor], expected: set[str]) -> dict[str, to
             return stripped
     return sd
 
-
 def _listing(names: list[str], limit: int = 12) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
 
 def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True, key: str | None = None) -> dict:
     """Load ``path`` into ``model``; raises :class:`WeightsError` naming the keys that do not fit.
@@ -140,21 +131,12 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
         model.load_state_dict({k: v.contiguous() for k, v in sd.items() if k in own}, strict=strict)
     return {"path": str(path), "n_tensors": len(sd), "missing": missing, "unexpected": unexpected}
 
-
 def save_weights(model: nn.Module | dict, path: str | os.PathLike) -> None:
     """Save a model's state dict as safetensors, atomically (temp file + rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     sd = model.state_dict() if isinstance(model, nn.Module) else model
     # safetensors refuses shared or non-contiguous storage: give every tensor its own contiguous copy.
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in sd.items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(flat, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        f.write(save(flat))

@@ -6,7 +6,6 @@ import zipfile
 import pytest
 import timm
 import torch
-from torch import nn
 
 import dpiat
 import dpiat.zoo

@@ -24,22 +24,20 @@ import math
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from dpiat.atomic import atomic_open
 from dpiat.errors import WeightsError
 from dpiat.ghn.model import CONFIG_KEYS, GHN2
 
 IGNORED_KEYS = ("optimzer", "optimizer")  # training state; not needed to predict
 
-
 def _short(items, n: int = 6) -> str:
     items = list(items)
     return ", ".join(map(str, items[:n])) + (f" (+{len(items) - n} more)" if len(items) > n else "")
-
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The checkpoint dict with ``state_dict`` (tensors), ``config`` (dict) and ``epoch`` (int or None)."""
@@ -82,7 +80,6 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise WeightsError(f"{path}: 'config' must be a dict, got {type(config).__name__}")
     return {"state_dict": state, "config": config, "epoch": epoch}
 
-
 def infer_config(state: dict[str, torch.Tensor]) -> dict:
     """GHN constructor arguments from the key names and shapes of a state dict (ghn.md 1.1-1.2)."""
     need = ("embed.weight", "decoder.fc.0.weight", "decoder.conv.2.weight", "bias_class.1.weight")
@@ -99,7 +96,6 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict:
                 hypernet="gatedgnn" if any(k.startswith("gnn.gru.") for k in state) else "mlp",
                 decoder="conv", weight_norm=True, ve=any(k.startswith("gnn.mlp_ve.") for k in state),
                 layernorm="ln.weight" in state, hid=hid)
-
 
 def ghn_from_state(state: dict[str, torch.Tensor], config: dict | None = None, *, where: str = "checkpoint"
                    ) -> GHN2:
@@ -131,14 +127,12 @@ def ghn_from_state(state: dict[str, torch.Tensor], config: dict | None = None, *
             raise WeightsError(f"{where}: tensor {k!r} has non-finite values")
     return ghn.eval()
 
-
 def load_ghn(path: str | os.PathLike) -> GHN2:
     """The GHN stored at ``path`` (official ``ghn2_*.pt`` or one written by :func:`save_ghn`), in eval mode."""
     ckpt = read_checkpoint(path)
     ghn = ghn_from_state(ckpt["state_dict"], ckpt["config"], where=str(path))
     ghn.epoch = ckpt["epoch"]
     return ghn
-
 
 def save_ghn(path: str | os.PathLike, ghn: GHN2, *, epoch: int, optimizer_state: dict | None = None,
              extra: dict | None = None) -> None:
@@ -151,22 +145,7 @@ def save_ghn(path: str | os.PathLike, ghn: GHN2, *, epoch: int, optimizer_state:
     obj.update(extra or {})
     atomic_torch_save(obj, path)
 
-
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary shared file
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """``torch.save`` to ``path`` atomically (see :mod:`dpiat.atomic`)."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
