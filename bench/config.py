@@ -48,7 +48,8 @@ class PairConfig:
 class SourceConfig:
     # train: train it here with the same recipe and data, cached and shared by all target runs;
     # timm: timm's pretrained weights (needs internet); none: an untrained source (the control that shows
-    # a gain comes from training); anything else: the path of a weights file (see dpiat.load_weights)
+    # a gain comes from training); zoo:<name>: offline real weights (dpiat.zoo); anything else: the path of
+    # a weights file (see dpiat.load_weights)
     weights: str = "train"
     epochs: int = 2  # when weights=train
     seed: int = 0  # sources are trained once and shared by every target seed
@@ -143,6 +144,8 @@ class GridConfig:
     models: List[str] = field(default_factory=list)  # all ordered (source, target) pairs, via pair=custom
     inits: List[str] = field(default_factory=list)
     seeds: List[int] = field(default_factory=list)
+    # options for one init method only, e.g. {ghn: ["init.checkpoint=results/runs/proxy/ghn/ghn.pt"]}
+    init_overrides: Dict[str, List[str]] = field(default_factory=dict)
     # stage-1 commands run before any run (python script + overrides, idempotent), e.g. a GHN meta-training:
     # "bench/train_ghn.py data=cifar10"; bench/sweep.py submits them with the source trainings
     prerequisites: List[str] = field(default_factory=list)

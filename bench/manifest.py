@@ -2,7 +2,8 @@
 
 An experiment's ``grid`` (``conf/experiment/*.yaml``) names ``pairs`` (or ``models``: every ordered pair of
 them, as ``pair=custom pair.source=S pair.target=T``), ``inits``, ``seeds`` and optional ``prerequisites``
-(command lines such as ``bench/train_ghn.py ...``). A plan has two stages:
+(command lines such as ``bench/train_ghn.py ...``) and ``init_overrides`` (options for one init method, e.g.
+the GHN checkpoint). A plan has two stages:
 
 * stage 1, prerequisites: one ``bench/train_source.py`` task per distinct source that a pending run needs
   and that is not cached yet (``source.weights=train``), plus the grid's prerequisites;
@@ -223,8 +224,14 @@ def plan_sweep(overrides: list[str]) -> Plan:
             if not any(key in k for k in keys.values()):
                 raise SweepError(f"{line}: no init in this sweep ({', '.join(inits)}) has an option {key!r}")
 
-        def init_overrides(init: str) -> list[str]:
-            return [line for key, line in ov.init_options if key in keys[init]]
+        grid_init = {k: list(v) for k, v in (grid.get("init_overrides") or {}).items()}
+        for init, lines in grid_init.items():
+            bad = [line for line in lines if not str(line).startswith("init.")]
+            if bad:
+                raise SweepError(f"grid.init_overrides.{init}: {bad} - only init.<option>=value settings belong here")
+
+        def init_overrides(init: str) -> list[str]:  # the experiment's first, the command line's win
+            return [*grid_init.get(init, []), *[line for key, line in ov.init_options if key in keys[init]]]
 
         plan = Plan(experiment=base.experiment_name, runs_dir=Path(base.paths.runs) / base.experiment_name,
                     overrides=list(overrides), axes={"pair": [str(p) for p in pairs], "init": inits,

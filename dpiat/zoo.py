@@ -73,3 +73,16 @@ def efficientnet_lite0_imagenet(**kwargs) -> nn.Module:
     return model.eval()
 
 
+
+
+# Named real weights a harness can ask for (``source.weights=zoo:<name>``).
+ZOO = {"efficientnet_lite0_imagenet": efficientnet_lite0_imagenet}
+
+
+def load_zoo(name: str, **kwargs) -> nn.Module:
+    """Build the model ``name`` of :data:`ZOO` with its real weights."""
+    from dpiat.errors import UnknownNameError
+
+    if name not in ZOO:
+        raise UnknownNameError("zoo model", name, ZOO)
+    return ZOO[name](**kwargs)
