@@ -3,6 +3,7 @@
     from bench.plots import write_plots
     write_plots(cells, rows, "results/proxy")     # cells and rows from bench.aggregate
 
+- ``curves.png``: the curves of every pair in one figure, a panel each (two pairs or more).
 - ``curves_<pair>.png``: validation top-1 per epoch, one line per init: mean over the seeds averaged into
   the table, band = min..max over those seeds; epoch 0 (hollow marker, dotted) = before training, when
   run.json has ``init_metrics``.
@@ -25,7 +26,7 @@ from matplotlib.figure import Figure
 from bench.aggregate import ALL, REFERENCE_INIT, Cell, similarity_correlations
 from dpiat.atomic import atomic_open
 
-PLOT_NAMES = re.compile(r"^(curves_.*|ratios|similarity_vs_ratio)\.png$")  # what this module writes
+PLOT_NAMES = re.compile(r"^(curves|curves_.*|ratios|similarity_vs_ratio)\.png$")  # what this module writes
 
 def save_png(fig: Figure, path: Path) -> None:
     """Save atomically (see :mod:`dpiat.atomic`)."""
@@ -36,9 +37,8 @@ def _colors(inits) -> dict[str, str]:
     """One colour per init, the same in every plot."""
     return {init: f"C{i % 10}" for i, init in enumerate(inits)}
 
-def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure | None:
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
+def _draw_curves(ax, pair: str, cells: list[Cell], colors: dict[str, str], title: str) -> bool:
+    """One pair's curves into ``ax``; False when no cell has a usable run."""
     drawn, has_epoch0 = False, False
     for cell in cells:
         if not cell.used:
@@ -58,13 +58,34 @@ def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure 
             ax.plot([0], [np.mean(start)], color=color, marker="o", mfc="white", ms=6)
         drawn = True
     if not drawn:
-        return None
-    ax.set_title(f"{pair}: validation top-1, mean over seeds (band: min..max)", fontsize=10)
+        return False
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("epoch" + (" (0 = before training, hollow marker)" if has_epoch0 else ""))
     ax.set_ylabel("validation top-1")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return True
+
+def plot_curves(pair: str, cells: list[Cell], colors: dict[str, str]) -> Figure | None:
+    fig = Figure(figsize=(6.4, 4.2))
+    title = f"{pair}: validation top-1, mean over seeds (band: min..max)"
+    return fig if _draw_curves(fig.add_subplot(), pair, cells, colors, title) else None
+
+def plot_all_curves(cells: list[Cell], colors: dict[str, str], columns: int = 3) -> Figure | None:
+    """Every pair's curves in one figure (a panel per pair, same y range), for a README."""
+    pairs = [p for p in dict.fromkeys(c.pair for c in cells) if any(c.used for c in cells if c.pair == p)]
+    if len(pairs) < 2:
+        return None
+    cols = min(columns, len(pairs))
+    rows = -(-len(pairs) // cols)
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, sharey=True, squeeze=False).ravel()
+    for ax, pair in zip(axes, pairs):
+        _draw_curves(ax, pair, [c for c in cells if c.pair == pair], colors, pair)
+    for ax in axes[len(pairs):]:
+        ax.set_visible(False)
+    fig.suptitle("validation top-1 per epoch: mean over seeds, band min..max", fontsize=11)
     return fig
 
 def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None) -> Figure | None:
@@ -139,6 +160,7 @@ def write_plots(cells: list[Cell], rows: list[dict], out_dir: str | Path, paper:
     figures = {}
     for pair in dict.fromkeys(c.pair for c in cells):
         figures[f"curves_{_safe(pair)}.png"] = plot_curves(pair, [c for c in cells if c.pair == pair], colors)
+    figures["curves.png"] = plot_all_curves(cells, colors)
     figures["ratios.png"] = plot_ratios(rows, colors, paper)
     figures["similarity_vs_ratio.png"] = plot_similarity(rows, colors)
     written = []

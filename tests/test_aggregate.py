@@ -361,7 +361,7 @@ def test_plots_are_valid_pngs_and_stale_ones_go(tmp_path):
     (out / "mine.png").write_bytes(b"a user's file")
     aggregate(root, out)
     names = {p.name for p in out.glob("*.png")}
-    assert names == {"curves_a_to_t.png", "curves_b_to_t.png", "curves_c_to_t.png", "ratios.png",
+    assert names == {"curves.png", "curves_a_to_t.png", "curves_b_to_t.png", "curves_c_to_t.png", "ratios.png",
                      "similarity_vs_ratio.png", "mine.png"}
     for name in names - {"mine.png"}:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
