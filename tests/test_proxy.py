@@ -31,7 +31,7 @@ def test_proxy_grid_runs_shared_baselines_once_per_seed(tmp_path):
     kinds = [t.kind for t in plan.prerequisites]
     assert kinds.count("source") == 5  # trained sources only: not the ImageNet Lite0 nor the untrained control
     ghn_training = [t.line for t in plan.prerequisites if t.kind == "prerequisite"]
-    assert ghn_training == [f"bench/train_ghn.py data=fashion_mnist epochs=8 out_dir={tmp_path}/proxy/ghn"]
+    assert ghn_training == [f"bench/train_ghn.py data=fashion_mnist epochs=6 eval.final_images=2000 out_dir={tmp_path}/proxy/ghn"]
 
 
 def test_pair_files_carry_their_source_weights(compose_config):
