@@ -55,4 +55,6 @@ def default_slice() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(default_slice()) if len(sys.argv) == 1 else main()
+    if len(sys.argv) == 1:
+        sys.exit(default_slice())
+    main()

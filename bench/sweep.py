@@ -216,15 +216,19 @@ def aggregate_table(plan: Plan) -> int:
     from bench.aggregate import AggregateError, aggregate, default_out_dir
 
     try:
-        rows = aggregate(plan.runs_dir)
+        out_dir = default_out_dir(plan.runs_dir)
+    except AggregateError:  # paths.runs is not a folder named runs/: the table goes next to the experiment's runs
+        out_dir = plan.runs_dir.parent / f"{plan.runs_dir.name}_table"
+    try:
+        rows = aggregate(plan.runs_dir, out_dir)
     except AggregateError as e:
         print(f"error: cannot aggregate: {e}", file=sys.stderr)
         return 1
-    table = default_out_dir(plan.runs_dir) / "table.md"
+    table = out_dir / "table.md"
     if table.exists():
         print("\n" + table.read_text().rstrip())
     print(f"\naggregated {len(rows)} table rows from {plan.runs_dir} into {table.parent}/ "
-          f"(again: python bench/aggregate.py {plan.runs_dir})")
+          f"(again: python bench/aggregate.py {plan.runs_dir} --out {out_dir})")
     return 0
 
 

@@ -73,8 +73,6 @@ def efficientnet_lite0_imagenet(**kwargs) -> nn.Module:
     return model.eval()
 
 
-
-
 # Named real weights a harness can ask for (``source.weights=zoo:<name>``).
 ZOO = {"efficientnet_lite0_imagenet": efficientnet_lite0_imagenet}
 

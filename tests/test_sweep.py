@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -239,6 +240,12 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
 
     rc, out = cli(*TINY, f"paths.runs={runs}", "--local")
     assert rc == 0 and "1 finished, 0 to run" in out and "nothing to run" in out
+
+    # paths.runs not named runs/ (e.g. a scratch folder): the table goes next to the experiment's runs
+    scratch = tmp_path / "scratch"
+    shutil.copytree(runs / "smoke", scratch / "smoke")
+    rc, out = cli(*TINY, f"paths.runs={scratch}", "--local")
+    assert rc == 0 and (scratch / "smoke_table" / "table.md").exists(), out
     assert len(list((runs / "smoke" / "manifests").glob("*-runs.txt"))) == 1
 
     plan = plan_sweep([*TINY[:2], "init=random,dpiat", *TINY[3:], f"paths.runs={runs}"])
