@@ -313,6 +313,13 @@ def resize_center_crop(x: torch.Tensor, res: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def check_data_root(cfg: Any) -> None:
+    """A data set read from image files needs ``data.root``; also checked by bench/sweep.py before submitting."""
+    if cfg.name in FILES and cfg.root is None:
+        raise DataError(f"data.root is required for {cfg.name}: the folder that holds its train/ and val/ "
+                        f"ImageFolders (as the machines that run it see it), e.g. data.root=/datasets/{cfg.name}")
+
+
 def check_image_folder(root: Path, num_classes: int, name: str) -> None:
     layout = (f"expected the standard ImageFolder layout {root}/train/<class>/*.JPEG and {root}/val/<class>/*.JPEG "
               "(ImageNet: the val images sorted into their 1000 wnid folders, as in the PyTorch examples)")
@@ -426,9 +433,7 @@ class ImageDataModule(pl.LightningDataModule):
             self.data_hash = h.hexdigest()
             labels = torch.cat([self.train_y, self.val_y])
         else:
-            if cfg.root is None:
-                raise DataError(f"data.root is required for {cfg.name}: the folder that holds its train/ and val/ "
-                                "ImageFolders, e.g. data.root=/datasets/imagenet")
+            check_data_root(cfg)
             root = Path(cfg.root)
             if cfg.name == "synthetic":
                 generate_synthetic(root, cfg.num_classes, cfg.synthetic or SyntheticConfig())

@@ -41,7 +41,7 @@ from omegaconf.errors import OmegaConfBaseException
 import dpiat
 from bench import sources
 from bench.config import CONF_DIR, register_configs
-from bench.data import FILES
+from bench.data import check_data_root
 from bench.harness import check_config, run_dir
 from bench.run_folder import RunFolder, config_differences, git_state, is_complete
 from bench.runfile import atomic_write_json, atomic_write_text
@@ -286,11 +286,9 @@ def _state(cfg: DictConfig, task: Task) -> str:
     """finished | failed (diverged before: re-running would fail the same way) | todo."""
     try:
         check_config(cfg)  # missing values, unknown models or init methods: before anything is submitted
+        check_data_root(cfg.data)  # else every task in the queue would fail on it
     except DpiatError as e:
         raise SweepError(f"{task.line}: {e}") from None
-    if cfg.data.name in FILES and cfg.data.root is None:  # bench/data.py would fail each task in the queue
-        raise SweepError(f"data.root is required for {cfg.data.name}: the folder that holds its train/ and val/ "
-                         f"ImageFolders as the compute nodes see it, e.g. data.root=/datasets/{cfg.data.name}")
     try:
         existing = RunFolder(task.folder).read()
     except DpiatError as e:

@@ -24,7 +24,7 @@ source of truth that sweeps, resumes and the aggregation read. Schema (``schema_
       ],
       "best_val_top1": 0.81 | null, "final_val_top1": 0.80 | null,
       "init_report": {...},                  # what the init method returned (dpiat.inits)
-      "source_weights": null | {"weights": "train" | "timm" | "none" | "file", "path": .., ...},
+      "source_weights": null | {"weights": "train" | "timm" | "none" | "file" | "zoo:<name>", ...},
       "config": {...},                       # the resolved Hydra config
       "git_commit": "abc123..." | null, "git_dirty": false | null,
       "versions": {"python": .., "torch": .., "timm": .., "lightning": .., "cuda": ..},
