@@ -23,5 +23,7 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/nul
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch 2.14.1 / torchvision 0.29.1 are exact pins (CUDA build: the same pins serve GPU clusters).
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# The library alone needs only the core dependencies (pip install .); the experiments and the tests need
+# the `bench` and `test` extras.
+.venv/bin/pip install -q --disable-pip-version-check -e '.[bench,test]'
 .venv/bin/python -c 'import dpiat, dpiat.alignment as a; print(f"dpiat {dpiat.__version__} ready (DP backend: {a.BACKEND})")'
