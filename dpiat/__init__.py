@@ -7,8 +7,8 @@
     >>> round(dpiat.similarity("tf_efficientnet_b2", "tf_efficientnet_b0"), 4)
     0.804
 
-The faithful method follows the authors' reference exactly (``shared/docs/method.md``); improved
-variants get names of their own.
+The faithful method follows the authors' reference exactly (``docs/method.md``); improved variants get
+names of their own (``dpiat.METHODS``, ``dpiat/variants.py``).
 """
 
 from dpiat.alignment import Aligner, align
@@ -19,14 +19,15 @@ from dpiat.matching import Matching, match
 from dpiat.models import create_model
 from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources, similarity, similarity_matrix
 from dpiat.structure import Block, Layer, standardize
-from dpiat.pipeline import TransferReport, transfer
+from dpiat.pipeline import METHODS, TransferReport, register_method, transfer
+from dpiat import variants  # noqa: F401  (registers the named variants of the method)
 from dpiat.weights import load_weights, read_state_dict, save_weights
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Aligner", "Block", "DEFAULT_CANDIDATES", "DpiatError", "Layer", "Matching", "NoTransferableLayersError",
-    "TransferReport", "UnknownNameError", "WeightsError", "align", "available_inits", "clip_copy",
+    "METHODS", "TransferReport", "UnknownNameError", "WeightsError", "align", "available_inits", "clip_copy",
     "create_model", "get_init", "initialize", "load_weights", "match", "rank_sources", "read_state_dict",
-    "register_init", "save_weights", "similarity", "similarity_matrix", "standardize", "transfer",
+    "register_init", "register_method", "save_weights", "similarity", "similarity_matrix", "standardize", "transfer",
 ]

@@ -14,7 +14,9 @@ touches no harness code::
 
 An init function is called as ``fn(target, source=source_or_None, **options)``; it changes ``target``
 in place and returns a JSON-serialisable report (a dict with at least ``"method"``).
-Heavy methods are registered lazily as ``"module:function"`` so importing dpiat stays cheap.
+Heavy methods are registered lazily as ``"module:function"`` so importing dpiat stays cheap. Transfer
+methods (faithful ``dpiat`` and its named variants) register here through ``dpiat.pipeline.register_method``,
+which makes each one an init of the same name.
 """
 
 from __future__ import annotations
@@ -90,13 +92,6 @@ def random_init(target: nn.Module, source: nn.Module | None = None, **options: A
         raise DpiatError(f"init method 'random' takes no options, got {sorted(options)}")
     n = sum(p.numel() for p in target.parameters())
     return {"method": "random", "n_params": n, "fraction_overwritten": 0.0}
-
-
-@register_init("dpiat", needs_source=True, summary="faithful DPIAT transfer (Czyzewski et al. 2022)")
-def dpiat_init(target: nn.Module, source: nn.Module | None = None, **options: Any) -> dict:
-    from dpiat.pipeline import transfer
-
-    return transfer(source, target, method="dpiat", **options).as_dict()
 
 
 register_lazy("ghn", "dpiat.ghn:ghn_init", needs_source=False,

@@ -16,12 +16,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
 
 from dpiat.clip import clip_windows, copy_layer
 from dpiat.errors import DpiatError, UnknownNameError
+from dpiat.inits import register_init
 from dpiat.matching import Matching, match
 
 
@@ -38,6 +40,7 @@ class TransferReport:
     fraction_overwritten: float  # of all target parameter elements
     seconds: float
     pairs: list[tuple[str | None, str | None]] = field(repr=False)
+    details: dict = field(default_factory=dict)  # what a named variant did beyond the faithful copy
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -79,8 +82,29 @@ def _faithful(source: nn.Module, target: nn.Module) -> tuple[Matching, int]:
     return matching, copy_matched(matching)
 
 
-# name -> fn(source, target) -> (Matching, elements written). Variants go here under new names.
-METHODS: dict[str, Callable[[nn.Module, nn.Module], tuple[Matching, int]]] = {"dpiat": _faithful}
+# name -> fn(source, target) -> (Matching, parameter elements written[, details dict]).
+TransferMethod = Callable[[nn.Module, nn.Module], tuple]
+METHODS: dict[str, TransferMethod] = {}
+
+
+def register_method(name: str, fn: TransferMethod, *, summary: str) -> None:
+    """Make ``fn`` available as ``transfer(source, target, method=name)`` and as the init method ``name``
+    (so the harness runs it with ``init=name``): one registration, one name everywhere.
+
+    ``fn(source, target)`` copies in place and returns ``(matching, elements_written)`` or
+    ``(matching, elements_written, details)``; ``details`` (JSON-able) lands in the report.
+    """
+    METHODS[name] = fn
+    register_init(name, needs_source=True, summary=summary)(partial(_transfer_init, method=name))
+
+
+def _transfer_init(target: nn.Module, source: nn.Module | None = None, *, method: str, **options) -> dict:
+    if options:
+        raise DpiatError(f"init method {method!r} takes no options, got {sorted(options)}")
+    return transfer(source, target, method=method).as_dict()
+
+
+register_method("dpiat", _faithful, summary="faithful DPIAT transfer (Czyzewski et al. 2022)")
 
 
 def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> TransferReport:
@@ -93,7 +117,7 @@ def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> Tra
     _check_has_storage(source, "source")
     _check_has_storage(target, "target")
     t0 = time.perf_counter()
-    matching, written = METHODS[method](source, target)
+    matching, written, *extra = METHODS[method](source, target)
     seconds = time.perf_counter() - t0
     total = sum(p.numel() for p in target.parameters())
     matched = matching.matched
@@ -109,7 +133,8 @@ def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> Tra
         fraction_overwritten=written / total if total else 0.0,
         seconds=seconds,
         pairs=matching.pairs,
+        details=extra[0] if extra else {},
     )
 
 
-__all__ = ["transfer", "TransferReport", "METHODS", "copy_matched", "clip_windows"]
+__all__ = ["transfer", "TransferReport", "METHODS", "register_method", "copy_matched", "clip_windows"]
