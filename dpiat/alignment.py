@@ -6,7 +6,9 @@ of aligning their contents, so the DP recurses; equal-looking blocks share one c
 
 The DP itself runs in C when the optional extension ``dpiat._dpcore`` was built (``BACKEND == "c"``) and in
 pure Python otherwise (or with ``DPIAT_PURE_PYTHON=1``). Both perform the same float64 operations in the
-same order as the authors' reference, so matchings are bit-identical (checked by the tests).
+same order as the authors' reference, so matchings are bit-identical (checked by the tests). The shape
+scores of all leaf pairs are computed at once with numpy (:func:`score_leaves`), with the same float64
+operations as :func:`dpiat.layers.shape_score`, so they are bit-identical too.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 import os
 from array import array
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from dpiat.layers import shape_score
 from dpiat.structure import Block, Layer
@@ -99,13 +103,78 @@ def backtrack(back, n: int, m: int) -> list[tuple]:
     return steps
 
 
-@dataclass
 class Aligned:
-    """The alignment of two sequences: DP value, the steps, and the score matrix (target-major)."""
+    """The alignment of two sequences: DP value, the steps, and the score matrix (target-major).
 
-    value: float
-    steps: list
-    scores: array
+    ``steps`` are traced back from the DP's decisions on first use: most alignments are inner block
+    pairs whose value is all a similarity or an outer DP needs."""
+
+    __slots__ = ("value", "scores", "_steps", "_back", "_n", "_m")
+
+    def __init__(self, value: float, steps: list | None, scores: array, back=None, n: int = 0, m: int = 0):
+        self.value, self.scores, self._steps = value, scores, steps
+        self._back, self._n, self._m = back, n, m
+
+    @property
+    def steps(self) -> list:
+        if self._steps is None:
+            self._steps = backtrack(self._back, self._n, self._m)
+            self._back = None
+        return self._steps
+
+    def __repr__(self) -> str:
+        return f"Aligned(value={self.value!r}, steps={self.steps!r})"
+
+
+def _leaves(block: Block) -> dict[int, Layer]:
+    """One leaf per signature (equal signatures score alike)."""
+    out: dict[int, Layer] = {}
+    stack = [block]
+    while stack:
+        for item in stack.pop():
+            if isinstance(item, Block):
+                stack.append(item)
+            else:
+                out.setdefault(item.sig, item)
+    return out
+
+
+def score_leaves(source: Block, target: Block, cache: dict) -> None:
+    """Put ``score(x, y)`` of every leaf ``x`` of ``source`` and leaf ``y`` of ``target`` into ``cache``
+    (keyed ``(x.sig, y.sig)``), computed for all pairs at once with numpy.
+
+    Bit for bit :func:`dpiat.layers.shape_score` (0 when the PARAM types do not meet): the same float64
+    divisions of exactly representable integers, ``min``, and products in dimension order starting from
+    1.0 (a dimension one of the two shapes lacks multiplies by 1.0, which changes nothing, as zip stops
+    there). Shapes with an element beyond 2**53 (never in practice) are left to the one-pair path.
+    """
+    xs, ys = _leaves(source), _leaves(target)
+    if not xs or not ys:
+        return
+    xl, yl = list(xs.values()), list(ys.values())
+    shapes = [leaf.shape or () for leaf in xl + yl]
+    width = max(map(len, shapes))
+    if width == 0 or max(max(s, default=0) for s in shapes) > 2 ** 53:
+        return
+    table = np.ones((len(shapes), width), dtype=np.float64)  # shapes padded with 1 (never divided by 0)
+    ndim = np.empty(len(shapes), dtype=np.int64)
+    for r, shape in enumerate(shapes):
+        table[r, :len(shape)] = shape
+        ndim[r] = len(shape)
+    nx = len(xl)
+    a, b = table[:nx, None, :], table[None, nx:, :]  # (source, 1, d), (1, target, d)
+    compared = np.arange(width)[None, None, :] < np.minimum(ndim[:nx, None], ndim[None, nx:])[:, :, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(compared, np.minimum(a / b, b / a), 1.0)
+    value = np.ones((nx, len(yl)), dtype=np.float64)
+    for d in range(width):  # in dimension order, as shape_score multiplies
+        value *= ratio[:, :, d]
+    zero = (compared & ((a == 0) | (b == 0))).any(axis=2)
+    masks = np.array([leaf.mask for leaf in xl + yl], dtype=np.int64)
+    zero |= (masks[:nx, None] & masks[None, nx:]) == 0
+    value[zero] = 0.0
+    xsig, ysig = list(xs), list(ys)
+    cache.update(zip([(x, y) for x in xsig for y in ysig], value.ravel().tolist()))
 
 
 @dataclass
@@ -118,6 +187,7 @@ class Aligner:
     scores: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)  # (source sig, target item sig) -> row of scores
     blocks: dict = field(default_factory=dict)
+    _depth: int = field(default=0, repr=False, compare=False)  # nesting of align() calls
 
     def score(self, x, y) -> float:
         """score(x from source, y from target), method.md section 3."""
@@ -139,18 +209,24 @@ class Aligner:
         hit = self.blocks.get(key)
         if hit is not None:
             return hit
-        n, m = len(target), len(source)
-        get, score, rows = self.scores.get, self.score, self.rows
-        scores = array("d")
-        for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
-            row = rows.get((source.sig, y.sig))
-            if row is None:
-                ys = y.sig
-                row = rows[(source.sig, ys)] = array("d", [score(x, y) if (v := get((x.sig, ys))) is None else v
-                                                           for x in source])
-            scores.extend(row)
-        value, back = dp(scores, n, m)
-        result = self.blocks[key] = Aligned(value, backtrack(back, n, m), scores)
+        if not self._depth:  # outermost call: score every pair of leaves at once (inner calls look them up)
+            score_leaves(source, target, self.scores)
+        self._depth += 1
+        try:
+            n, m = len(target), len(source)
+            get, score, rows = self.scores.get, self.score, self.rows
+            scores = array("d")
+            for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
+                row = rows.get((source.sig, y.sig))
+                if row is None:
+                    ys = y.sig
+                    row = rows[(source.sig, ys)] = array("d", [score(x, y) if (v := get((x.sig, ys))) is None else v
+                                                               for x in source])
+                scores.extend(row)
+            value, back = dp(scores, n, m)
+        finally:
+            self._depth -= 1
+        result = self.blocks[key] = Aligned(value, None, scores, back, n, m)
         return result
 
     def leaf_pairs(self, source: Block, target: Block, out: list | None = None) -> list:

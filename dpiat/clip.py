@@ -9,11 +9,36 @@ cropped, equal sizes are copied as they are. Elements of the target outside the 
     9
     >>> dst.int().tolist()[0], dst.int().tolist()[2]
     ([0, 0, 0, 0, 0], [0, 1, 1, 1, 0])
+
+Copies run on one CPU thread (:func:`one_thread`): they are memory-bound and small, and with torch's
+default intra-op pool every copy of more than 32k elements is split across the cores. When another
+process keeps a core busy, each split copy then waits for a descheduled worker thread, and a b2 -> b0
+transfer took 7-10x longer (240-340 ms instead of ~30 ms) for no gain when idle. A copy moves
+the same bytes on any number of threads, so the values written are the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch CPU ops inside on a single intra-op thread; the previous setting comes back on exit,
+    also when the body raises. (``torch.set_num_threads`` is process-wide: other threads of the process
+    that run torch ops meanwhile also use one thread.)"""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def clip_windows(a_shape, b_shape) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -34,22 +59,33 @@ def clip_windows(a_shape, b_shape) -> tuple[tuple[slice, ...], tuple[slice, ...]
     return tuple(src), tuple(dst)
 
 
-@torch.no_grad()
-def clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
-    """Centre-clip ``src`` into ``dst`` in place; returns the number of elements written."""
+def _clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
+    """``clip_copy`` without its guards (the caller turned grad mode off and holds one thread)."""
     if src.dim() != dst.dim():
         return 0  # cannot happen for same-type layers; never broadcast one shape into another
-    s, d = clip_windows(src.shape, dst.shape)
-    window = dst[d]
-    window.copy_(src[s].to(device=dst.device, dtype=dst.dtype))
+    if src.shape == dst.shape:  # the windows are the whole tensors: skip cutting views
+        part, window = src, dst
+    else:
+        s, d = clip_windows(src.shape, dst.shape)
+        part, window = src[s], dst[d]
+    if part.device != window.device or part.dtype != window.dtype:
+        part = part.to(device=window.device, dtype=window.dtype)
+    window.copy_(part)
     return window.numel()
+
+
+def clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
+    """Centre-clip ``src`` into ``dst`` in place; returns the number of elements written."""
+    with torch.no_grad(), one_thread():
+        return _clip_copy(src, dst)
 
 
 def copy_layer(src_module, dst_module) -> int:
     """Copy ``weight`` and ``bias`` (when both sides have them). BatchNorm running stats are NOT copied."""
     written = 0
-    for name in ("weight", "bias"):
-        a, b = getattr(src_module, name, None), getattr(dst_module, name, None)
-        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-            written += clip_copy(a, b)
+    with torch.no_grad(), one_thread():
+        for name in ("weight", "bias"):
+            a, b = getattr(src_module, name, None), getattr(dst_module, name, None)
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                written += _clip_copy(a, b)
     return written

@@ -1,0 +1,135 @@
+"""The speed work changes no value: transfers equal a plain reference copy bit for bit, the vectorised leaf
+scores equal ``shape_score``, and the one-thread copy leaves torch's thread setting as it found it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+import dpiat
+from dpiat.alignment import Aligner, score_leaves
+from dpiat.clip import clip_windows, copy_layer, one_thread
+from dpiat.layers import shape_score
+from dpiat.structure import Block, Layer, _intern
+from tests import spec_reference as ref
+
+PAIRS = [("tf_efficientnet_b2", "tf_efficientnet_b0"), ("mixnet_s", "tinynet_e"), ("resnet10t", "tinynet_e"),
+         ("tinynet_e", "rexnet_100")]
+
+
+def seeded(name: str, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    model = dpiat.create_model(name)
+    with torch.no_grad():
+        for t in model.state_dict().values():  # every value distinct from the target's, BN statistics too
+            if t.is_floating_point():
+                t.normal_()
+    return model
+
+
+def reference_transfer(source: nn.Module, target: nn.Module) -> None:
+    """The literal spec's matching (tests/spec_reference.py) and a plain slice assignment per tensor."""
+    with torch.no_grad():
+        for a, b in ref.leaf_pairs(ref.standardize(source), ref.standardize(target)):
+            if a is None or b is None:
+                continue
+            for name in ("weight", "bias"):
+                x, y = getattr(a, name, None), getattr(b, name, None)
+                if isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor):
+                    s, d = clip_windows(x.shape, y.shape)
+                    y[d] = x[s]
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the setting that oversubscribed a busy machine
+    yield 2
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("src,dst", PAIRS)
+def test_transfer_is_bit_identical_to_a_plain_reference_copy(src, dst, two_threads):
+    source = seeded(src, 0)
+    target = seeded(dst, 1)
+    expected = seeded(dst, 1)
+    reference_transfer(source, expected)
+    report = dpiat.transfer(source, target)
+    assert torch.get_num_threads() == two_threads  # restored after the one-thread copy
+    assert report.n_matched > 0
+    got, want = target.state_dict(), expected.state_dict()
+    assert list(got) == list(want)
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+
+
+def test_similarity_equals_the_literal_spec_bit_for_bit():
+    for a, b in PAIRS[1:]:
+        s, t = dpiat.create_model(a, device="meta"), dpiat.create_model(b, device="meta")
+        S, T = ref.standardize(s), ref.standardize(t)
+        ab, ba = ref.align(S, T)[0], ref.align(T, S)[0]
+        n_s = sum(1 for leaf in dpiat.standardize(s).layers() if leaf.transferable)
+        n_t = sum(1 for leaf in dpiat.standardize(t).layers() if leaf.transferable)
+        assert dpiat.similarity(s, t) == (ab * ba / (n_s * n_t)) ** 0.5
+
+
+def _leaf(mask: int, shape) -> Layer:
+    leaf = object.__new__(Layer)
+    leaf.name, leaf.module, leaf.mask, leaf.shape = f"l{mask}_{shape}", None, mask, shape
+    leaf.sig = _intern(("L", mask, shape))
+    return leaf
+
+
+def test_vectorised_leaf_scores_equal_shape_score_bit_for_bit():
+    rng = random.Random(0)
+    sizes = [0, 1, 2, 3, 5, 7, 16, 24, 40, 96, 112, 1000, 1280, 2 ** 40 + 1]
+    leaves = [_leaf(0, None)]
+    for _ in range(300):
+        shape = tuple(rng.choice(sizes) for _ in range(rng.randint(0, 5)))
+        leaves.append(_leaf(rng.choice([1, 2, 3, 64, 256, 512, 1 << 9 | 2]), shape))
+    xs, ys = leaves[: len(leaves) // 2], leaves[len(leaves) // 2:] + leaves[:20]
+    cache: dict = {}
+    score_leaves(Block(xs, "s"), Block(ys, "t"), cache)
+    assert len(cache) == len({x.sig for x in xs}) * len({y.sig for y in ys})
+    for x in xs:
+        for y in ys:
+            want = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
+            got = cache[(x.sig, y.sig)]
+            assert got.hex() == want.hex(), (x, y)
+
+
+def test_a_huge_dimension_falls_back_to_the_one_pair_path():
+    x, y = _leaf(2, (2 ** 54, 3)), _leaf(2, (5, 3))
+    cache: dict = {}
+    score_leaves(Block([x, _leaf(1, (3,))], "s"), Block([y, _leaf(1, (4,))], "t"), cache)
+    assert cache == {}  # left to Aligner.score, which calls shape_score itself
+    aligner = Aligner()
+    assert aligner.score(x, y) == shape_score(x.shape, y.shape)
+
+
+def test_one_thread_restores_the_setting_also_on_errors(two_threads):
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == two_threads
+    with pytest.raises(RuntimeError):
+        with one_thread():
+            raise RuntimeError("boom")
+    assert torch.get_num_threads() == two_threads
+    with pytest.raises((NotImplementedError, RuntimeError)):  # a copy that fails inside the library
+        copy_layer(nn.Linear(3, 4, device="meta"), nn.Linear(3, 4))  # a meta tensor has no values to copy
+    assert torch.get_num_threads() == two_threads
+    torch.set_num_threads(1)
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 1
+
+
+def test_clip_copy_outside_no_grad_and_across_dtypes():
+    src = torch.randn(6, 3, requires_grad=True)
+    dst = torch.zeros(4, 5, dtype=torch.float64, requires_grad=True)
+    assert dpiat.clip_copy(src, dst) == 12
+    assert torch.equal(dst.detach()[:, 1:4], src.detach()[1:5].double())
+    assert torch.equal(dst.detach()[:, 0], torch.zeros(4, dtype=torch.float64))
