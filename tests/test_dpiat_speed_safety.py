@@ -133,3 +133,14 @@ def test_clip_copy_outside_no_grad_and_across_dtypes():
     assert dpiat.clip_copy(src, dst) == 12
     assert torch.equal(dst.detach()[:, 1:4], src.detach()[1:5].double())
     assert torch.equal(dst.detach()[:, 0], torch.zeros(4, dtype=torch.float64))
+
+
+def test_the_speed_benchmark_stops_its_busy_processes_also_on_errors():
+    from bench.transfer_speed import Busy
+
+    with pytest.raises(KeyboardInterrupt):
+        with Busy(1) as busy:
+            procs = list(busy.procs)
+            assert procs and all(p.poll() is None for p in procs)  # spinning
+            raise KeyboardInterrupt
+    assert all(p.poll() is not None for p in procs)
