@@ -141,7 +141,7 @@ def _leaves(block: Block) -> dict[int, Layer]:
 
 def score_leaves(source: Block, target: Block, cache: dict) -> None:
     """Put ``score(x, y)`` of every leaf ``x`` of ``source`` and leaf ``y`` of ``target`` into ``cache``
-    (keyed ``(x.sig, y.sig)``), computed for all pairs at once with numpy.
+    (as ``cache[y.sig][x.sig]``), computed for all pairs at once with numpy.
 
     Bit for bit :func:`dpiat.layers.shape_score` (0 when the PARAM types do not meet): the same float64
     divisions of exactly representable integers, ``min``, and products in dimension order starting from
@@ -173,26 +173,33 @@ def score_leaves(source: Block, target: Block, cache: dict) -> None:
     masks = np.array([leaf.mask for leaf in xl + yl], dtype=np.int64)
     zero |= (masks[:nx, None] & masks[None, nx:]) == 0
     value[zero] = 0.0
-    xsig, ysig = list(xs), list(ys)
-    cache.update(zip([(x, y) for x in xsig for y in ysig], value.ravel().tolist()))
+    xsig = list(xs)
+    for y, column in zip(ys, value.T.tolist()):
+        col = cache.get(y)
+        if col is None:
+            cache[y] = dict(zip(xsig, column))
+        else:
+            col.update(zip(xsig, column))
 
 
 @dataclass
 class Aligner:
     """Aligns standardized structures, caching scores and block alignments by signature.
 
-    One cache holds every score computed so far, keyed by ``(source sig, target sig)``: leaf shape
-    scores, block-vs-block alignment values, and the zeros of mixed pairs."""
+    One cache holds every score computed so far, ``scores[target sig][source sig]``: leaf shape scores,
+    block-vs-block alignment values, and the zeros of mixed pairs."""
 
     scores: dict = field(default_factory=dict)
-    rows: dict = field(default_factory=dict)  # (source sig, target item sig) -> row of scores
+    rows: dict = field(default_factory=dict)  # rows[source sig][target item sig] -> row of scores
     blocks: dict = field(default_factory=dict)
     _depth: int = field(default=0, repr=False, compare=False)  # nesting of align() calls
 
     def score(self, x, y) -> float:
         """score(x from source, y from target), method.md section 3."""
-        key = (x.sig, y.sig)
-        s = self.scores.get(key)
+        col = self.scores.get(y.sig)
+        if col is None:
+            col = self.scores[y.sig] = {}
+        s = col.get(x.sig)
         if s is None:
             xb, yb = isinstance(x, Block), isinstance(y, Block)
             if xb and yb:
@@ -201,7 +208,7 @@ class Aligner:
                 s = 0.0  # block vs layer
             else:
                 s = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
-            self.scores[key] = s
+            col[x.sig] = s
         return s
 
     def align(self, source: Block, target: Block) -> Aligned:
@@ -214,14 +221,20 @@ class Aligner:
         self._depth += 1
         try:
             n, m = len(target), len(source)
-            get, score, rows = self.scores.get, self.score, self.rows
+            cols, score = self.scores, self.score
+            rows = self.rows.get(source.sig)
+            if rows is None:
+                rows = self.rows[source.sig] = {}
             scores = array("d")
             for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
-                row = rows.get((source.sig, y.sig))
+                ys = y.sig
+                row = rows.get(ys)
                 if row is None:
-                    ys = y.sig
-                    row = rows[(source.sig, ys)] = array("d", [score(x, y) if (v := get((x.sig, ys))) is None else v
-                                                               for x in source])
+                    col = cols.get(ys)
+                    if col is None:
+                        col = cols[ys] = {}
+                    get = col.get
+                    row = rows[ys] = array("d", [score(x, y) if (v := get(x.sig)) is None else v for x in source])
                 scores.extend(row)
             value, back = dp(scores, n, m)
         finally:

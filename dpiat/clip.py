@@ -80,12 +80,23 @@ def clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
         return _clip_copy(src, dst)
 
 
+def _copy_layer(src_module, dst_module) -> int:
+    written = 0
+    for name in ("weight", "bias"):
+        a, b = getattr(src_module, name, None), getattr(dst_module, name, None)
+        if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+            written += _clip_copy(a, b)
+    return written
+
+
 def copy_layer(src_module, dst_module) -> int:
     """Copy ``weight`` and ``bias`` (when both sides have them). BatchNorm running stats are NOT copied."""
-    written = 0
     with torch.no_grad(), one_thread():
-        for name in ("weight", "bias"):
-            a, b = getattr(src_module, name, None), getattr(dst_module, name, None)
-            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-                written += _clip_copy(a, b)
-    return written
+        return _copy_layer(src_module, dst_module)
+
+
+def copy_layers(pairs) -> int:
+    """:func:`copy_layer` for every ``(source module, target module)`` in ``pairs``, in order, under one
+    no-grad, one-thread scope; returns the elements written."""
+    with torch.no_grad(), one_thread():
+        return sum(_copy_layer(a, b) for a, b in pairs)

@@ -21,7 +21,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from dpiat.clip import clip_windows, copy_layer
+from dpiat.clip import clip_windows, copy_layers
 from dpiat.errors import DpiatError, UnknownNameError
 from dpiat.inits import register_init
 from dpiat.matching import Matching, match
@@ -70,11 +70,7 @@ def _check_has_storage(model: nn.Module, role: str) -> None:
 
 def copy_matched(matching: Matching) -> int:
     """Centre-clip every matched source layer into its target layer; returns elements written."""
-    written = 0
-    with torch.no_grad():
-        for s, t, _ in matching.matched:
-            written += copy_layer(s.module, t.module)
-    return written
+    return copy_layers((s.module, t.module) for s, t, _ in matching.matched)
 
 
 def _faithful(source: nn.Module, target: nn.Module) -> tuple[Matching, int]:
