@@ -29,18 +29,41 @@ How the graph is made (the numbers refer to ghn.md 1.3):
 6. Virtual edges join every pair of nodes with a directed shortest path of length 2 to ``ve_cutoff``
    (50), valued by that length; real edges have value 1.
 
-Deviations from the reference implementation (ppuda), all deliberate and documented in the README:
+Two sets of graph rules, ``build_graph(..., rules=...)`` (:data:`GRAPH_RULES`):
 
-- Module types are matched with ``isinstance`` (ppuda uses the exact type), so timm's subclasses
-  (``BatchNormAct2d``, ``Conv2dSame``, ``LayerNorm2d``, ...) are part of the graph and get predicted.
-- ppuda's positional keep rules ("keep ``Mul`` if the node two places earlier starts with ``Hard``",
-  "keep ``Clone`` if the node 11 places earlier is ``Softmax``") depend on the exact node order of their
-  traversal. Here they are structural: a ``Mul`` is kept as ``cse`` when one of its inputs is a sigmoid
-  gate (``Sigmoid``, or ``Hardsigmoid`` as in MobileNetV3, ppuda's case) that is not computed from
-  the product's other input (that would be an activation such as swish); ``Softmax`` is kept as
-  ``msa``.
-- Every root gets an edge from ``input`` (ppuda asserts there is exactly one root), and a weight with
-  no incoming edge is moved in front of its consumer for any layer type, not only ``nn.Linear``.
+- ``"structural"``, the rules above: what this project's GHNs are meta-trained with (their checkpoints
+  record it, :mod:`dpiat.ghn.io`);
+- ``"ppuda"``, :mod:`dpiat.ghn.ppuda_graph`: the reference implementation's (ppuda's) graph node for
+  node, quirks included, for the released GHN-2 checkpoints; a checkpoint without a recorded rule set
+  (an official file) uses it. Compared side by side with ppuda's code, the two give identical graphs
+  and predictions (``results/ghn/evidence.md`` section 5).
+
+How the structural rules differ from ppuda's (read from ppuda's code and checked against it):
+
+- Module types are matched with ``isinstance``; ppuda requires the exact type (``Conv2d``, ``Linear``,
+  ``BatchNorm2d``, ``LayerNorm``, torchvision's ``LayerNorm2d``), so timm's subclasses
+  (``BatchNormAct2d``, ``Conv2dSame``, ...) are in this graph and get predicted, and not in ppuda's.
+- Squeeze-excitation products: here a ``Mul`` is kept as ``cse`` when one of its direct inputs is a
+  sigmoid gate (``Sigmoid`` or ``Hardsigmoid``) that is not computed from the product's other input
+  (that would be an activation such as swish). ppuda's rule is positional: it keeps a ``Mul`` only when
+  the node two places before it, in its own topological order, is named ``Hard...``. That fits ppuda's
+  DeepNets-1M SE op (a ``Hardswish`` gate reshaped by ``view`` before the product) but drops the SE
+  product of torchvision's MobileNetV3 (all 9 in ``mobilenet_v3_small``: there the ``Hardsigmoid`` is
+  one place before the ``Mul``) and of sigmoid-gated blocks (EfficientNet), which this module keeps.
+  Conversely, a gate reshaped between the sigmoid and the product (``x * s.view(n, c, 1, 1)``) is not
+  a direct input of the ``Mul``, so the structural rule drops that product.
+- ``Softmax`` is kept as ``msa``; ppuda removes it and keeps a ``Clone`` 11 places after a ``Softmax``.
+  A ``Mean`` without ``keepdim`` is always removed; ppuda keeps a full ``mean()`` unless it is last.
+  ``Add``/``Cat`` with one input after filtering are removed; ppuda counts inputs during its filter
+  pass, before the nodes removed in that pass are gone, and may keep such a node.
+- Every root gets an edge from ``input``, and a weight with no incoming edge is moved in front of its
+  consumer for any layer type; ppuda requires exactly one root (and fails otherwise, e.g. on a
+  parameter used twice) and moves every ``nn.Linear`` weight in front of its bias.
+- Nodes are in forward-execution order and named by op (``Add``, ``Mean``); ppuda orders them by
+  networkx's generation-by-generation topological sort and names them by autograd class
+  (``AddBackward0``). The classifier is the (weight, bias) at the sink; ppuda takes the last two nodes.
+- A grouped conv is ``dil_conv`` when its largest dilation is > 1 (ppuda: smallest). ppuda also cuts a
+  parameter name at ``"stem"`` before matching it to the model, so timm's ``conv_stem`` is not predicted.
 """
 
 from __future__ import annotations
@@ -65,6 +88,9 @@ PRIMITIVES = (
     "input", "bias", "bn", "ln", "pos_enc", "glob_avg",
 )
 OP_ID = {name: i for i, name in enumerate(PRIMITIVES)}
+
+# How a graph is built: "structural" (this module) or "ppuda" (dpiat.ghn.ppuda_graph, the reference rules).
+GRAPH_RULES = ("structural", "ppuda")
 
 # Autograd op (class name without the "Backward<k>" suffix) -> primitive, for nodes without parameters.
 _OP_MAP = {
@@ -106,6 +132,7 @@ class Graph:
     skipped: dict[str, str] = field(default_factory=dict)
     classifier: tuple[str | None, str | None] = (None, None)
     ve_cutoff: int = 50
+    rules: str = "structural"                            # the rules that built it (GRAPH_RULES)
 
     def __len__(self) -> int:
         return len(self.nodes)
@@ -438,14 +465,26 @@ def _filter(raw: list[_Raw], dag: _Dag, order: list[int]) -> None:
 # public entry point
 
 
+def check_rules(rules, *, allow_auto: bool = False) -> str:
+    """``rules`` if it names graph rules (``GRAPH_RULES``, plus ``"auto"`` where allowed), else a one-line
+    error that lists the valid values."""
+    valid = (("auto",) if allow_auto else ()) + GRAPH_RULES
+    if rules not in valid:
+        raise GraphError(f"graph_rules must be one of {', '.join(valid)}, got {rules!r}")
+    return rules
+
+
 def build_graph(model: nn.Module, *, input_size: tuple[int, ...] | int | None = None,
-                ve_cutoff: int = 50) -> Graph:
+                ve_cutoff: int = 50, rules: str = "structural") -> Graph:
     """The GHN graph of ``model`` (see the module docstring). ``model`` is left unchanged.
 
     ``input_size`` is ``(C, H, W)`` (an int means ``(C_first_conv, s, s)``); by default the first conv's
     input channels at 224 px (ppuda's default; ``model.expected_input_sz`` overrides the side).
-    ``ve_cutoff`` is the longest shortest-path that gets a virtual edge (1: none).
+    ``ve_cutoff`` is the longest shortest-path that gets a virtual edge (1: none). ``rules`` is
+    ``"structural"`` (this module's rules, what this project's GHNs are meta-trained with) or ``"ppuda"``
+    (the reference implementation's rules, :mod:`dpiat.ghn.ppuda_graph`, for the official checkpoints).
     """
+    check_rules(rules)
     if not isinstance(model, nn.Module):
         raise GraphError(f"expected a torch.nn.Module, got {type(model).__name__}")
     if input_size is None:
@@ -453,6 +492,10 @@ def build_graph(model: nn.Module, *, input_size: tuple[int, ...] | int | None = 
     elif isinstance(input_size, int):
         input_size = (_default_input_size(model)[0], input_size, input_size)
     input_size = tuple(int(s) for s in input_size)
+    if rules == "ppuda":
+        from dpiat.ghn.ppuda_graph import build_ppuda_graph
+
+        return build_ppuda_graph(model, input_size=input_size, ve_cutoff=ve_cutoff)
     names, kinds, unsupported, norm_bias = _param_kinds(model)
     with one_thread():
         y = _trace(model, input_size)
@@ -549,4 +592,4 @@ def merge_graphs(graphs: list[Graph]) -> tuple[Graph, list[int]]:
         n += len(g.nodes)
     cutoff = max((g.ve_cutoff for g in graphs), default=1)
     return Graph(nodes, np.concatenate(edges) if edges else np.zeros((0, 3), np.int64), {},
-                 ve_cutoff=cutoff), offsets
+                 ve_cutoff=cutoff, rules=graphs[0].rules if graphs else "structural"), offsets
