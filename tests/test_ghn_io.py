@@ -88,12 +88,14 @@ def test_save_is_official_format_and_round_trips(tmp_path):
     path = tmp_path / "sub" / "ghn.pt"
     save_ghn(path, ghn, epoch=7, optimizer_state={"state": {}, "param_groups": []})
     raw = torch.load(path, weights_only=True)
-    assert set(raw) == {"state_dict", "config", "epoch", "optimzer"} and raw["epoch"] == 7
+    assert set(raw) == {"state_dict", "config", "epoch", "optimzer", "graph_rules"} and raw["epoch"] == 7
+    assert raw["graph_rules"] == "structural"  # the rules it is trained with, next to ppuda's keys
     assert raw["config"]["max_shape"] == (64, 64, 11, 11)
     assert [p.name for p in path.parent.iterdir()] == ["ghn.pt"]  # no temporary file left behind
     assert oct(path.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
     again = load_ghn(path)
     assert all(torch.equal(again.state_dict()[k], v) for k, v in ghn.state_dict().items())
+    assert (again.graph_rules, again.graph_rules_source) == ("structural", "checkpoint")
 
 
 def _umask():

@@ -16,6 +16,17 @@ state dict, or a dict without ``config``) it is inferred from the key names and 
 Files are read with ``torch.load(weights_only=True)`` (no arbitrary code runs) and written atomically
 (temporary file in the same folder, fsync, rename), so a killed writer never leaves a half-written file.
 Every problem raises :class:`~dpiat.errors.WeightsError` naming the file and what is wrong with it.
+
+**Graph rules.** A GHN only predicts well on graphs built the way it was trained on. :func:`save_ghn`
+therefore records the rules of the GHN it writes (``ghn.graph_rules``, :data:`~dpiat.ghn.graph.GRAPH_RULES`)
+under a top-level ``"graph_rules"`` key, a plain string next to ``state_dict``/``config``/``epoch`` (still
+``weights_only``-safe; ppuda's own loader ignores it). :func:`load_ghn` sets ``ghn.graph_rules`` from that
+key, and a file without it is an official ppuda checkpoint: ``"ppuda"``. Checkpoints this project wrote
+before the key existed were trained with ``"structural"`` rules but read as official; mark them once with
+:func:`mark_graph_rules` (or pass ``graph_rules="structural"`` when predicting)::
+
+    >>> load_ghn(path).graph_rules
+    'structural'
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import torch
 
 from dpiat.atomic import atomic_open
 from dpiat.errors import WeightsError
+from dpiat.ghn.graph import GRAPH_RULES
 from dpiat.ghn.model import CONFIG_KEYS, GHN2
 
 IGNORED_KEYS = ("optimzer", "optimizer")  # training state; not needed to predict
@@ -40,7 +52,8 @@ def _short(items, n: int = 6) -> str:
     return ", ".join(map(str, items[:n])) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The checkpoint dict with ``state_dict`` (tensors), ``config`` (dict) and ``epoch`` (int or None)."""
+    """The checkpoint dict with ``state_dict`` (tensors), ``config`` (dict), ``epoch`` (int or None) and
+    ``graph_rules`` (the recorded rules, or None for an official file without the key)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"GHN checkpoint {str(path)!r} does not exist (pass init.checkpoint=PATH to a "
@@ -65,8 +78,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
                            ) from None
     if not isinstance(obj, dict):
         raise WeightsError(f"{path}: expected a dict with 'state_dict' and 'config', got {type(obj).__name__}")
+    rules = None
     if "state_dict" in obj:
-        state, config, epoch = obj["state_dict"], obj.get("config"), obj.get("epoch")
+        state, config, epoch, rules = obj["state_dict"], obj.get("config"), obj.get("epoch"), obj.get("graph_rules")
     elif obj and all(torch.is_tensor(v) for v in obj.values()):
         state, config, epoch = obj, None, None  # a bare state dict (as GHN-3's hub files are)
     else:
@@ -78,7 +92,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         state = {k[len("module."):]: v for k, v in state.items()}
     if config is not None and not isinstance(config, dict):
         raise WeightsError(f"{path}: 'config' must be a dict, got {type(config).__name__}")
-    return {"state_dict": state, "config": config, "epoch": epoch}
+    if rules is not None and rules not in GRAPH_RULES:
+        raise WeightsError(f"{path}: 'graph_rules' must be one of {', '.join(GRAPH_RULES)}, got {rules!r}; "
+                           f"fix it with dpiat.ghn.io.mark_graph_rules(path, RULES)")
+    return {"state_dict": state, "config": config, "epoch": epoch, "graph_rules": rules}
 
 def infer_config(state: dict[str, torch.Tensor]) -> dict:
     """GHN constructor arguments from the key names and shapes of a state dict (ghn.md 1.1-1.2)."""
@@ -128,21 +145,44 @@ def ghn_from_state(state: dict[str, torch.Tensor], config: dict | None = None, *
     return ghn.eval()
 
 def load_ghn(path: str | os.PathLike) -> GHN2:
-    """The GHN stored at ``path`` (official ``ghn2_*.pt`` or one written by :func:`save_ghn`), in eval mode."""
+    """The GHN stored at ``path`` (official ``ghn2_*.pt`` or one written by :func:`save_ghn`), in eval mode.
+
+    ``ghn.graph_rules`` is the file's ``"graph_rules"``, or ``"ppuda"`` when the key is missing (an
+    official checkpoint); ``ghn.graph_rules_source`` says which.
+    """
     ckpt = read_checkpoint(path)
     ghn = ghn_from_state(ckpt["state_dict"], ckpt["config"], where=str(path))
     ghn.epoch = ckpt["epoch"]
+    if ckpt["graph_rules"] is None:
+        ghn.graph_rules, ghn.graph_rules_source = "ppuda", "official checkpoint (no graph_rules key)"
+    else:
+        ghn.graph_rules, ghn.graph_rules_source = ckpt["graph_rules"], "checkpoint"
     return ghn
 
 def save_ghn(path: str | os.PathLike, ghn: GHN2, *, epoch: int, optimizer_state: dict | None = None,
              extra: dict | None = None) -> None:
-    """Write ``ghn`` in the official format, atomically. ``optimizer_state`` goes under ppuda's
-    ``"optimzer"`` key (for resuming); ``extra`` adds top-level keys of plain data."""
+    """Write ``ghn`` in the official format, atomically, with its ``graph_rules``. ``optimizer_state`` goes
+    under ppuda's ``"optimzer"`` key (for resuming); ``extra`` adds top-level keys of plain data."""
+    rules = getattr(ghn, "graph_rules", "structural")
+    if rules not in GRAPH_RULES:
+        raise WeightsError(f"cannot save a GHN with graph_rules={rules!r}; use one of {', '.join(GRAPH_RULES)}")
     obj = {"state_dict": {k: v.detach().cpu() for k, v in ghn.state_dict().items()},
-           "config": dict(ghn.config), "epoch": int(epoch)}
+           "config": dict(ghn.config), "epoch": int(epoch), "graph_rules": rules}
     if optimizer_state is not None:
         obj["optimzer"] = optimizer_state
     obj.update(extra or {})
+    atomic_torch_save(obj, path)
+
+def mark_graph_rules(path: str | os.PathLike, rules: str) -> None:
+    """Record ``rules`` as the graph rules of the checkpoint at ``path`` (rewritten atomically; every other
+    key is kept). For files written before :func:`save_ghn` recorded them: ``mark_graph_rules(p, "structural")``."""
+    if rules not in GRAPH_RULES:
+        raise WeightsError(f"graph_rules must be one of {', '.join(GRAPH_RULES)}, got {rules!r}")
+    read_checkpoint(path)  # the usual checks and messages
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" not in obj:
+        obj = {"state_dict": obj, "config": infer_config(obj), "epoch": None}
+    obj["graph_rules"] = rules
     atomic_torch_save(obj, path)
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:

@@ -227,7 +227,14 @@ class ConvDecoder(nn.Module):
 
 
 class GHN2(nn.Module):
-    """GHN-2 (and GHN-1 / MLP variants): constructor kwargs are the checkpoint's ``config``."""
+    """GHN-2 (and GHN-1 / MLP variants): constructor kwargs are the checkpoint's ``config``.
+
+    ``graph_rules`` (an attribute, not part of ``config``, which ppuda's loader passes to its constructor)
+    names the graph rules the GHN reads networks with: ``"structural"`` for a new GHN (what this
+    project's meta-training uses), ``"ppuda"`` once an official checkpoint is loaded (:mod:`dpiat.ghn.io`).
+    """
+
+    graph_rules: str = "structural"
 
     def __init__(self, max_shape: Sequence[int] = (64, 64, 11, 11), num_classes: int = 10,
                  hypernet: str = "gatedgnn", decoder: str = "conv", weight_norm: bool = True,

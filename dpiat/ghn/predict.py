@@ -20,6 +20,14 @@ The rules (``shared/docs/ghn.md`` 1.4 items 4-8):
 - BatchNorm running statistics are never predicted nor touched; a classifier whose class count differs
   from the GHN's keeps its random init (ppuda's ``predict_class_layers=False``); every parameter that
   is not predicted is listed with the reason in the report, and keeps its value (ppuda deletes it).
+
+Which parameters are predicted, and from which node, is the graph's business (``graph_rules``: the rules
+the GHN was trained with, ppuda's for an official checkpoint). With ppuda's rules the predictions equal
+ppuda's to float rounding (``results/ghn/evidence.md`` section 5). One difference is outside the graph:
+for an input-channel count that does not divide 64 after ppuda's rounding (10, 19, 20, ... as in the SE
+layers of EfficientNet, MixNet, ReXNet, TinyNet) ppuda's decoder computes a channel subset with a
+reshape that fails (``RuntimeError: shape '[-1, 10]' is invalid``); here every channel is decoded and
+cropped, which is what ppuda's subset computes wherever it runs.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import torch
 from torch import nn
 
 from dpiat.errors import DpiatError
-from dpiat.ghn.graph import Graph, build_graph, merge_graphs, one_thread
+from dpiat.ghn.graph import Graph, build_graph, check_rules, merge_graphs, one_thread
 from dpiat.ghn.model import GHN2
 
 _WEIGHT_OPS = ("conv", "sep_conv", "dil_conv")
@@ -50,6 +58,7 @@ class PredictionReport:
     graph_nodes: int = 0
     seconds_graph: float = 0.0
     seconds_predict: float = 0.0
+    graph_rules: str = "structural"                 # the rules the graph was built with
 
     @property
     def fraction_predicted(self) -> float:
@@ -185,12 +194,25 @@ def _predict_params(ghn: GHN2, graphs: list[Graph], predict_class_layers):
     return [(params, skipped) for params, skipped, _ in results]
 
 
+def graph_rules_for(ghn: GHN2, graph_rules: str | None = "auto") -> str:
+    """The graph rules to use with ``ghn``: ``graph_rules`` itself, or for ``"auto"``/None the rules the
+    GHN was trained with (``ghn.graph_rules``: ppuda's for an official checkpoint, see :mod:`dpiat.ghn.io`)."""
+    if graph_rules is None or graph_rules == "auto":
+        return check_rules(getattr(ghn, "graph_rules", "structural"))
+    return check_rules(graph_rules)
+
+
 def predict(ghn: GHN2, model: nn.Module, *, graph: Graph | None = None, input_size=None,
-            predict_class_layers="auto", write: bool = True) -> PredictionReport:
-    """Predict every parameter of ``model`` it can and copy them in (``write=False``: dry run)."""
+            predict_class_layers="auto", write: bool = True, graph_rules: str | None = "auto"
+            ) -> PredictionReport:
+    """Predict every parameter of ``model`` it can and copy them in (``write=False``: dry run).
+
+    The graph is built with ``graph_rules`` (``"auto"``: the rules ``ghn`` was trained with,
+    :func:`graph_rules_for`) unless ``graph`` is given.
+    """
     t0 = time.perf_counter()
     if graph is None:
-        graph = build_graph(model, input_size=input_size)
+        graph = build_graph(model, input_size=input_size, rules=graph_rules_for(ghn, graph_rules))
     t1 = time.perf_counter()
     with torch.no_grad(), one_thread():  # the copies too: 2 threads contend on a busy 2-core machine
         ((params, skipped),) = predict_params(ghn, graph, predict_class_layers=predict_class_layers)
@@ -206,7 +228,7 @@ def predict(ghn: GHN2, model: nn.Module, *, graph: Graph | None = None, input_si
     n_params = sum(p.numel() for p in model.parameters())
     n_pred = sum(v.numel() for v in params.values())
     return PredictionReport(n_params, n_pred, sorted(params), dict(sorted(skipped.items())),
-                            len(graph), round(t1 - t0, 4), round(t2 - t1, 4))
+                            len(graph), round(t1 - t0, 4), round(t2 - t1, 4), graph.rules)
 
 
 def use_batch_stats(model: nn.Module) -> nn.Module:

@@ -30,7 +30,7 @@ from torch.func import functional_call
 from dpiat.ghn.family import ArchFamily
 from dpiat.ghn.graph import Graph, build_graph
 from dpiat.ghn.model import GHN2
-from dpiat.ghn.predict import predict, predict_params, use_batch_stats
+from dpiat.ghn.predict import graph_rules_for, predict, predict_params, use_batch_stats
 
 
 class MetaTrainer:
@@ -49,7 +49,7 @@ class MetaTrainer:
     def graph(self, i: int) -> Graph:
         if i not in self._graphs:
             net = use_batch_stats(self.family.model(i))  # predicted nets always use batch statistics
-            self._graphs[i] = build_graph(net, input_size=self.input_size)
+            self._graphs[i] = build_graph(net, input_size=self.input_size, rules=graph_rules_for(self.ghn))
         return self._graphs[i]
 
     def set_lr(self, lr: float) -> None:
