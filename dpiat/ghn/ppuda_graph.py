@@ -23,9 +23,10 @@ What ppuda does, step by step, and where it differs from :mod:`dpiat.ghn.graph`'
    chain ``x -> weight -> bias``). ``nn.Linear`` weights are then moved in front of their bias (every
    input of the bias becomes an input of the weight).
 4. **Input and order.** There must be exactly one node without inputs; an ``input`` node is added before
-   it. Nodes are sorted topologically the way ``networkx.topological_sort`` (networkx >= 2.6) sorts a
-   ``DiGraph`` made from the adjacency matrix: generation by generation (Kahn), each generation in the
-   order its nodes were freed, successors visited in index order, the first generation in index order.
+   it. Nodes are sorted topologically the way ``networkx.topological_sort`` (networkx >= 2.6; older
+   versions give another order) sorts a ``DiGraph`` made from the adjacency matrix: generation by
+   generation (Kahn), each generation in the order its nodes were freed, successors visited in index
+   order, the first generation in index order.
 5. **Filtering, positional.** Passes remove nodes by name substring, in this order: ``Mul``, ``Clone``,
    each unsupported op name (everything but the 15 primitives' ops), ``Mean``, ``Add``, ``Cat``. A
    removed node's predecessors are linked to its successors. Kept are: a ``Mul*`` node iff the node two
