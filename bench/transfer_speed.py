@@ -23,7 +23,7 @@ to compare, install it without its research dependencies:
 Its package imports every module it ships at import time, among them a research module that needs
 ``karateclub`` and ``graphviz`` (graph embeddings, plots) which the transfer never calls; when those are
 missing, this script puts inert placeholders in their place (said in the output). Before timing, each pair
-is checked: both must write the same target tensors and give the same similarity.
+is checked: both must write the same target tensors and reach the same DP values.
 """
 
 from __future__ import annotations
@@ -135,17 +135,30 @@ def load_authors_code() -> tuple[object | None, str]:
 
 
 def check_same(IAT, src, dst) -> str:
-    """Both implementations on copies of the same target: same tensors written, same similarity?"""
+    """Both implementations on copies of the same target: same tensors written, same DP values, same
+    similarity? (The similarity formulas group their float operations differently, so it may differ in
+    the last bits while the DP values are identical.)"""
     ours, theirs = copy.deepcopy(dst), copy.deepcopy(dst)
     dpiat.transfer(src, ours)
     IAT()(src, theirs)
     a, b = ours.state_dict(), theirs.state_dict()
     differ = [k for k in a if not torch.equal(a[k], b[k])]
+    out = ["identical tensors" if not differ else f"{len(differ)} tensors differ (e.g. {differ[0]})"]
     iat = IAT()
+    try:  # their DP value V(x -> y), as IAT.sim computes it before normalising
+        values = []
+        for x, y in ((src, dst), (dst, src)):
+            iat.score.precompute_scores(x, y)
+            iat.matching.set_score(iat.score)
+            values.append((dpiat.match(x, y).value, iat.matching._match_models(iat.standardization(x),
+                                                                                 iat.standardization(y))[0]))
+        out.append("identical DP values" if all(u == v for u, v in values) else f"DP VALUES DIFFER: {values}")
+    except AttributeError:  # another iatransfer version
+        pass
     s_ours = dpiat.similarity(src, dst)
     s_theirs = (iat.sim(src, dst) * iat.sim(dst, src)) ** 0.5
-    same = "identical tensors" if not differ else f"{len(differ)} tensors differ (e.g. {differ[0]})"
-    return f"{same}; similarity {s_ours:.6f} vs {s_theirs:.6f}{'' if s_ours == s_theirs else ' (DIFFERENT)'}"
+    out.append(f"similarity {s_ours:.6f} vs {s_theirs:.6f} (difference {abs(s_ours - s_theirs):.0e})")
+    return "; ".join(out)
 
 
 def measure(models, IAT, repeats: int, authors_repeats: int, python_dp: bool) -> dict:
