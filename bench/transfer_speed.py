@@ -7,7 +7,8 @@
 Each figure is the median over ``--repeats`` calls (the authors' code: ``--authors-repeats``) on the same
 model instances; model construction is excluded, and every call starts from fresh caches as a user's call
 would. Two phases run back to back: *idle* (whatever else the machine is doing: the 1-minute load average
-is printed before and after, and a warning when it is not below 0.5) and *loaded*, with ``--busy``
+is printed before and after, and a warning when it is not below 0.5; the CPU time of the calling thread is
+printed too, a proxy for the idle figure on a machine that never is) and *loaded*, with ``--busy``
 background processes that this script starts, each spinning on one core, and stops when the phase ends
 (also on Ctrl-C or an error; a spinner also exits on its own when this script dies). torch keeps its
 default number of intra-op threads unless ``--threads`` is given; both implementations run under the same
@@ -57,12 +58,20 @@ INSTALL_HINT = "pip install --no-deps iatransfer==1.0.3 inflection==0.5.1"
 SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for _ in range(200000):\n        pass\n"
 
 
-def median_ms(fn, repeats: int) -> float:
-    times = []
+CPU = {}  # (what, pair, phase) -> median CPU milliseconds of the calling thread
+
+
+def median_ms(fn, repeats: int, cpu_key=None) -> float:
+    """Median wall-clock milliseconds of ``fn()``; with ``cpu_key``, also records the median CPU time of
+    this thread (what a call costs when it has a core to itself; torch's worker threads not included)."""
+    times, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    if cpu_key is not None:
+        CPU[cpu_key] = 1000 * statistics.median(cpu)
     return 1000 * statistics.median(times)
 
 
@@ -161,13 +170,14 @@ def check_same(IAT, src, dst) -> str:
     return "; ".join(out)
 
 
-def measure(models, IAT, repeats: int, authors_repeats: int, python_dp: bool) -> dict:
+def measure(models, IAT, repeats: int, authors_repeats: int, python_dp: bool, phase: str) -> dict:
     out = {}
     for (src_name, dst_name), (src, dst) in models.items():
+        pair = (src_name, dst_name)
         row = {
             "match": median_ms(lambda: dpiat.match(src, dst), repeats),
-            "transfer": median_ms(lambda: dpiat.transfer(src, dst), repeats),
-            "similarity": median_ms(lambda: dpiat.similarity(src, dst), repeats),
+            "transfer": median_ms(lambda: dpiat.transfer(src, dst), repeats, ("transfer", pair, phase)),
+            "similarity": median_ms(lambda: dpiat.similarity(src, dst), repeats, ("similarity", pair, phase)),
         }
         if python_dp:
             saved, alignment._dp_c = alignment._dp_c, None
@@ -176,14 +186,20 @@ def measure(models, IAT, repeats: int, authors_repeats: int, python_dp: bool) ->
                 row["similarity_py"] = median_ms(lambda: dpiat.similarity(src, dst), max(1, repeats // 3))
             finally:
                 alignment._dp_c = saved
+        line = (f"  {src_name} -> {dst_name}: match {row['match']:.1f} ms, transfer {row['transfer']:.1f} ms "
+                f"(CPU {CPU['transfer', pair, phase]:.1f}), similarity {row['similarity']:.1f} ms "
+                f"(CPU {CPU['similarity', pair, phase]:.1f})")
         if IAT is not None:
             iat = IAT()
-            row["iat_transfer"] = median_ms(lambda: iat(src, dst), authors_repeats)
-            row["iat_similarity"] = median_ms(lambda: (iat.sim(src, dst) * iat.sim(dst, src)) ** 0.5, authors_repeats)
-        out[(src_name, dst_name)] = row
-        print(f"  {src_name} -> {dst_name}: match {row['match']:.1f} ms, transfer {row['transfer']:.1f} ms, similarity {row['similarity']:.1f} ms"
-              + (f"; iatransfer {row['iat_transfer']:.0f} / {row['iat_similarity']:.0f} ms" if IAT else ""),
-              flush=True)
+            row["iat_transfer"] = median_ms(lambda: iat(src, dst), authors_repeats, ("iat_transfer", pair, phase))
+            row["iat_similarity"] = median_ms(lambda: (iat.sim(src, dst) * iat.sim(dst, src)) ** 0.5,
+                                              authors_repeats, ("iat_similarity", pair, phase))
+            line += (f"; iatransfer {row['iat_transfer']:.0f} ms (CPU {CPU['iat_transfer', pair, phase]:.0f}) / "
+                     f"{row['iat_similarity']:.0f} ms (CPU {CPU['iat_similarity', pair, phase]:.0f}); CPU-time "
+                     f"ratios {CPU['iat_transfer', pair, phase] / CPU['transfer', pair, phase]:.0f}x / "
+                     f"{CPU['iat_similarity', pair, phase] / CPU['similarity', pair, phase]:.0f}x")
+        out[pair] = row
+        print(line, flush=True)
     return out
 
 
@@ -229,12 +245,12 @@ def run(args) -> None:
     before = os.getloadavg()[0]
     print(f"\nidle phase: load average {load()} (1/5/15 min)"
           + ("" if before < 0.5 else f"  WARNING: the machine is not idle (1-min load {before:.2f} >= 0.5)"))
-    phases["idle"] = measure(models, IAT, args.repeats, args.authors_repeats, args.python_dp)
+    phases["idle"] = measure(models, IAT, args.repeats, args.authors_repeats, args.python_dp, "idle")
     print(f"  load average after: {load()}")
     if args.busy:
         with Busy(args.busy):
             print(f"\nloaded phase: {args.busy} busy process(es) started by this script, load average {load()}")
-            phases["loaded"] = measure(models, IAT, args.repeats, args.authors_repeats, args.python_dp)
+            phases["loaded"] = measure(models, IAT, args.repeats, args.authors_repeats, args.python_dp, "loaded")
             print(f"  load average after: {load()}")
     table(models, phases, IAT, args.python_dp)
 

@@ -192,7 +192,6 @@ class Aligner:
     scores: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)  # rows[source sig][target item sig] -> row of scores
     blocks: dict = field(default_factory=dict)
-    _depth: int = field(default=0, repr=False, compare=False)  # nesting of align() calls
 
     def score(self, x, y) -> float:
         """score(x from source, y from target), method.md section 3."""
@@ -203,7 +202,7 @@ class Aligner:
         if s is None:
             xb, yb = isinstance(x, Block), isinstance(y, Block)
             if xb and yb:
-                s = self.align(x, y).value  # raw, not normalised
+                s = self._align(x, y).value  # raw, not normalised
             elif xb or yb:
                 s = 0.0  # block vs layer
             else:
@@ -212,33 +211,34 @@ class Aligner:
         return s
 
     def align(self, source: Block, target: Block) -> Aligned:
+        hit = self.blocks.get((source.sig, target.sig))
+        if hit is not None:
+            return hit
+        score_leaves(source, target, self.scores)  # every leaf pair at once; the inner alignments look them up
+        return self._align(source, target)
+
+    def _align(self, source: Block, target: Block) -> Aligned:
         key = (source.sig, target.sig)
         hit = self.blocks.get(key)
         if hit is not None:
             return hit
-        if not self._depth:  # outermost call: score every pair of leaves at once (inner calls look them up)
-            score_leaves(source, target, self.scores)
-        self._depth += 1
-        try:
-            n, m = len(target), len(source)
-            cols, score = self.scores, self.score
-            rows = self.rows.get(source.sig)
-            if rows is None:
-                rows = self.rows[source.sig] = {}
-            scores = array("d")
-            for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
-                ys = y.sig
-                row = rows.get(ys)
-                if row is None:
-                    col = cols.get(ys)
-                    if col is None:
-                        col = cols[ys] = {}
-                    get = col.get
-                    row = rows[ys] = array("d", [score(x, y) if (v := get(x.sig)) is None else v for x in source])
-                scores.extend(row)
-            value, back = dp(scores, n, m)
-        finally:
-            self._depth -= 1
+        n, m = len(target), len(source)
+        cols, score = self.scores, self.score
+        rows = self.rows.get(source.sig)
+        if rows is None:
+            rows = self.rows[source.sig] = {}
+        scores = array("d")
+        for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
+            ys = y.sig
+            row = rows.get(ys)
+            if row is None:
+                col = cols.get(ys)
+                if col is None:
+                    col = cols[ys] = {}
+                get = col.get
+                row = rows[ys] = array("d", [score(x, y) if (v := get(x.sig)) is None else v for x in source])
+            scores.extend(row)
+        value, back = dp(scores, n, m)
         result = self.blocks[key] = Aligned(value, None, scores, back, n, m)
         return result
 

@@ -127,6 +127,20 @@ def test_one_thread_restores_the_setting_also_on_errors(two_threads):
     assert torch.get_num_threads() == 1
 
 
+def test_clip_copy_equals_slice_assignment_with_clip_windows():
+    rng = random.Random(1)
+    for _ in range(200):
+        ndim = rng.randint(1, 4)
+        a_shape = tuple(rng.randint(1, 7) for _ in range(ndim))
+        b_shape = tuple(rng.randint(1, 7) for _ in range(ndim))
+        src, dst = torch.randn(a_shape), torch.randn(b_shape)
+        expected = dst.clone()
+        s, d = clip_windows(a_shape, b_shape)
+        expected[d] = src[s]
+        assert dpiat.clip_copy(src, dst) == expected[d].numel()
+        assert torch.equal(dst, expected), (a_shape, b_shape)
+
+
 def test_clip_copy_outside_no_grad_and_across_dtypes():
     src = torch.randn(6, 3, requires_grad=True)
     dst = torch.zeros(4, 5, dtype=torch.float64, requires_grad=True)
