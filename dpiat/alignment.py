@@ -34,6 +34,8 @@ except ImportError:  # no compiler at install time: same results, slower
     _dp_c = None
     BACKEND = "python"
 
+SCORE_CHUNK = 2_000_000  # elements of score_leaves' temporaries per chunk (~16 MB of float64)
+
 _DIV = array("d", [0.0])  # _DIV[L] = L ** 0.5, the divisor of a run of length L (Python's own pow)
 
 
@@ -161,20 +163,27 @@ def score_leaves(source: Block, target: Block, cache: dict) -> None:
     for r, shape in enumerate(shapes):
         table[r, :len(shape)] = shape
         ndim[r] = len(shape)
-    nx = len(xl)
-    a, b = table[:nx, None, :], table[None, nx:, :]  # (source, 1, d), (1, target, d)
-    compared = np.arange(width)[None, None, :] < np.minimum(ndim[:nx, None], ndim[None, nx:])[:, :, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(compared, np.minimum(a / b, b / a), 1.0)
-    value = np.ones((nx, len(yl)), dtype=np.float64)
-    for d in range(width):  # in dimension order, as shape_score multiplies
-        value *= ratio[:, :, d]
-    zero = (compared & ((a == 0) | (b == 0))).any(axis=2)
     masks = np.array([leaf.mask for leaf in xl + yl], dtype=np.int64)
-    zero |= (masks[:nx, None] & masks[None, nx:]) == 0
-    value[zero] = 0.0
+    nx, ny = len(xl), len(yl)
+    b, b_ndim, b_mask = table[None, nx:, :], ndim[None, nx:], masks[None, nx:]  # (1, target, d)
+    columns: list[list[float]] = [[] for _ in range(ny)]
+    step = max(1, SCORE_CHUNK // (ny * width))  # source leaves per chunk
+    for lo in range(0, nx, step):
+        hi = min(lo + step, nx)
+        a = table[lo:hi, None, :]  # (source, 1, d)
+        compared = np.arange(width) < np.minimum(ndim[lo:hi, None], b_ndim)[:, :, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(compared, np.minimum(a / b, b / a), 1.0)
+        value = np.ones((hi - lo, ny), dtype=np.float64)
+        for d in range(width):  # in dimension order, as shape_score multiplies
+            value *= ratio[:, :, d]
+        zero = (compared & ((a == 0) | (b == 0))).any(axis=2)
+        zero |= (masks[lo:hi, None] & b_mask) == 0
+        value[zero] = 0.0
+        for column, part in zip(columns, value.T.tolist()):
+            column.extend(part)
     xsig = list(xs)
-    for y, column in zip(ys, value.T.tolist()):
+    for y, column in zip(ys, columns):
         col = cache.get(y)
         if col is None:
             cache[y] = dict(zip(xsig, column))

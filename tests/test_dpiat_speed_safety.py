@@ -83,7 +83,9 @@ def _leaf(mask: int, shape) -> Layer:
     return leaf
 
 
-def test_vectorised_leaf_scores_equal_shape_score_bit_for_bit():
+@pytest.mark.parametrize("chunk", [2_000_000, 7])  # one chunk; many chunks of source leaves
+def test_vectorised_leaf_scores_equal_shape_score_bit_for_bit(chunk, monkeypatch):
+    monkeypatch.setattr("dpiat.alignment.SCORE_CHUNK", chunk)
     rng = random.Random(0)
     sizes = [0, 1, 2, 3, 5, 7, 16, 24, 40, 96, 112, 1000, 1280, 2 ** 40 + 1]
     leaves = [_leaf(0, None)]
