@@ -1,10 +1,16 @@
-"""Typed schema of the harness config (``conf/``), registered in Hydra's ConfigStore.
+"""The harness config: its typed schema, registered in Hydra's ConfigStore, and the checks before a run.
 
 ``conf/config.yaml`` starts its defaults list with ``base_config`` (the :class:`Config` dataclass below), so
 every config group is merged onto a typed node: a typo or a wrong type fails before any work, with Hydra's
 own message, e.g. ``python bench/run.py trainer.devics=2`` -> "Key 'devics' not in 'TrainerConfig'", and
 ``pair=nope`` -> "Available options in 'pair': ...". The ``init`` group is the exception on purpose: it
 holds ``name`` plus whatever options that method takes, and the method itself rejects unknown options.
+
+The ``init`` group's options are the init methods registered in ``dpiat.inits`` (the one registry): each gets
+a node ``{name: <name>}``, so registering a method is all it takes to run it (``init=<name>``). A yaml file
+``conf/init/<name>.yaml`` documents a method's options and takes the node's place (Hydra would otherwise
+use the node as a schema for the file, a deprecated behaviour that warns). Hydra's output folder is the run
+folder, through the ``run_folder`` resolver (:func:`bench.layout.hydra_dir`).
 
 Compose the real config without the command line (what the tests do)::
 
@@ -25,6 +31,10 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+import dpiat
+from bench.errors import ConfigError
+from bench.layout import hydra_dir
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -38,7 +48,7 @@ class PathsConfig:
 
 @dataclass
 class PairConfig:
-    name: str = MISSING  # = the file name in conf/pair/; part of the run folder
+    name: str = MISSING  # = the file name in conf/pair/; part of the run folder (bench/layout.py)
     source: Optional[str] = None  # timm name of the network whose weights are transferred
     target: str = MISSING  # timm name of the network that is trained
     note: str = ""
@@ -153,7 +163,7 @@ class GridConfig:
 
 @dataclass
 class Config:
-    experiment_name: str = "default"  # part of the run folder
+    experiment_name: str = "default"  # part of the run folder (bench/layout.py)
     seed: int = 0
     epochs: int = MISSING
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -169,10 +179,37 @@ class Config:
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(name="base_config", node=Config)
+    """The schema, one ``init`` option per registered method without a yaml file, and the ``run_folder`` resolver.
+
+    Called on import; call it again after registering an init method later in the process.
+    """
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for name in dpiat.available_inits():
+        if not (CONF_DIR / "init" / f"{name}.yaml").exists():
+            store.store(group="init", name=name, node={"name": name})
+    OmegaConf.register_new_resolver("run_folder", lambda kind, *, _root_: str(hydra_dir(kind, _root_)), replace=True)
 
 
 register_configs()
+
+
+def check_config(cfg: DictConfig) -> None:
+    """What Hydra's schema cannot check: missing values, the init method and models by name, epochs."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError("these settings have no value: " + ", ".join(missing) + ". Give them on the command "
+                          "line, e.g. " + " ".join(f"{k}=..." for k in missing) + ".")
+    if not isinstance(cfg.init.name, str):
+        raise ConfigError(f"init.name must be the name of an init method, got {cfg.init.name!r}")
+    method = dpiat.get_init(cfg.init.name)  # UnknownNameError for a yaml whose method is not registered
+    dpiat.models.check_model_name(cfg.pair.target)
+    if method.needs_source:
+        if not cfg.pair.source:
+            raise ConfigError(f"init {cfg.init.name!r} needs a source network, and pair {cfg.pair.name!r} has none")
+        dpiat.models.check_model_name(cfg.pair.source)
+    if cfg.epochs < 1:
+        raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
 
 
 def data_config(name: str, **overrides: Any) -> DictConfig:
@@ -184,9 +221,8 @@ def data_config(name: str, **overrides: Any) -> DictConfig:
     """
     path = CONF_DIR / "data" / f"{name}.yaml"
     if not path.exists():
-        from dpiat.errors import UnknownNameError
-
-        raise UnknownNameError("data set", name, [p.stem for p in (CONF_DIR / "data").glob("*.yaml")])
+        known = sorted(p.stem for p in (CONF_DIR / "data").glob("*.yaml"))
+        raise ConfigError(f"unknown data set {name!r}; the data sets are {', '.join(known)}")
     cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(path), overrides)
     return cfg
 

@@ -6,8 +6,8 @@
 
 Both sides train the same timm model from the same initial weights on the same batches (bench.data's
 loader, augmentation included) with the paper's Adam. The bare side is the textbook loop (forward, loss,
-zero_grad, backward, step); the harness side is bench.lit's Classifier inside the Trainer that
-bench.harness builds (divergence check, metrics, logger, progress bar, determinism flags). Rounds alternate
+zero_grad, backward, step); the harness side is bench.running.lit's Classifier inside the Trainer that
+bench.running.harness builds (divergence check, metrics, logger, progress bar, determinism flags). Rounds alternate
 bare / harness so that a busy machine slows both alike; the first ``--warmup`` steps of each round are not
 timed. Reported: images/s per side (median over rounds) and the median over rounds of the paired ratio
 harness / bare (target >= 0.9).
@@ -29,8 +29,9 @@ import torch.nn.functional as F
 
 import dpiat
 from bench.config import CONF_DIR
-from bench.data import build_datamodule
-from bench.lit import Classifier, build_loggers, build_trainer
+from bench.data.module import build_datamodule
+from bench.files import atomic_write_json
+from bench.running.lit import Classifier, build_loggers, build_trainer
 
 
 class StepClock(pl.Callback):
@@ -68,7 +69,7 @@ def harness_round(model, cfg, dm, steps: int, folder: Path) -> list[float]:
     module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=1, seed=cfg.seed,
                         max_loss=cfg.trainer.max_loss, channels_last=cfg.trainer.channels_last)
     cfg.trainer.limit_train_batches = steps
-    loggers = build_loggers(cfg, folder, run_name="overhead", wandb_id=None)
+    loggers = build_loggers(cfg, folder)
     trainer = build_trainer(cfg, folder, epochs=1, monitor="val_top1", mode="max", callbacks=[clock], loggers=loggers)
     trainer.limit_val_batches = 0  # training throughput only
     trainer.fit(module, datamodule=dm)
@@ -120,8 +121,6 @@ def main(argv: list[str] | None = None) -> dict:
     result["ratio"] = round(statistics.median(h / b for h, b in zip(harness, bare)), 3)
     print(json.dumps(result, indent=2))
     if args.out:
-        from bench.runfile import atomic_write_json
-
         atomic_write_json(args.out, result)
     return result
 

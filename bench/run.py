@@ -19,20 +19,17 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from bench.config import register_configs
-from bench.harness import run, run_dir
-from bench.lit import DivergedError
-from bench.run_folder import global_rank
-from dpiat.errors import DpiatError
-
-register_configs()
+from bench.errors import USER_ERRORS, DivergedError
+from bench.running.folder import RunFolder
+from bench.running.lit import global_rank
+from bench.running.target import run
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
         record = run(cfg)
-    except DpiatError as e:
+    except USER_ERRORS as e:
         if global_rank() == 0:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
@@ -43,7 +40,7 @@ def main(cfg: DictConfig) -> None:
         final = record.get("final_val_top1")
         print(f"{cfg.pair.target} ({cfg.init.name} init, seed {cfg.seed}): validation top-1 "
               f"{100 * final:.2f}% after {len(record['metrics'])} epochs (best {100 * record['best_val_top1']:.2f}%)")
-        print(f"run folder: {run_dir(cfg)}  (run.json, checkpoints/, csv/)")
+        print(f"run folder: {RunFolder.target(cfg).path}  (run.json, checkpoints/, csv/)")
 
 
 def default_slice() -> int:

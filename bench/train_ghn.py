@@ -13,57 +13,49 @@ After each epoch the held-out ``eval.archs`` are evaluated with predicted parame
 ``ghn.pt`` (``state_dict``, ``config``, ``epoch``, and the Adam state under ppuda's ``optimzer`` key) and
 ``train_log.json`` are written atomically. Running the same command again resumes after the last
 finished epoch, or says the run is finished (evaluating any ``eval.archs`` it has not evaluated yet, e.g.
-``eval.archs=[tinynet_e,tf_efficientnet_b0]``); a different config for the same folder is an error.
-Defaults and their meaning: ``conf/train_ghn.yaml``.
+``eval.archs=[tinynet_e,tf_efficientnet_b0]``); a different config for the same folder is an error. The
+folder's identity and that decision are a run folder's like any other (``RunFolder.ghn``, the settings but
+``out_dir``, ``eval``, ``threads`` and ``device``). Defaults and their meaning: ``conf/train_ghn.yaml``.
+
+Its errors are ``dpiat.DpiatError``s, unlike the rest of bench's: the GHN-2 tests (tests/test_ghn_train.py,
+kept with dpiat/ghn/) expect them from :func:`train`.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import platform
 import random
 import sys
 import time
-from pathlib import Path
 
 import hydra
 import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench.data import build_datamodule, epoch_seed
-from bench.runfile import atomic_write_json
+from bench.data.module import build_datamodule
+from bench.errors import USER_ERRORS
+from bench.running.folder import RunFolder
+from bench.seeding import ARCHS, DROPOUT, epoch_seed, pass_epoch
 from dpiat.errors import DpiatError
 from dpiat.ghn.family import ArchFamily
 from dpiat.ghn.io import read_checkpoint, save_ghn
 from dpiat.ghn.model import GHN2
 from dpiat.ghn.train import MetaTrainer, cosine_lr, evaluate_predicted
 
-CHECKPOINT, LOG = "ghn.pt", "train_log.json"
-# Keys that do not change what is trained: they may differ between a run and its resumption.
-NOT_IDENTITY = ("out_dir", "eval", "threads", "device")
-
-
-def identity(cfg: DictConfig) -> dict:
-    settings = OmegaConf.to_container(cfg, resolve=True)
-    for key in NOT_IDENTITY:
-        settings.pop(key, None)
-    settings["data"].pop("eval_batch_size", None)
-    return settings
-
 
 def infinite_batches(loader, epoch: int):
     """Batches of ``epoch``: passes over the training set with seeds (epoch, k), k = 0, 1, ...; a
     pass is cut off when the epoch's steps are done, so a resumed epoch sees the same batches."""
     for k in itertools.count():
-        loader.sampler.set_epoch(epoch * 10_000 + k)
+        loader.sampler.set_epoch(pass_epoch(epoch, k))
         yield from loader
 
 
 def train(cfg: DictConfig) -> dict:
-    out = Path(cfg.out_dir)
-    ckpt_path, log_path = out / CHECKPOINT, out / LOG
+    folder = RunFolder.ghn(cfg)
+    ckpt_path = folder.path / folder.files.checkpoint
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     device = torch.device(cfg.device)
@@ -74,26 +66,21 @@ def train(cfg: DictConfig) -> dict:
         if int(cfg[key]) < 1:
             raise DpiatError(f"{key} must be at least 1, got {cfg[key]}")
 
-    settings = identity(cfg)
+    decision = folder.decide()
+    if decision.action in ("conflict", "diverged"):
+        raise DpiatError(decision.reason)
+    if decision.action == "finished":
+        return _finished(cfg, folder, decision.record, device)
     num_classes, in_chans = int(cfg.data.num_classes), int(cfg.data.in_chans)
     torch.manual_seed(cfg.seed)  # the GHN's initial weights
     ghn = GHN2(**OmegaConf.to_container(cfg.ghn), num_classes=num_classes).to(device)
-    log = {"status": "running", "settings": settings, "epochs": [], "final_eval": None, "wall_seconds": 0.0}
+    log = {"status": "running", "settings": folder.config, "epochs": [], "final_eval": None, "wall_seconds": 0.0}
     optimizer_state, start = None, 0
-    if ckpt_path.exists():
-        prev = json.loads(log_path.read_text()) if log_path.exists() else None
-        if prev is None or prev.get("settings") != settings:
-            old = (prev or {}).get("settings") or {}
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise DpiatError(f"{out} holds a GHN trained with other settings (differing: "
-                             f"{', '.join(diff) or LOG + ' missing'}); choose another out_dir, or delete that "
-                             f"folder to retrain")
+    if decision.action == "resume":
         state = read_checkpoint(ckpt_path)
         ghn.load_state_dict(state["state_dict"])
         optimizer_state = torch.load(ckpt_path, map_location=device, weights_only=True).get("optimzer")
-        start, log = int(state["epoch"]), prev
-        if start >= cfg.epochs:
-            return _finished(cfg, ghn, log, log_path, device)
+        start, log = int(state["epoch"]), decision.record
         print(f"{ckpt_path}: resuming after epoch {start}")
 
     t0 = time.perf_counter()
@@ -119,8 +106,8 @@ def train(cfg: DictConfig) -> dict:
     total = cfg.epochs * cfg.steps_per_epoch
     for epoch in range(start, cfg.epochs):
         t_epoch = time.perf_counter()
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, stream=3))
-        rng = random.Random(epoch_seed(cfg.seed, epoch, stream=4))
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, 0, DROPOUT))
+        rng = random.Random(epoch_seed(cfg.seed, epoch, 0, ARCHS))
         batches = infinite_batches(dm.train_dataloader(), epoch)
         losses = []
         for s in range(cfg.steps_per_epoch):
@@ -141,7 +128,7 @@ def train(cfg: DictConfig) -> dict:
                               "wall_seconds": round(seconds, 1)})
         log["wall_seconds"] = round(log["wall_seconds"] + seconds, 1)
         save_ghn(ckpt_path, ghn, epoch=epoch + 1, optimizer_state=trainer.optimizer.state_dict())
-        atomic_write_json(log_path, log)
+        folder.write(log)
         summary = ", ".join(f"{k} top-1 {100 * v['top1']:.1f}%" for k, v in ev.items())
         print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {log['epochs'][-1]['train_loss']:.3f}, held-out "
               f"(predicted, no training) {summary}, {seconds:.0f} s")
@@ -151,7 +138,7 @@ def train(cfg: DictConfig) -> dict:
     log["versions"] = {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__}
     log["hardware"] = {"device": str(device), "threads": torch.get_num_threads(), "cpu": platform.processor()
                        or platform.machine()}
-    atomic_write_json(log_path, log)
+    folder.write(log)
     summary = ", ".join(f"{k} {100 * v['top1']:.2f}% on {v['images']} images" for k, v in log["final_eval"].items())
     print(f"finished: {ckpt_path}; held-out top-1 with predicted parameters: {summary}; "
           f"{log['wall_seconds']:.0f} s of training")
@@ -173,16 +160,19 @@ def _evaluate(cfg: DictConfig, ghn: GHN2, dm, name: str, n_images: int, device) 
                               input_size=(int(cfg.data.in_chans), side, side))
 
 
-def _finished(cfg: DictConfig, ghn: GHN2, log: dict, log_path: Path, device) -> dict:
+def _finished(cfg: DictConfig, folder: RunFolder, log: dict, device) -> dict:
     """A finished run: evaluate any eval.archs not evaluated yet (on final_images), then report."""
+    ckpt_path = folder.path / folder.files.checkpoint
     todo = [a for a in cfg.eval.archs if a not in (log.get("final_eval") or {})]
     if todo:
+        ghn = GHN2(**OmegaConf.to_container(cfg.ghn), num_classes=int(cfg.data.num_classes)).to(device)
+        ghn.load_state_dict(read_checkpoint(ckpt_path)["state_dict"])
         dm = _data(cfg)
         for name in todo:
             log["final_eval"][name] = _evaluate(cfg, ghn, dm, name, cfg.eval.final_images or 10**9, device)
-        atomic_write_json(log_path, log)
+        folder.write(log)
     summary = ", ".join(f"{k} {100 * v['top1']:.2f}% on {v['images']} images" for k, v in log["final_eval"].items())
-    print(f"{log_path.parent / CHECKPOINT}: finished ({len(log['epochs'])} epochs); held-out top-1 with predicted "
+    print(f"{ckpt_path}: finished ({len(log['epochs'])} epochs); held-out top-1 with predicted "
           f"parameters, no training: {summary}")
     return log
 
@@ -202,7 +192,7 @@ def _val_batches(dm, device, n_images: int):
 def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
-    except DpiatError as e:
+    except USER_ERRORS as e:  # its own, and the data's (bench.errors.DataError)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 

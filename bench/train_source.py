@@ -19,17 +19,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from bench import sources
-from bench.config import register_configs
-from bench.harness import execute, source_spec
-from bench.run_folder import global_rank
-from dpiat.errors import DpiatError
-
-register_configs()
+from bench.errors import USER_ERRORS
+from bench.running import sources
+from bench.running.lit import global_rank
 
 # Hydra's output folder (.hydra/, the job log) goes into the source's own run folder, not into the folder of
 # whichever target run the pair in the overrides names.
-SOURCE_DIR = "hydra.run.dir=${paths.runs}/${experiment_name}/sources/${pair.source}/seed${source.seed}"
+SOURCE_DIR = "hydra.run.dir=${run_folder:source}"
 
 
 def say(msg: str) -> None:
@@ -47,8 +43,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
     try:
         sources.new_launch()
-        _, info = sources.get_source(cfg, lambda: execute(source_spec(cfg), cfg, log=say), log=say)
-    except DpiatError as e:
+        _, info = sources.get_source(cfg, log=say)
+    except USER_ERRORS as e:
         if global_rank() == 0:
             print(f"error: {e}", file=sys.stderr)
         sys.exit(1)

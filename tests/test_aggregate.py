@@ -1,4 +1,4 @@
-"""bench.aggregate on hand-written run folders, checked against numbers computed by hand.
+"""bench/aggregate.py (bench/results/) on hand-written run folders, checked against numbers computed by hand.
 
 The base experiment (2 epochs, val_top1 per epoch) is chosen so that every statistic is a short fraction:
 
@@ -23,7 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.aggregate import AggregateError, aggregate, bootstrap_ci, load_run, main, mean_std
+from bench.aggregate import main
+from bench.errors import AggregateError
+from bench.results.runs import load_run
+from bench.results.stats import bootstrap_ci, mean_std
+from bench.results.table import aggregate
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOM_T = [[0.2, 0.4], [0.5, 0.4], [0.3, 0.6]]
@@ -34,7 +38,7 @@ DPIAT_C = [[0.2, 0.4], [0.3, 0.6]]
 
 def write_run(root: Path, pair: str, init: str, seed: int, curve: list[float], *, status="finished",
               source=None, target="t", data="fm", epochs=2, similarity=None, reason=None, init_top1=None) -> Path:
-    """A run.json as the harness writes it (bench/runfile.py schema), with only what the table reads."""
+    """A run.json as the harness writes it (bench/running/record.py schema), with only what the table reads."""
     path = root / pair / init / f"seed{seed}" / "run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     run = {"schema_version": 1, "status": status, "failure_reason": reason, "experiment": root.name,

@@ -1,4 +1,4 @@
-"""bench.data: the data sets the harness trains on, their shards, their augmentation and their errors."""
+"""bench/data/: the data sets the harness trains on, their shards, their augmentation and their errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 import torch
 
 from bench.config import data_config
-from bench.data import (DataError, EpochSampler, build_datamodule, crop_params, default_resolution,
-                        fixed_subset, generate_synthetic, resize_center_crop)
+from bench.data.loaders import crop_params, resize_center_crop
+from bench.data.module import build_datamodule, default_resolution
+from bench.data.sampling import EpochSampler, fixed_subset
+from bench.data.synthetic import generate_synthetic
+from bench.errors import DataError
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 

@@ -1,6 +1,6 @@
 """The harness end to end: real configs, real timm models, real data (sklearn digits), real Lightning.
 
-Runs go in-process through ``bench.harness.run`` (what bench/run.py calls) unless a test needs the real
+Runs go in-process through ``bench.running.target.run`` (what bench/run.py calls) unless a test needs the real
 command line: Hydra's own error messages, a process killed mid-training, concurrent runs, and DDP.
 """
 
@@ -17,9 +17,10 @@ import pytest
 import torch
 
 import dpiat
-from bench.harness import AlreadyFailed, run, run_dir
-from bench.lit import DivergedError
-from bench.runfile import read_run
+from bench.errors import AlreadyFailed, ConfigError, DataError, DivergedError, RunFolderError
+from bench.layout import hydra_dir
+from bench.running.record import read_run
+from bench.running.target import run
 from dpiat.errors import DpiatError, WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +30,11 @@ SCHEMA_KEYS = {"schema_version", "status", "failure_reason", "experiment", "pair
                "data", "epochs", "similarity", "init_metrics", "metrics", "best_val_top1", "final_val_top1",
                "init_report", "config", "git_commit", "git_dirty", "versions", "hardware", "slurm", "wandb_run_id",
                "data_hash", "wall_seconds", "updated"}
+
+
+def run_dir(cfg) -> Path:
+    """The run folder of a composed config (bench/layout.py), as RunFolder.target(cfg).path."""
+    return hydra_dir("target", cfg)
 
 
 def curve(record: dict) -> list[dict]:
@@ -53,6 +59,40 @@ def test_every_config_option_composes(compose_config, group):
             assert cfg.init.name == name and name in dpiat.available_inits()
 
 
+def test_every_registered_init_is_an_option_of_the_init_group(compose_config):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from bench.config import CONF_DIR
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        options = GlobalHydra.instance().config_loader().get_group_options("init")
+    assert set(dpiat.available_inits()) <= set(options)
+    for name in dpiat.available_inits():
+        assert compose_config(f"init={name}").init.name == name
+
+
+def test_an_init_registered_without_a_yaml_file_runs_from_the_command_line(tmp_path):
+    """Registering a method in dpiat.inits is all it takes: bench/run.py init=<name>, with options."""
+    assert not (REPO / "conf" / "init" / "halved_test.yaml").exists()
+    args = ["experiment=smoke", "init=halved_test", "+init.factor=0.5", "epochs=1", "data.train_subset=64",
+            f"paths.runs={tmp_path}"]
+    code = ("import runpy, sys, torch\n"
+            "from dpiat.inits import register_init\n"
+            "@register_init('halved_test', needs_source=False, summary='test only')\n"
+            "def halved(target, source=None, factor=1.0):\n"
+            "    with torch.no_grad():\n"
+            "        for p in target.parameters():\n"
+            "            p.mul_(factor)\n"
+            "    return {'method': 'halved_test', 'factor': factor}\n"
+            f"sys.argv = ['bench/run.py', *{args!r}]\n"
+            "runpy.run_path('bench/run.py', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = read_run(tmp_path / "smoke" / "test_resnet_to_effnet" / "halved_test" / "seed0")
+    assert record["status"] == "finished" and record["init_report"] == {"method": "halved_test", "factor": 0.5}
+
+
 def test_default_is_the_cpu_fashion_mnist_experiment(compose_config):
     cfg = compose_config()
     assert (cfg.experiment_name, cfg.data.name, cfg.init.name, cfg.source.weights) == \
@@ -61,7 +101,7 @@ def test_default_is_the_cpu_fashion_mnist_experiment(compose_config):
 
 
 def test_paper_recipe_is_the_default_optimiser(compose_config):
-    from bench.lit import lr_factor
+    from bench.running.lit import lr_factor
 
     cfg = compose_config("experiment=paper_imagenet")
     assert (cfg.optim.name.value, cfg.optim.lr, cfg.optim.weight_decay, cfg.data.batch_size) == ("adam", 4e-3, 0.0, 128)
@@ -252,7 +292,7 @@ def test_source_weights_from_a_file_and_a_file_that_does_not_fit(compose_config,
 def test_a_target_alone_takes_source_free_inits_only(compose_config, tmp_path):
     cfg = compose_config(*FAST, "pair=tinynet_e", f"paths.runs={tmp_path}")
     assert cfg.pair.source is None and run_dir(cfg).parts[-3] == "tinynet_e"
-    with pytest.raises(DpiatError, match="needs a source network, and pair 'tinynet_e' has none"):
+    with pytest.raises(ConfigError, match="needs a source network, and pair 'tinynet_e' has none"):
         run(compose_config(*FAST, "pair=tinynet_e", "init=dpiat", f"paths.runs={tmp_path}"))
 
 
@@ -317,16 +357,16 @@ def test_exploding_loss_stops_the_run(compose_config, tmp_path):
 
 def test_missing_imagenet_fails_with_the_layout_and_keeps_the_record(compose_config, tmp_path):
     cfg = compose_config(*FAST, "data=imagenet", f"data.root={tmp_path / 'imagenet'}", f"paths.runs={tmp_path}")
-    with pytest.raises(DpiatError, match=r"ImageFolder layout .*/train/<class>/\*\.JPEG"):
+    with pytest.raises(DataError, match=r"ImageFolder layout .*/train/<class>/\*\.JPEG"):
         run(cfg)
     record = read_run(run_dir(cfg))
     assert record["status"] == "failed" and "ImageFolder layout" in record["failure_reason"]
-    with pytest.raises(DpiatError, match=r"data.root is required for imagenet"):
+    with pytest.raises(DataError, match=r"data.root is required for imagenet"):
         run(compose_config(*FAST, "data=imagenet", f"paths.runs={tmp_path}"))
 
 
 def test_a_setting_without_a_value_is_named(compose_config, tmp_path):
-    with pytest.raises(DpiatError, match=r"no value: init.checkpoint\. .* init.checkpoint=\.\.\."):
+    with pytest.raises(ConfigError, match=r"no value: init.checkpoint\. .* init.checkpoint=\.\.\."):
         run(compose_config(*FAST, "init=ghn", f"paths.runs={tmp_path}"))
     assert not (tmp_path / "smoke").exists()  # refused before anything was written
 
@@ -335,7 +375,7 @@ def test_a_different_config_in_a_finished_folder_changes_nothing(compose_config,
     cfg = compose_config(*FAST, f"paths.runs={tmp_path}")
     run(cfg)
     before = (run_dir(cfg) / "run.json").read_bytes()
-    with pytest.raises(DpiatError, match=r"another configuration \(optim.lr: 0.004 -> 0.001\)"):
+    with pytest.raises(RunFolderError, match=r"another configuration \(optim.lr: 0.004 -> 0.001\)"):
         run(compose_config(*FAST, "optim.lr=0.001", f"paths.runs={tmp_path}"))
     assert (run_dir(cfg) / "run.json").read_bytes() == before
 
@@ -398,7 +438,7 @@ def test_two_process_ddp_reduces_validation_and_only_rank0_writes(run_cli, tmp_p
     assert m["images_seen"] == 256
     # The reduced accuracy equals a single-process evaluation of the saved model on the whole set.
     from bench.config import data_config
-    from bench.data import build_datamodule
+    from bench.data.module import build_datamodule
 
     model = dpiat.create_model("test_efficientnet", num_classes=10, in_chans=1)
     dpiat.load_weights(model, folder / "checkpoints" / "last.ckpt", key="state_dict")

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import dpiat.zoo
-from bench import sources
-from bench.manifest import SweepError, plan_sweep
+from bench.errors import ConfigError, SweepError
+from bench.planning.plan import plan_sweep
+from bench.running import sources
 from tests.conftest import REPO
 
 PROXY_PAIRS = ["tinynet_d_to_e", "mixnet_s_to_tinynet_e", "rexnet_100_to_tinynet_e", "mnasnet_100_to_tinynet_e",
@@ -45,22 +46,28 @@ def test_pair_files_carry_their_source_weights(compose_config):
     assert trained.source.weights == "train"
 
 
-def test_zoo_source_weights_are_the_real_imagenet_lite0(compose_config):
+def nothing_to_train(monkeypatch):
+    monkeypatch.setattr(sources, "execute", lambda *a, **k: pytest.fail("nothing to train"))
+
+
+def test_zoo_source_weights_are_the_real_imagenet_lite0(compose_config, monkeypatch):
+    nothing_to_train(monkeypatch)
     cfg = compose_config("experiment=proxy", "pair=lite0_imagenet_to_tinynet_e")
-    model, info = sources.get_source(cfg, train=lambda: pytest.fail("nothing to train"), log=print)
+    model, info = sources.get_source(cfg, log=print)
     assert info == {"weights": "zoo:efficientnet_lite0_imagenet"}
     reference = dpiat.zoo.efficientnet_lite0_imagenet()
     assert torch.equal(model.classifier.weight, reference.classifier.weight)
     assert model.conv_stem.weight.shape == (32, 3, 3, 3)
 
 
-def test_zoo_source_must_match_the_pair(compose_config):
+def test_zoo_source_must_match_the_pair(compose_config, monkeypatch):
+    nothing_to_train(monkeypatch)
     cfg = compose_config("experiment=proxy", "pair=tinynet_d_to_e", "source.weights=zoo:efficientnet_lite0_imagenet")
-    with pytest.raises(dpiat.DpiatError, match="holds a tf_efficientnet_lite0"):
-        sources.get_source(cfg, train=lambda: {}, log=print)
+    with pytest.raises(ConfigError, match="holds a tf_efficientnet_lite0"):
+        sources.get_source(cfg, log=print)
     cfg = compose_config("experiment=proxy", "pair=tinynet_d_to_e", "source.weights=zoo:lite9")
     with pytest.raises(dpiat.UnknownNameError, match="unknown zoo model 'lite9'"):
-        sources.get_source(cfg, train=lambda: {}, log=print)
+        sources.get_source(cfg, log=print)
 
 
 def test_default_is_a_one_seed_slice_with_every_init(tmp_path):

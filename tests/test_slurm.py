@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.runfile import read_run
+from bench.running.record import read_run
 from bench.sweep import main as sweep_main
 from tests.slurm_cluster import job_tasks, slurm_cluster, submitted_jobs, wait_for_jobs  # noqa: F401 (fixture)
 

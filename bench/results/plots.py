@@ -1,7 +1,7 @@
 """The aggregated experiment's plots, as PNG files (written atomically)::
 
-    from bench.plots import write_plots
-    write_plots(cells, rows, "results/proxy")     # cells and rows from bench.aggregate
+    from bench.results.plots import write_plots
+    write_plots(cells, rows, "results/proxy")     # cells and rows from bench.results.cells
 
 - ``curves.png``: the curves of every pair in one figure, a panel each (two pairs or more).
 - ``curves_<pair>.png``: validation top-1 per epoch, one line per init: mean over the seeds averaged into
@@ -23,7 +23,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from bench.aggregate import ALL, REFERENCE_INIT, Cell, similarity_correlations
+from bench.results.cells import Cell
+from bench.results.columns import ALL, REFERENCE_INIT
+from bench.results.stats import similarity_correlations
 from dpiat.atomic import atomic_open
 
 PLOT_NAMES = re.compile(r"^(curves|curves_.*|ratios|similarity_vs_ratio)\.png$")  # what this module writes

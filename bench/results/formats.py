@@ -1,8 +1,8 @@
 """The aggregated table as files: ``table.csv`` (data), ``table.md`` (README), ``table.tex`` (paper).
 
-All three are rendered from the same rows (``bench.aggregate``) and written atomically::
+All three are rendered from the same rows (:mod:`bench.results.cells`) and written atomically::
 
-    from bench.table_formats import write_tables
+    from bench.results.formats import write_tables
     write_tables(rows, "results/proxy", experiment="proxy")
 
 The csv keeps every column at 6 decimals; md and tex show accuracies with 3 decimals and ratios with 2.
@@ -14,9 +14,8 @@ import csv
 import io
 from pathlib import Path
 
-from bench.runfile import atomic_write_text
-
-ALL = "ALL"  # bench.aggregate.ALL (not imported: aggregate imports this module)
+from bench.files import atomic_write_text
+from bench.results.columns import ALL, COLUMNS
 
 
 def fmt_csv(x) -> str:
@@ -165,13 +164,10 @@ def to_latex(rows: list[dict], experiment: str, paper: dict | None, notes: list[
 
 
 def write_tables(rows: list[dict], out_dir: str | Path, *, experiment: str, paper: dict | None = None,
-                 notes: list[str] = (), command: str = "python bench/aggregate.py", columns=None) -> list[Path]:
-    """Write table.csv, table.md and table.tex into ``out_dir`` (atomically); return their paths.
-
-    ``columns``: csv column order, default the rows' own key order (``bench.aggregate.COLUMNS``).
-    """
+                 notes: list[str] = (), command: str = "python bench/aggregate.py") -> list[Path]:
+    """Write table.csv (every column of :data:`COLUMNS`), table.md and table.tex into ``out_dir`` (atomically)."""
     out_dir = Path(out_dir)
-    files = {"table.csv": to_csv(rows, columns or list(rows[0])),
+    files = {"table.csv": to_csv(rows, COLUMNS),
              "table.md": to_markdown(rows, experiment, paper, list(notes), command),
              "table.tex": to_latex(rows, experiment, paper, list(notes), command)}
     for name, text in files.items():

@@ -1,4 +1,4 @@
-"""Plan a sweep: expand an experiment's grid into tasks, leave out the finished ones, write the manifests.
+"""Plan a sweep: expand an experiment's grid into tasks and leave out what is finished.
 
 An experiment's ``grid`` (``conf/experiment/*.yaml``) names ``pairs`` (or ``models``: every ordered pair of
 them, as ``pair=custom pair.source=S pair.target=T``), ``inits``, ``seeds`` and optional ``prerequisites``
@@ -7,54 +7,47 @@ the GHN checkpoint). A plan has two stages:
 
 * stage 1, prerequisites: one ``bench/train_source.py`` task per distinct source that a pending run needs
   and that is not cached yet (``source.weights=train``), plus the grid's prerequisites;
-* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder is not finished. A source-free
-  init (``random``, ``ghn``) runs once per (target, seed), in the first pair of that target (or wherever
-  such a run exists already): it would train the same network for every pair, and bench/aggregate.py
-  shares it between the pairs of that target.
+* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder does not say finished or
+  diverged (:meth:`RunFolder.decide`, the rule a run itself follows). A source-free init (``random``, ``ghn``)
+  runs once per (target, seed), in the pair folder :mod:`bench.baselines` picks: it would train the same
+  network for every pair, and the table shares it between the pairs of that target by the same rule.
 
 Each task is a line of shell-quoted words to put after ``python`` (``slurm/array.sbatch`` does
 ``srun python <line>``). On the command line, ``pair=``, ``init=`` and ``seed=`` (comma lists allowed) fix
-that axis of the grid; ``init.<key>=`` options go only to the inits whose config has that key; every other
-override goes to every task.
+that axis of the grid; ``init.<key>=`` options go only to the inits whose composed ``init`` config has that
+key; every other override goes to every task.
 
-    from bench.manifest import plan_sweep, write_manifests
+    from bench.planning.plan import plan_sweep
+    from bench.planning.manifests import write_manifests
     plan = plan_sweep(["experiment=smoke", "grid.inits=[random,dpiat]", "grid.seeds=[0,1]"])
-    print(plan.summary()); paths = write_manifests(plan)
+    print(plan.summary()); record = write_manifests(plan, mode="local", command=["example"])
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import json
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-import dpiat
-from bench import sources
-from bench.config import CONF_DIR, register_configs
-from bench.data import check_data_root
-from bench.harness import check_config, run_dir
-from bench.run_folder import RunFolder, config_differences, git_state, is_complete
-from bench.runfile import atomic_write_json, atomic_write_text
-from dpiat.errors import DpiatError
+from bench.baselines import pick_baseline, source_free
+from bench.config import CONF_DIR, check_config, register_configs
+from bench.data.datasets import check_data_root
+from bench.errors import USER_ERRORS, SweepError
+from bench.layout import experiment_path
+from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
 RUN_SCRIPT = "bench/run.py"
 SOURCE_SCRIPT = "bench/train_source.py"
-MANIFESTS = "manifests"  # <paths.runs>/<experiment>/manifests/: never named seed*, so the aggregate skips it
 AXES = ("pair", "init", "seed")
-
-
-class SweepError(DpiatError):
-    """A sweep that cannot be planned or submitted; the message says what to change."""
 
 
 @dataclass(frozen=True)
@@ -172,24 +165,28 @@ def _split_overrides(overrides: list[str]) -> _Overrides:
     return out
 
 
+def _check_inits(inits: list[str]) -> None:
+    options = GlobalHydra.instance().config_loader().get_group_options("init")  # yaml files and registered inits
+    for init in inits:
+        if init not in options:
+            raise SweepError(f"unknown init {init!r}: available inits are {', '.join(sorted(options))}")
+
+
 def _init_keys(init: str) -> set[str]:
-    path = CONF_DIR / "init" / f"{init}.yaml"
-    if not path.exists():
-        raise SweepError(f"unknown init {init!r}: available inits are "
-                         f"{', '.join(sorted(p.stem for p in path.parent.glob('*.yaml')))}")
-    return set(OmegaConf.load(path).keys())
+    """The options of init ``init`` as Hydra composes its group: a yaml file's keys, or a registered method's."""
+    return set(_compose([f"+init={init}"], config_name=None).init.keys())
 
 
-def _compose(overrides: list[str], hydra_config: bool = False) -> DictConfig:
+def _compose(overrides: list[str], hydra_config: bool = False, config_name: str | None = "config") -> DictConfig:
     try:
-        return compose("config", overrides=overrides, return_hydra_config=hydra_config)
+        return compose(config_name, overrides=overrides, return_hydra_config=hydra_config)
     except (HydraException, OmegaConfBaseException) as e:
         raise SweepError(f"{e}\n  (while composing: {' '.join(overrides)})") from None
 
 
 def plan_sweep(overrides: list[str]) -> Plan:
     """The plan for ``overrides`` (Hydra overrides as on bench/run.py's command line). Reads the run folders."""
-    register_configs()
+    register_configs()  # init methods registered since bench.config was imported become options too
     ov = _split_overrides(list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         base = _compose(ov.passthrough + ov.grid, hydra_config=True)
@@ -219,7 +216,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
         seeds = list(dict.fromkeys(seeds))
 
         # -- init options go to the inits that have them --------------------------------------------------
-        keys = {i: _init_keys(i) for i in inits}
+        _check_inits(inits)
+        keys = {i: _init_keys(i) if ov.init_options else set() for i in inits}
         for key, line in ov.init_options:
             if not any(key in k for k in keys.values()):
                 raise SweepError(f"{line}: no init in this sweep ({', '.join(inits)}) has an option {key!r}")
@@ -233,79 +231,77 @@ def plan_sweep(overrides: list[str]) -> Plan:
         def init_overrides(init: str) -> list[str]:  # the experiment's first, the command line's win
             return [*grid_init.get(init, []), *[line for key, line in ov.init_options if key in keys[init]]]
 
-        plan = Plan(experiment=base.experiment_name, runs_dir=Path(base.paths.runs) / base.experiment_name,
-                    overrides=list(overrides), axes={"pair": [str(p) for p in pairs], "init": inits,
-                                                     "seed": [str(s) for s in seeds]})
-        points = []  # (task, cfg, state, needs a source)
-        cells = itertools.product(dict.fromkeys(p.choice for p in pairs), inits)
-        for choice, init in cells:  # one compose per (pair file, init): composing costs ~0.3 s
+        experiment = experiment_path(base.paths.runs, base.experiment_name)
+        plan = Plan(experiment=base.experiment_name, runs_dir=experiment, overrides=list(overrides),
+                    axes={"pair": [str(p) for p in pairs], "init": inits, "seed": [str(s) for s in seeds]})
+        points: list[_Point] = []
+        for choice, init in itertools.product(dict.fromkeys(p.choice for p in pairs), inits):
+            # one compose per (pair file, init): composing costs ~0.3 s
             cell = _compose(ov.passthrough + [f"pair={choice}", f"init={init}"] + init_overrides(init))
             for pair, seed in itertools.product([p for p in pairs if p.choice == choice], seeds):
                 cfg = copy.deepcopy(cell)
                 if pair.choice == "custom":
                     cfg.pair.source, cfg.pair.target = pair.source, pair.target
                 cfg.seed = seed
-                task = Task("run", [RUN_SCRIPT, *ov.passthrough, *init_overrides(init), *pair.overrides(),
-                                    f"init={init}", f"seed={seed}"], run_dir(cfg), pair, cfg.pair.target)
-                points.append((task, cfg, _state(cfg, task), dpiat.get_init(init).needs_source))
+                argv = [RUN_SCRIPT, *ov.passthrough, *init_overrides(init), *pair.overrides(), f"init={init}",
+                        f"seed={seed}"]
+                points.append(_point(cfg, argv, pair))
 
-        # A source-free init (random, ghn) trains the same network whatever the pair's source: one run per
-        # (target, init, seed) serves every pair of that target (bench/aggregate.py shares it, with a note).
-        # Keep the run that exists already, else the first pair's.
-        def preference(point: tuple) -> tuple:  # finished first, then any started run, then grid order
-            task, _, state = point[:3]
-            return {"finished": 0, "failed": 1, "todo": 2}[state], not (task.folder / "run.json").exists()
-
-        keep: dict[tuple, tuple] = {}
-        for point in points:
-            cfg, needs_source = point[1], point[3]
-            key = (cfg.pair.target, cfg.init.name, cfg.seed)
-            if not needs_source and (key not in keep or preference(point) < preference(keep[key])):
-                keep[key] = point
+        baselines = _baseline_folders(points)
         needed_sources: dict[Path, Task] = {}
-        for task, cfg, state, needs_source in points:
-            if not needs_source and keep[(cfg.pair.target, cfg.init.name, cfg.seed)][0] is not task:
+        for point in points:
+            task, cfg = point.task, point.cfg
+            if point.source_free and baselines[cfg.pair.target, cfg.init.name] != cfg.pair.name:
                 plan.shared.append(task)
                 continue
-            {"finished": plan.finished, "failed": plan.failed, "todo": plan.runs}[state].append(task)
-            if state != "todo":
+            {"finished": plan.finished, "diverged": plan.failed}.get(point.action, plan.runs).append(task)
+            if point.action in ("finished", "diverged"):
                 continue
             if not plan.trainer:
                 plan.trainer = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes")}
-            if needs_source and cfg.source.weights == "train":
-                folder = sources.source_folder(cfg)
-                if folder not in needed_sources and not (folder / sources.WEIGHTS_FILE).exists():
-                    needed_sources[folder] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
-                                                  folder, task.pair, cfg.pair.source)
+            if not point.source_free and cfg.source.weights == "train":
+                source = RunFolder.source(cfg).path
+                if source not in needed_sources and not (source / SOURCE_WEIGHTS).exists():
+                    needed_sources[source] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
+                                                  source, task.pair, cfg.pair.source)
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
             plan.prerequisites = [*needed_sources.values(), *_grid_prerequisites(grid)]
     return plan
 
 
-def _state(cfg: DictConfig, task: Task) -> str:
-    """finished | failed (diverged before: re-running would fail the same way) | todo."""
+@dataclass
+class _Point:
+    task: Task
+    cfg: DictConfig
+    action: str  # what RunFolder.decide says: start, resume, finished or diverged
+    source_free: bool  # a baseline of every pair with this target (bench.baselines)
+
+
+def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
+    """A grid point, its config checked before anything is submitted, and its run folder's decision."""
+    line = " ".join(shlex.quote(a) for a in argv)
     try:
-        check_config(cfg)  # missing values, unknown models or init methods: before anything is submitted
+        check_config(cfg)  # missing values, unknown models or init methods
         check_data_root(cfg.data)  # else every task in the queue would fail on it
-    except DpiatError as e:
-        raise SweepError(f"{task.line}: {e}") from None
-    try:
-        existing = RunFolder(task.folder).read()
-    except DpiatError as e:
-        raise SweepError(str(e)) from None
-    if existing is None:
-        return "todo"
-    diffs = config_differences(existing.get("config") or {},
-                               OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    if diffs:
-        raise SweepError(f"{task.folder} holds a run with another configuration ({'; '.join(diffs[:4])}"
-                         f"{' ...' if len(diffs) > 4 else ''}). A run folder is one run: set another "
-                         "experiment_name or paths.runs for this configuration, or delete the folder.")
-    if is_complete(existing, cfg.epochs):
-        return "finished"
-    if existing["status"] == "failed" and existing.get("failure_kind") == "diverged":
-        return "failed"
-    return "todo"
+        folder = RunFolder.target(cfg)
+        decision = folder.decide()
+    except USER_ERRORS as e:
+        raise SweepError(f"{line}: {e}") from None
+    if decision.action == "conflict":
+        raise SweepError(decision.reason)
+    task = Task("run", argv, folder.path, pair, cfg.pair.target)
+    return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source))
+
+
+def _baseline_folders(points: list[_Point]) -> dict[tuple[str, str], str]:
+    """(target, source-free init) -> the pair folder whose runs serve every pair of that target."""
+    candidates: dict[tuple[str, str], dict[str, int]] = {}
+    for p in points:
+        if p.source_free:
+            held = candidates.setdefault((p.cfg.pair.target, p.cfg.init.name), {})
+            if p.cfg.pair.name not in held:  # the runs of that init the pair folder holds already, any seed
+                held[p.cfg.pair.name] = sum(1 for _ in p.task.folder.parent.glob("seed*/run.json"))
+    return {key: pick_baseline(held.items(), target=key[0]) for key, held in candidates.items()}
 
 
 def _grid_prerequisites(grid: DictConfig) -> list[Task]:
@@ -325,62 +321,3 @@ def _grid_prerequisites(grid: DictConfig) -> list[Task]:
     return tasks
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Manifests
-# ---------------------------------------------------------------------------------------------------------
-
-
-def write_manifests(plan: Plan, *, mode: str, command: list[str]) -> dict[str, Any]:
-    """Write ``<stamp>-prereq.txt`` / ``<stamp>-runs.txt`` (one task per line) and ``<stamp>.json`` (the record).
-
-    A new stamp every time: queued array tasks read their manifest when they start, so an earlier one must
-    never change under them. Returns the record (``record["path"]`` is where it is).
-    """
-    folder = plan.runs_dir.resolve() / MANIFESTS  # absolute: jobs may start in another directory
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    for i in itertools.count():
-        name = stamp if i == 0 else f"{stamp}-{i}"
-        if not any(folder.glob(f"{name}[.-]*")):
-            break
-    commit, dirty = git_state()
-    record: dict[str, Any] = {
-        "experiment": plan.experiment, "created": name, "mode": mode, "command": command,
-        "overrides": plan.overrides, "git_commit": commit, "git_dirty": dirty, "axes": plan.axes,
-        "n_points": plan.n_points, "finished_before": [str(t.folder) for t in plan.finished],
-        "failed_before": [str(t.folder) for t in plan.failed], "shared": [str(t.folder) for t in plan.shared],
-        "stages": []}
-    for stage, tasks in (("prereq", plan.prerequisites), ("runs", plan.runs)):
-        if not tasks:
-            continue
-        path = folder / f"{name}-{stage}.txt"
-        atomic_write_text(path, "".join(t.line + "\n" for t in tasks))
-        record["stages"].append({"stage": stage, "manifest": str(path), "n_tasks": len(tasks), "job_id": None,
-                                 "tasks": [{"line": t.line, "folder": str(t.folder) if t.folder else None}
-                                           for t in tasks]})
-    record["path"] = str(folder / f"{name}.json")
-    save_record(record)
-    return record
-
-
-def save_record(record: dict[str, Any]) -> None:
-    atomic_write_json(record["path"], record)
-
-
-def read_manifest(path: str | Path) -> list[list[str]]:
-    """The tasks of a manifest, each as the argv that follows ``python``."""
-    return [shlex.split(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def submitted_job_ids(runs_dir: Path) -> dict[str, str]:
-    """Job ids recorded by earlier submissions of this experiment: {job id: record path}."""
-    ids = {}
-    for path in sorted((runs_dir / MANIFESTS).glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        for stage in record.get("stages") or []:
-            if stage.get("job_id"):
-                ids[str(stage["job_id"])] = str(path)
-    return ids

@@ -1,0 +1,174 @@
+"""The data module: train and val loaders for one data config, usable with or without a Trainer.
+
+:class:`ImageDataModule` reads the data set (:mod:`bench.data.datasets`), draws its fixed subsets
+(:mod:`bench.data.sampling`) and serves in-memory data through :class:`~bench.data.loaders.InMemoryLoader`
+and image files through DataLoader workers. Rank, world size and device come from the Trainer if any.
+
+Use it in a plain script (what ``bench/train_ghn.py`` does)::
+
+    from bench.config import data_config
+    from bench.data.module import build_datamodule
+    dm = build_datamodule(data_config("digits", batch_size=32), seed=0)
+    dm.setup()
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)              # the epoch decides order and augmentation
+    x, y = next(iter(loader))                # x: float (32, 1, 16, 16) normalised, y: int64 (32,)
+    val_x, val_y = next(iter(dm.val_dataloader()))
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench.config import DataConfig, SyntheticConfig
+from bench.data.datasets import (
+    DATASETS,
+    IN_MEMORY,
+    ImageFolderData,
+    check_data_root,
+    check_image_folder,
+    load_in_memory,
+)
+from bench.data.loaders import InMemoryLoader
+from bench.data.sampling import EpochSampler, fixed_subset
+from bench.data.synthetic import generate_synthetic
+from bench.errors import ConfigError, DataError
+from bench.seeding import subset_seeds
+
+# The protocol's per-model resolutions; every other model trains at 224 px on ImageNet-sized data.
+MODEL_RESOLUTION = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260}
+
+
+def default_resolution(model_name: str | None) -> int:
+    """The protocol's input resolution for a timm model name.
+
+    >>> default_resolution("tf_efficientnet_b2"), default_resolution("resnet50")
+    (260, 224)
+    """
+    for key, res in MODEL_RESOLUTION.items():
+        if model_name and model_name.endswith(key):
+            return res
+    return 224
+
+
+def as_data_config(cfg: Any) -> DictConfig:
+    """Accept a DataConfig, a DictConfig or a plain dict; return a typed DictConfig."""
+    if isinstance(cfg, DictConfig) and OmegaConf.get_type(cfg) is DataConfig:
+        return cfg
+    return OmegaConf.merge(OmegaConf.structured(DataConfig), cfg)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Train/val loaders for one data config; rank, world size and device come from the Trainer if any.
+
+    >>> from bench.config import data_config
+    >>> dm = ImageDataModule(data_config("digits"), resolution=16, seed=0); dm.setup()
+    >>> dm.num_train, dm.num_val
+    (1438, 359)
+    """
+
+    def __init__(self, cfg: Any, *, resolution: int, seed: int = 0):
+        super().__init__()
+        self.cfg = as_data_config(cfg)
+        if self.cfg.name not in DATASETS:
+            raise ConfigError(f"unknown data set {self.cfg.name!r}; the data sets are {', '.join(DATASETS)}")
+        self.resolution, self.seed = resolution, seed
+        lo, hi = self.cfg.crop_scale or ((0.5, 1.0) if resolution < 100 else (0.1, 1.0))
+        self.scale = (float(lo), float(hi))
+        self._ready = False
+        self.data_hash: str | None = None
+
+    # -- loading -------------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self._ready:
+            return
+        cfg = self.cfg
+        if cfg.name in IN_MEMORY:
+            (self.train_x, self.train_y), (self.val_x, self.val_y) = load_in_memory(cfg)
+            n_train, n_val = len(self.train_y), len(self.val_y)
+            h = hashlib.sha1()
+            for t in (self.train_x, self.train_y, self.val_x, self.val_y):
+                h.update(t.contiguous().numpy().tobytes())
+            self.data_hash = h.hexdigest()
+            labels = torch.cat([self.train_y, self.val_y])
+        else:
+            check_data_root(cfg)
+            root = Path(cfg.root)
+            if cfg.name == "synthetic":
+                generate_synthetic(root, cfg.num_classes, cfg.synthetic or SyntheticConfig())
+            check_image_folder(root, cfg.num_classes, cfg.name)
+            self.files = ImageFolderData(root, cfg, self.resolution, self.scale)
+            n_train, n_val = len(self.files.train), len(self.files.val)
+            self.data_hash = self.files.file_list_hash()
+            labels = torch.tensor(self.files.train.targets[:1] + self.files.val.targets[-1:])
+        if int(labels.max()) >= cfg.num_classes:
+            raise DataError(f"{cfg.name} has labels up to {int(labels.max())} but data.num_classes={cfg.num_classes}")
+        train_seed, val_seed = subset_seeds(cfg.subset_seed)
+        self.train_idx = fixed_subset(n_train, cfg.train_subset, train_seed)
+        self.val_idx = fixed_subset(n_val, cfg.val_subset, val_seed)
+        self._ready = True
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_idx)
+
+    @property
+    def num_val(self) -> int:
+        return len(self.val_idx)
+
+    # -- loaders -------------------------------------------------------------------------------------
+    def _placement(self) -> tuple[int, int, torch.device]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1, torch.device("cpu")
+        return trainer.global_rank, trainer.world_size, trainer.strategy.root_device
+
+    def per_device_batch(self, world: int, train: bool = True) -> int:
+        total = self.cfg.batch_size if train else (self.cfg.eval_batch_size or 2 * self.cfg.batch_size)
+        if total % world:
+            raise DataError(f"the global batch size {total} does not split evenly over {world} processes")
+        return total // world
+
+    def _loader(self, train: bool):
+        self.setup()
+        rank, world, device = self._placement()
+        batch = self.per_device_batch(world, train)
+        sampler = EpochSampler(self.train_idx if train else self.val_idx, shuffle=train, seed=self.seed,
+                               rank=rank, world=world)
+        if train and len(sampler) < batch:
+            raise DataError(
+                f"{self.cfg.name}: {len(sampler)} training images per process is less than one batch of {batch}; "
+                "lower data.batch_size or enlarge data.train_subset")
+        if self.cfg.name in IN_MEMORY:
+            x, y = (self.train_x, self.train_y) if train else (self.val_x, self.val_y)
+            return InMemoryLoader(x, y, sampler, batch_size=batch, train=train, resolution=self.resolution,
+                                  mean=list(self.cfg.mean), std=list(self.cfg.std), scale=self.scale,
+                                  hflip=self.cfg.hflip, device=device)
+        generator = torch.Generator()
+        sampler.generator = generator
+        sampler.set_epoch(0)
+        return torch.utils.data.DataLoader(
+            self.files.train if train else self.files.val, batch_size=batch, sampler=sampler,
+            num_workers=self.cfg.num_workers, drop_last=train, generator=generator,
+            pin_memory=device.type == "cuda",
+            # Fresh workers each epoch: their RNG then depends on the epoch only, which makes resume exact.
+            persistent_workers=False)
+
+    def train_dataloader(self):
+        return self._loader(train=True)
+
+    def val_dataloader(self):
+        return self._loader(train=False)
+
+
+def build_datamodule(cfg: Any, *, model_name: str | None = None, seed: int = 0) -> ImageDataModule:
+    """The data module for ``cfg`` at ``cfg.resolution`` (or the protocol's resolution for ``model_name``)."""
+    cfg = as_data_config(cfg)
+    resolution = cfg.resolution or default_resolution(model_name)
+    return ImageDataModule(cfg, resolution=resolution, seed=seed)

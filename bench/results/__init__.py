@@ -1,0 +1,5 @@
+"""From run folders to the table: :mod:`~bench.results.table` reads runs (:mod:`~bench.results.runs`), groups
+them into cells and rows (:mod:`~bench.results.cells`, columns in :mod:`~bench.results.columns`) with their
+statistics (:mod:`~bench.results.stats`), and writes csv/md/tex (:mod:`~bench.results.formats`) and plots
+(:mod:`~bench.results.plots`).
+"""

@@ -1,0 +1,83 @@
+"""Aggregate an experiment folder into the paper's table (csv, md, tex) and plots: runs -> cells -> rows -> files.
+
+    from bench.results.table import aggregate
+    rows = aggregate("results/runs/proxy")           # also writes results/proxy/
+    [(r["init"], r["ratio_best_mean"]) for r in rows if r["pair"] == "ALL"]
+
+Reading (:mod:`~bench.results.runs`), cells and rows (:mod:`~bench.results.cells`), statistics
+(:mod:`~bench.results.stats`), files (:mod:`~bench.results.formats`, :mod:`~bench.results.plots`). Problems
+with single runs become notes (and stderr warnings); only an empty or missing folder is an error. Tables and
+plots are written atomically, so a failing aggregation never leaves a half-written table.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+from bench.errors import AggregateError
+from bench.results.cells import all_rows, build_cells, cell_row, summarize_cell
+from bench.results.columns import REFERENCE_INIT
+from bench.results.runs import find_runs
+from bench.results.stats import similarity_correlations
+
+# Published figures, keyed by experiment name, shown beside ours. Only what the paper states.
+PAPER_FIGURES = {
+    "paper_imagenet": {"init": "dpiat", "value": 1.6, "epochs": 50,
+                       "text": "DPIAT vs random init on ImageNet: mean ratio over pairs after 50 epochs "
+                               "(abstract; whether clipped at 1 is not stated)"},
+}
+
+
+def default_out_dir(runs_dir: Path) -> Path:
+    """results/runs/<experiment> -> results/<experiment>."""
+    if runs_dir.resolve().parent.name != "runs":
+        raise AggregateError(f"{runs_dir} is not inside a 'runs' folder (results/runs/<experiment>): "
+                             f"pass --out to say where the table goes.")
+    return runs_dir.resolve().parent.parent / runs_dir.resolve().name
+
+
+def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: int | None = None,
+              plots: bool = True) -> list[dict]:
+    """Aggregate ``runs_dir`` into ``out_dir`` (default ``results/<experiment>``); return the table rows.
+
+    Raises AggregateError when there is nothing to aggregate. Problems with single runs are notes.
+    """
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise AggregateError(f"{runs_dir}: no such folder (expected results/runs/<experiment>)")
+    if epochs is not None and epochs < 1:
+        raise AggregateError(f"--epochs must be >= 1, got {epochs}")
+    explicit_out = out_dir
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(runs_dir)
+    runs, problems = find_runs(runs_dir)
+    for msgs in problems.values():
+        for msg in msgs:
+            print(f"warning: {msg}", file=sys.stderr)
+    if not runs:
+        raise AggregateError(f"{runs_dir}: no readable run.json under <pair>/<init>/seed<k>/ "
+                             f"({sum(map(len, problems.values()))} problems reported above)")
+    cells, global_notes = build_cells(runs, problems)
+    for cell in cells:
+        summarize_cell(cell, epochs)
+    ref = {c.pair: c for c in cells if c.init == REFERENCE_INIT}
+    rows = [cell_row(c, ref.get(c.pair)) for c in cells]
+    experiment = runs_dir.resolve().name
+    rows += all_rows(rows, PAPER_FIGURES.get(experiment))
+
+    notes = global_notes + [m for msgs in problems.values() for m in msgs]
+    notes += [f"similarity vs ratio (best over epochs 1..N) for {init}: Pearson r = "
+              + ("undefined" if math.isnan(r) else f"{r:.2f}") + f", n = {n} pairs"
+              for init, (r, n) in similarity_correlations(rows).items()]
+    command = f"python bench/aggregate.py {runs_dir}" + (f" --epochs {epochs}" if epochs else "") \
+        + ("" if explicit_out is None else f" --out {explicit_out}")
+
+    from bench.results import formats  # matplotlib only when writing
+    from bench.results import plots as plotting
+
+    formats.write_tables(rows, out_dir, experiment=experiment, paper=PAPER_FIGURES.get(experiment), notes=notes,
+                         command=command)
+    if plots:
+        plotting.write_plots(cells, rows, out_dir, paper=PAPER_FIGURES.get(experiment))
+    return rows

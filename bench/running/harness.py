@@ -1,0 +1,131 @@
+"""Train one run folder, from its decision to its last epoch: the same steps for a target and a source.
+
+:func:`execute` asks the :class:`~bench.running.folder.RunFolder` what to do (skip a finished run, refuse a
+conflicting or diverged one), writes run.json at the start of the segment, builds the data, makes the fresh
+model with ``initialise`` (resuming, the checkpoint holds the weights instead), validates an initialised
+target once (``init_metrics``), then fits it with the paper's recipe in Lightning, run.json after every
+epoch (:mod:`bench.running.recorder`). An error leaves ``status: failed`` and its reason in run.json; an
+interruption leaves the run resumable. Its callers say what a run is: :func:`bench.running.target.run` (a
+target, initialised by its init method) and :mod:`bench.running.sources` (a source's training).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+import dpiat
+from bench.data.module import build_datamodule
+from bench.errors import USER_ERRORS, AlreadyFailed, DivergedError, Interrupted, RunFolderError
+from bench.running import provenance
+from bench.running import record as schema
+from bench.running.folder import RunFolder
+from bench.running.lit import Classifier, build_loggers, build_trainer, finish_loggers, global_rank
+from bench.running.recorder import EpochRecorder
+from bench.seeding import reseed
+
+# A fresh run's model, and the run.json keys that say how it was made (init_report, similarity, source_weights).
+Initialised = tuple[torch.nn.Module, dict]
+
+
+def print_rank0(message: str) -> None:
+    if global_rank() == 0:
+        print(message, flush=True)
+
+
+def fresh_model(name: str, cfg: DictConfig, seed: int) -> torch.nn.Module:
+    """``name`` with timm's initialisation, as a function of the seed alone (whatever ran before)."""
+    reseed(seed)
+    return dpiat.create_model(name, num_classes=cfg.data.num_classes, in_chans=cfg.data.in_chans)
+
+
+def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initialised], *, lr: float | None = None,
+            monitor: tuple[str, str] = ("val_top1", "max"), log: Callable[[str], None] = print_rank0) -> dict:
+    """Train ``folder``'s run: skip it when finished, resume it when started, else start it; return its run.json.
+
+    ``lr`` overrides ``cfg.optim.lr``; ``monitor`` chooses ``checkpoints/best.ckpt`` (targets: highest
+    val_top1; sources: lowest val_loss).
+    """
+    decision = folder.decide()  # every process reads, so that all of them decide alike; only process 0 writes
+    existing, ckpt = decision.record, decision.checkpoint
+    if decision.action == "conflict":
+        raise RunFolderError(decision.reason)
+    if decision.action == "diverged":
+        raise AlreadyFailed(decision.reason)
+    if decision.action == "finished":
+        log(f"{folder.label}: already finished ({_summary(existing)}), {folder.path}")
+        return existing
+    wandb = cfg.logger.wandb and cfg.logger.wandb_mode != "disabled"
+    run = schema.start_segment(existing, folder.identity(cfg.data.name), provenance.collect(cfg.trainer),
+                               folder.wandb_id if wandb else None)
+    writer = global_rank() == 0
+    if writer:
+        folder.write(run)
+    log(f"{folder.label}: {'resuming from ' + str(ckpt) if ckpt else 'starting'} in {folder.path}")
+    t0 = time.perf_counter()
+    wall0 = float(run.get("wall_seconds") or 0.0)
+
+    def save(**changes: Any) -> None:
+        run.update(changes, wall_seconds=round(wall0 + time.perf_counter() - t0, 3))
+        if writer:
+            folder.write(run)
+
+    loggers: list = []
+    try:
+        reseed(folder.seed)
+        dm = build_datamodule(cfg.data, model_name=folder.network, seed=folder.seed)
+        dm.setup()
+        run["data_hash"] = dm.data_hash
+        if ckpt is None:
+            model, made = initialise()
+            save(**made)
+        else:  # the checkpoint holds the weights; the init was recorded by the first segment
+            model = fresh_model(folder.network, cfg, folder.seed)
+        module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,
+                            seed=folder.seed, lr=lr, max_loss=cfg.trainer.max_loss,
+                            channels_last=cfg.trainer.channels_last)
+        recorder = EpochRecorder(folder, run, global_batch=cfg.data.batch_size, write=writer)
+        loggers = build_loggers(cfg, folder.path, segment=run["segments"], wandb_id=run.get("wandb_run_id"),
+                                wandb_name=folder.wandb_name, wandb_group=folder.wandb_group)
+        trainer = build_trainer(cfg, folder.path, epochs=folder.epochs, monitor=monitor[0], mode=monitor[1],
+                                callbacks=[recorder], loggers=loggers)
+        if ckpt is None and folder.kind == "target":  # a source starts from random init: nothing to learn there
+            (res,) = trainer.validate(module, datamodule=dm, verbose=False)
+            init_metrics = {k: float(res[k]) for k in ("val_top1", "val_top5", "val_loss")}
+            init_metrics["val_samples"] = int(res["val_samples"])
+            log(f"{folder.label}: after init, val_top1 {init_metrics['val_top1']:.4f}, "
+                f"val_loss {init_metrics['val_loss']:.4f}")
+            save(init_metrics=init_metrics)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
+        if len(run["metrics"]) < folder.epochs or trainer.interrupted:
+            raise Interrupted(f"{folder.label}: training stopped after {len(run['metrics'])} of {folder.epochs} "
+                              "epochs; run the same command again to resume")
+        metrics = run["metrics"]
+        save(status="finished", final_val_top1=metrics[-1]["val_top1"],
+             best_val_top1=max(m["val_top1"] for m in metrics), failure_reason=None, failure_kind=None)
+        log(f"{folder.label}: finished, val_top1 {metrics[-1]['val_top1']:.4f} (best {run['best_val_top1']:.4f}) "
+            f"after {folder.epochs} epochs, {run['wall_seconds']:.0f} s")
+        return run
+    except (Interrupted, KeyboardInterrupt, SystemExit):
+        save()  # interrupted, not failed: status stays "running" and the next attempt resumes
+        raise
+    except DivergedError as e:
+        save(status="failed", failure_reason=str(e), failure_kind="diverged")
+        raise
+    except USER_ERRORS as e:
+        save(status="failed", failure_reason=str(e), failure_kind="error")
+        raise
+    except Exception as e:
+        save(status="failed", failure_reason=f"{type(e).__name__}: {e}", failure_kind="error")
+        raise
+    finally:
+        finish_loggers(loggers)
+
+
+def _summary(run: dict) -> str:
+    final = run.get("final_val_top1")
+    return f"val_top1 {final:.4f}" if isinstance(final, (int, float)) else f"{len(run.get('metrics') or [])} epochs"

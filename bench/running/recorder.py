@@ -1,0 +1,55 @@
+"""After every epoch: its entry in run.json, written before the epoch's checkpoint.
+
+:class:`EpochRecorder` is the Lightning callback through which a run's results reach its folder. Lightning
+runs checkpoint callbacks last, so an epoch's metrics are on disk before its ``last.ckpt``: a run killed in
+between recomputes that epoch on resume (deterministically) and replaces the entry. What an entry holds is
+:data:`bench.running.record.EPOCH_FIELDS`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning.pytorch as pl
+
+from bench.errors import DivergedError
+from bench.running import record as schema
+from bench.running.folder import RunFolder
+
+
+class EpochRecorder(pl.Callback):
+    """Appends one metrics entry to the run's record after every validation epoch of ``fit``.
+
+    Every process keeps the record up to date (all of them decide from it); only ``write=True`` writes it.
+    """
+
+    def __init__(self, folder: RunFolder, run: dict, *, global_batch: int, write: bool):
+        self.folder, self.run, self.global_batch, self.write = folder, run, global_batch, write
+        self._t0 = 0.0
+        self._wall_base = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        done = trainer.current_epoch  # epochs already trained (restored from a checkpoint)
+        kept = [m for m in self.run["metrics"] if m["epoch"] <= done]
+        self._wall_base = kept[-1]["wall_seconds"] if kept else 0.0
+        self._t0 = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        m = trainer.callback_metrics
+        epoch = trainer.current_epoch + 1
+        entry = schema.epoch_entry(
+            epoch=epoch, val_top1=float(m["val_top1"]), val_top5=float(m["val_top5"]),
+            val_loss=float(m["val_loss"]), train_loss=float(module.train_loss.compute()),
+            images_seen=int(trainer.global_step * self.global_batch), val_samples=int(m["val_samples"]),
+            wall_seconds=round(self._wall_base + time.perf_counter() - self._t0, 3))
+        metrics = [e for e in self.run["metrics"] if e["epoch"] < epoch] + [entry]
+        self.run["metrics"] = metrics
+        self.run["best_val_top1"] = max(e["val_top1"] for e in metrics)
+        if self.write:
+            self.folder.write(self.run)
+        if not all(map(math.isfinite, (entry["val_loss"], entry["train_loss"]))):
+            raise DivergedError(f"validation loss became {entry['val_loss']:g} (training loss "
+                                f"{entry['train_loss']:g}) at epoch {epoch}")

@@ -1,0 +1,58 @@
+"""One target run, from a composed config to a finished run folder: what ``bench/run.py`` calls.
+
+:func:`run` checks the config, then lets the harness train the run folder of (pair, init, seed); a fresh run
+starts from :func:`initialise`: the target with timm's initialisation for the run seed, then the init method
+``cfg.init.name`` from the one registry (``dpiat.initialize``), given the source network when the method
+reads one (:func:`bench.running.sources.get_source`: trained here and cached, timm's, a file, ...).
+Re-running the same config resumes from the newest checkpoint, or returns at once when the run is finished.
+
+From Python (tests do this)::
+
+    from hydra import compose, initialize_config_dir
+    from bench.config import CONF_DIR
+    from bench.running.target import run
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke", "paths.runs=/tmp/runs"])
+    record = run(cfg)                    # the run.json, as a dict
+    print(record["final_val_top1"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+
+import dpiat
+from bench.config import check_config, init_options
+from bench.running import sources
+from bench.running.folder import RunFolder
+from bench.running.harness import Initialised, execute, fresh_model, print_rank0
+from bench.running.lit import global_rank
+from dpiat.errors import DpiatError
+
+
+def run(cfg: DictConfig, *, log: Callable[[str], None] = print_rank0) -> dict:
+    """Run (or resume, or skip) the run ``cfg`` describes; return its run.json."""
+    check_config(cfg)
+    sources.new_launch()
+    return execute(RunFolder.target(cfg), cfg, lambda: initialise(cfg, log), log=log)
+
+
+def initialise(cfg: DictConfig, log: Callable[[str], None] = print_rank0) -> Initialised:
+    """The fresh target of ``cfg``, initialised by its init method, and what run.json records about that."""
+    name = cfg.init.name
+    method = dpiat.get_init(name)
+    source, source_info = sources.get_source(cfg, log=log) if method.needs_source else (None, None)
+    model = fresh_model(cfg.pair.target, cfg, cfg.seed)
+    report = dpiat.initialize(name, model, source=source, **init_options(cfg.init))
+    similarity = None
+    if cfg.pair.source and global_rank() == 0:
+        try:
+            similarity = float(dpiat.similarity(cfg.pair.source, cfg.pair.target))
+        except DpiatError as e:
+            log(f"note: no similarity for {cfg.pair.source} -> {cfg.pair.target}: {e}")
+    if source is not None:
+        log(f"init {name}: {report.get('n_matched', '?')}/{report.get('n_target_layers', '?')} target layers "
+            f"from {cfg.pair.source}, {100 * report.get('fraction_overwritten', 0):.1f}% of parameters overwritten")
+    return model, {"init_report": report, "similarity": similarity, "source_weights": source_info}
