@@ -1,4 +1,4 @@
-/* The DPIAT alignment DP (method.md section 4) in C: the same float64 operations, in the same order,
+/* The DPIAT alignment DP (docs/method.md, section 4) in C: the same float64 operations, in the same order,
  * as the pure-Python reference in dpiat/alignment.py (`_dp_python`), so values and decisions are identical.
  * Built as an optional extension; dpiat falls back to the Python version when it is missing.
  *

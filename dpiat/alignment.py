@@ -1,4 +1,4 @@
-"""Alignment: the order-preserving DP that matches blocks, and layers inside blocks (method.md section 4).
+"""Alignment: the order-preserving DP that matches blocks, and layers inside blocks (docs/method.md §4).
 
 ``align(source, target)`` aligns two standardized sequences (:class:`~dpiat.structure.Block`) and
 returns the DP value and the matched leaf pairs in target order. Scores of two blocks are the (raw) value
@@ -203,7 +203,7 @@ class Aligner:
     blocks: dict = field(default_factory=dict)
 
     def score(self, x, y) -> float:
-        """score(x from source, y from target), method.md section 3."""
+        """score(x from source, y from target), docs/method.md §3."""
         col = self.scores.get(y.sig)
         if col is None:
             col = self.scores[y.sig] = {}

@@ -1,4 +1,4 @@
-"""Copy: centre clip of one tensor into another (method.md section 5, exactly).
+"""Copy: centre clip of one tensor into another (docs/method.md §5, exactly).
 
 Per dimension: a smaller source is pasted into the centre of the target, a larger source is centre
 cropped, equal sizes are copied as they are. Elements of the target outside the window keep their values.

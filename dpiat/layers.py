@@ -1,4 +1,4 @@
-"""Which modules DPIAT can transfer, and how it scores a pair of them (method.md sections 1 and 3).
+"""Which modules DPIAT can transfer, and how it scores a pair of them (docs/method.md §1 and §3).
 
 PARAM types are tested with ``isinstance`` (so timm's ``Conv2dSame`` or ``BatchNormAct2d`` count), in
 this order; the first type both modules are instances of decides the score. DIM = PARAM minus the

@@ -73,7 +73,7 @@ def check_transferable(blocks: Block, role: str, model: nn.Module) -> int:
 
 
 def match(source: nn.Module, target: nn.Module, *, aligner: Aligner | None = None) -> Matching:
-    """Align ``source`` to ``target`` (method.md sections 2-4). Works on the meta device."""
+    """Align ``source`` to ``target`` (docs/method.md §2-4). Works on the meta device."""
     a, b = standardize(source), standardize(target)
     check_transferable(a, "source", source)
     check_transferable(b, "target", target)

@@ -1,4 +1,4 @@
-"""Architecture similarity and source ranking (method.md section 6).
+"""Architecture similarity and source ranking (docs/method.md §6).
 
     sim(A, B) = sqrt( V(A->B) * V(B->A) / ( V(A->A) * V(B->B) ) )      in [0, 1], symmetric
 

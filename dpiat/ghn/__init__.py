@@ -1,8 +1,10 @@
-"""GHN-2 parameter prediction (Knyazev et al., NeurIPS 2021), written from ``shared/docs/ghn.md``.
+"""GHN-2 parameter prediction (Knyazev et al., NeurIPS 2021), as specified in ``docs/ghn.md``.
 
 A graph hypernetwork reads a network's computational graph and predicts all its parameters in one
 forward pass; it is the *parameter prediction* baseline that DPIAT is compared against. This package
-builds the graph of any ``nn.Module`` (:mod:`~dpiat.ghn.graph`), implements the GHN-2 module with the
+builds the graph of any ``nn.Module`` under either rule set (:mod:`~dpiat.ghn.graph` for the structural
+rules our GHNs are meta-trained with, :mod:`~dpiat.ghn.ppuda_graph` for ppuda's rules, which the official
+checkpoints need; ``docs/ghn.md`` §2.3), implements the GHN-2 module with the
 state-dict layout of the released ``ghn2_imagenet.pt`` / ``ghn2_cifar10.pt`` (:mod:`~dpiat.ghn.model`),
 predicts and writes parameters (:mod:`~dpiat.ghn.predict`) and reads/writes checkpoints
 (:mod:`~dpiat.ghn.io`). Meta-training lives in ``bench/train_ghn.py``.

@@ -3,8 +3,7 @@
 GHN-2 (Knyazev et al. 2021) does not see a network's code; it sees a directed acyclic graph whose nodes
 are the network's *parameters* (one node per conv/linear weight, per bias, per norm layer) and the few
 *operations* that shape the data flow (pooling, residual sums, concatenations, squeeze-excitation
-products). This module builds that graph from one traced forward pass, with the semantics of
-``shared/docs/ghn.md`` section 1.3::
+products). This module builds that graph from one traced forward pass (``docs/ghn.md`` §2 specifies it)::
 
     >>> import timm
     >>> from dpiat.ghn.graph import build_graph
@@ -12,7 +11,7 @@ products). This module builds that graph from one traced forward pass, with the 
     >>> len(g), g.nodes[0].name, g.nodes[1].name, g.nodes[-1].name
     (53, 'input', 'conv1.weight', 'fc.bias')
 
-How the graph is made (the numbers refer to ghn.md 1.3):
+How the graph is made under the structural rules (``docs/ghn.md`` §2.1 and §2.3):
 
 1. Trace: one forward pass on a random ``(1, C, H, W)`` input (eval mode, so BatchNorm statistics are
    not touched), then a walk over the autograd graph from the output backwards.
@@ -35,8 +34,8 @@ Two sets of graph rules, ``build_graph(..., rules=...)`` (:data:`GRAPH_RULES`):
   record it, :mod:`dpiat.ghn.io`);
 - ``"ppuda"``, :mod:`dpiat.ghn.ppuda_graph`: the reference implementation's (ppuda's) graph node for
   node, quirks included, for the released GHN-2 checkpoints; a checkpoint without a recorded rule set
-  (an official file) uses it. Compared side by side with ppuda's code, the two give identical graphs
-  and predictions (``results/ghn/evidence.md`` section 5).
+  (an official file) uses it. Compared side by side with ppuda's code it gives identical graphs, and
+  predictions equal to float rounding (``results/ghn/evidence.md`` §5).
 
 How the structural rules differ from ppuda's (read from ppuda's code and checked against it):
 
@@ -68,7 +67,6 @@ How the structural rules differ from ppuda's (read from ppuda's code and checked
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import re
 from collections import defaultdict
@@ -80,9 +78,15 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 from torch import nn
 
+from dpiat.clip import one_thread
 from dpiat.errors import DpiatError
 
-# Row index of the GHN's op embedding; fixed by the released checkpoints (ghn.md 1.3 item 7).
+# Tracing a net at batch 1 and running a GHN are many small ops, so both run inside ``one_thread()``: with
+# two threads on a busy 2-core machine each op can wait for the second thread to be scheduled (measured
+# here: a tanh of 1,280 values took 16 ms with 2 threads and 0.17 ms with 1; tracing tf_efficientnet_b0 at
+# 224 px 0.5-3 s with 2 threads, 0.12 s with 1).
+
+# Row index of the GHN's op embedding; fixed by the released checkpoints (docs/ghn.md §2.2).
 PRIMITIVES = (
     "max_pool", "avg_pool", "sep_conv", "dil_conv", "conv", "msa", "cse", "sum", "concat",
     "input", "bias", "bn", "ln", "pos_enc", "glob_avg",
@@ -214,20 +218,6 @@ def _param_kinds(model: nn.Module) -> tuple[dict[int, str], dict[str, str], dict
 
 # --------------------------------------------------------------------------------------------------
 # tracing
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run a block on one intra-op thread. Tracing a net at batch 1 and running a GHN are many small
-    ops; with two threads on a busy 2-core machine each op can wait for the second thread to be
-    scheduled (measured here: a tanh of 1,280 values took 16 ms with 2 threads and 0.17 ms with 1;
-    tracing tf_efficientnet_b0 at 224 px 0.5-3 s with 2 threads, 0.12 s with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def _default_input_size(model: nn.Module) -> tuple[int, int, int]:
@@ -444,7 +434,7 @@ def _is_gate(raw: list[_Raw], dag: _Dag, g: int, mul: int) -> bool:
 
 
 def _filter(raw: list[_Raw], dag: _Dag, order: list[int]) -> None:
-    """Remove every node that is not a GHN primitive (ghn.md 1.3 item 5), in its pass order."""
+    """Remove every node that is not a GHN primitive (structural rules, docs/ghn.md §2.3), in its pass order."""
     for v in order:  # 1. Mul: kept only as a squeeze-excitation product
         if raw[v].name == "Mul" and raw[v].param is None:
             if not any(_is_gate(raw, dag, g, v) for g in dag.pred[v]):

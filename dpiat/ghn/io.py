@@ -98,7 +98,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return {"state_dict": state, "config": config, "epoch": epoch, "graph_rules": rules}
 
 def infer_config(state: dict[str, torch.Tensor]) -> dict:
-    """GHN constructor arguments from the key names and shapes of a state dict (ghn.md 1.1-1.2)."""
+    """GHN constructor arguments from the key names and shapes of a state dict (docs/ghn.md §1)."""
     need = ("embed.weight", "decoder.fc.0.weight", "decoder.conv.2.weight", "bias_class.1.weight")
     missing = [k for k in need if k not in state]
     if missing:

@@ -13,7 +13,7 @@ embedding, refined by a gated graph network) and decodes each parameter node's s
     >>> tuple(h.shape)
     (53, 32)
 
-State-dict keys (31 for GHN-2; shapes for ``ghn2_imagenet.pt``, ``shared/docs/ghn.md`` 1.2)::
+State-dict keys (31 for GHN-2; shapes for ``ghn2_imagenet.pt``, ``docs/ghn.md`` §1)::
 
     ln.{weight,bias} (32)              embed.weight (15, 32)
     shape_enc.embed_spatial.weight (11, 8)    shape_enc.embed_channel.weight (392, 8)
@@ -41,7 +41,7 @@ CONFIG_KEYS = ("max_shape", "num_classes", "hypernet", "decoder", "weight_norm",
 
 
 # --------------------------------------------------------------------------------------------------
-# shape vocabularies (ghn.md 1.4 item 1)
+# shape vocabularies (docs/ghn.md §3)
 
 
 def channel_vocab(num_classes: int) -> np.ndarray:
@@ -166,7 +166,7 @@ def _sweeps(graph: Graph, device) -> tuple[list, list]:
 
 
 class GatedGNN(nn.Module):
-    """One forward then one backward sweep of GRU updates (T = 1), ghn.md 1.4 item 2.
+    """One forward then one backward sweep of GRU updates (T = 1), docs/ghn.md §3.
 
     Message to v: sum over 1-hop neighbours u of MLP(h_u) plus, with virtual edges, the sum over all
     neighbours u at distance s of MLP_ve(h_u) / s (1-hop ones included with s = 1). A node's update sees

@@ -4,8 +4,9 @@ The official ``ghn2_*.pt`` files were trained on graphs made by ppuda
 (``ppuda/deepnets1m/graph.py``, facebookresearch/ppuda). To predict what ppuda predicts with them, a
 network's graph must have the same nodes, in the same order, with the same edges and features. This
 module rebuilds that graph, quirks included (it is a reimplementation from reading ppuda's code, and
-was compared side by side with it; see ``results/ghn/evidence.md`` section 5). Select it with
-``build_graph(model, rules="ppuda")``; official checkpoints select it by default (:mod:`dpiat.ghn.io`).
+was compared side by side with it: ``results/ghn/evidence.md`` §5; ``docs/ghn.md`` §2.3 sums the rules
+up). Select it with ``build_graph(model, rules="ppuda")``; official checkpoints select it by default
+(:mod:`dpiat.ghn.io`).
 
 What ppuda does, step by step, and where it differs from :mod:`dpiat.ghn.graph`'s structural rules:
 
@@ -67,9 +68,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from dpiat.ghn.graph import (
-    Graph, GraphError, Node, _check_connected, _trace, _with_virtual_edges, one_thread,
-)
+from dpiat.clip import one_thread
+from dpiat.ghn.graph import Graph, GraphError, Node, _check_connected, _trace, _with_virtual_edges
 
 # ops that ppuda maps to a primitive (by the autograd class name before "Backward")
 _OPS = {"input": "input", "Mean": "glob_avg", "AdaptiveAvgPool2D": "glob_avg",

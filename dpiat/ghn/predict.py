@@ -8,7 +8,7 @@
     >>> report.n_predicted == report.n_params, report.not_predicted
     (True, {})
 
-The rules (``shared/docs/ghn.md`` 1.4 items 4-8):
+The rules (``docs/ghn.md`` §3 decoding, §4 fitting, §5 normalisation, §6 what is left alone):
 
 - a conv / linear weight is the top-left ``kh x kw`` crop of the decoded 64x64xSxS tensor, its channel
   axes tiled to the target shape and cropped; the classifier weight ("last weight") goes through
@@ -23,7 +23,7 @@ The rules (``shared/docs/ghn.md`` 1.4 items 4-8):
 
 Which parameters are predicted, and from which node, is the graph's business (``graph_rules``: the rules
 the GHN was trained with, ppuda's for an official checkpoint). With ppuda's rules the predictions equal
-ppuda's to float rounding (``results/ghn/evidence.md`` section 5). One difference is outside the graph:
+ppuda's to float rounding (``results/ghn/evidence.md`` §5). One difference is outside the graph:
 for an input-channel count that does not divide 64 after ppuda's rounding (10, 19, 20, ... as in the SE
 layers of EfficientNet, MixNet, ReXNet, TinyNet) ppuda's decoder computes a channel subset with a
 reshape that fails (``RuntimeError: shape '[-1, 10]' is invalid``); here every channel is decoded and
@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from dpiat.errors import DpiatError
-from dpiat.ghn.graph import Graph, build_graph, check_rules, merge_graphs, one_thread
+from dpiat.clip import one_thread
+from dpiat.ghn.graph import Graph, build_graph, check_rules, merge_graphs
 from dpiat.ghn.model import GHN2
 
 _WEIGHT_OPS = ("conv", "sep_conv", "dil_conv")
