@@ -82,6 +82,31 @@ def rescale_rows(src: nn.Module, dst: nn.Module) -> list[float]:
     return factor[ok].tolist()
 
 
+GAMMA_FLOOR = 0.25  # a copied BatchNorm scale is kept at >= this fraction of the target's own (RMS)
+
+
+@torch.no_grad()
+def floor_gamma(dst: nn.Module, init_rms: float, floor: float = GAMMA_FLOOR) -> float | None:
+    """Scale a BatchNorm's ``weight`` (gamma) up to RMS ``floor * init_rms`` when the copy left it below;
+    returns the factor applied, or None when it was left alone.
+
+    Why: Adam moves every parameter by about the learning rate per step, whatever its size. A scale copied at
+    ~0.03 (timm ResNets initialise the last BatchNorm scale of every residual branch to zero, and training
+    leaves it small) changes by >10% per step on the target's main path, so the activations after it change
+    scale faster than BatchNorm's running statistics (a ~10-step memory) follow, and in ``eval()`` mode the
+    network collapses to a constant output for a whole epoch (README, "Which method to use").
+    """
+    w = getattr(dst, "weight", None)
+    if not isinstance(dst, BATCHNORM) or not isinstance(w, torch.Tensor) or init_rms <= 0:
+        return None
+    rms = float(w.detach().double().pow(2).mean().sqrt())
+    if rms == 0 or rms >= floor * init_rms:
+        return None
+    factor = floor * init_rms / rms
+    w.mul_(factor)
+    return factor
+
+
 def _select_indices(a: int, b: int) -> torch.Tensor:
     """``b`` evenly spaced indices out of ``a`` > ``b``: floor(i * a / b), i = 0..b-1 (= i * a // b when b
     divides a, the published rule; the floor form stays in range when it does not)."""
@@ -143,6 +168,20 @@ def dpiat_scaled(source: nn.Module, target: nn.Module):
     return matching, written, _factor_summary(factors)
 
 
+def dpiat_scaled_gammafloor(source: nn.Module, target: nn.Module):
+    """``dpiat_scaled``, and copied BatchNorm scales far below the target's own floored (:func:`floor_gamma`)."""
+    matching = match(source, target)
+    init_rms = {id(t.module): float(t.module.weight.detach().double().pow(2).mean().sqrt())
+                for _, t, _ in matching.matched if isinstance(t.module, BATCHNORM) and t.module.weight is not None}
+    written = copy_matched(matching)
+    factors, floored = [], []
+    for s, t, _ in matching.matched:
+        factors += rescale_rows(s.module, t.module)
+        if id(t.module) in init_rms and floor_gamma(t.module, init_rms[id(t.module)]) is not None:
+            floored.append(t.name)
+    return matching, written, {**_factor_summary(factors), "gammas_floored": floored}
+
+
 def dpiat_wsel(source: nn.Module, target: nn.Module):
     """Faithful matching; tensors copied by weight selection (evenly spaced channels) instead of the centre
     crop, and, as the published method copies every state-dict entry, BatchNorm running statistics too."""
@@ -202,5 +241,7 @@ def _factor_summary(factors: list[float]) -> dict:
 
 register_method("dpiat_bn", dpiat_bn, summary="faithful DPIAT + BatchNorm running statistics (centre rule)")
 register_method("dpiat_scaled", dpiat_scaled, summary="faithful DPIAT + each copied row rescaled to its source row's energy")
+register_method("dpiat_scaled_gammafloor", dpiat_scaled_gammafloor,
+                summary="dpiat_scaled + copied BatchNorm scales floored at 1/4 of the target's own")
 register_method("dpiat_wsel", dpiat_wsel, summary="DPIAT matching + weight selection (evenly spaced channels, Xu et al. 2024)")
 register_method("dpiat_names", dpiat_names, summary="same name and shapes copied as they are, DPIAT for the rest")

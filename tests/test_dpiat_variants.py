@@ -14,7 +14,7 @@ from torch import nn
 import dpiat
 from dpiat.variants import _select_indices, rescale_rows, select_copy
 
-VARIANTS = ["dpiat_bn", "dpiat_scaled", "dpiat_wsel", "dpiat_names"]
+VARIANTS = ["dpiat_bn", "dpiat_scaled", "dpiat_scaled_gammafloor", "dpiat_wsel", "dpiat_names"]
 
 
 def _net(*layers: nn.Module) -> nn.Sequential:
@@ -135,6 +135,31 @@ def test_rescale_rows_of_a_depthwise_kernel_pasted_3x3_into_5x5():
     (factor,) = rescale_rows(src, dst)
     assert factor == pytest.approx(math.sqrt(36 / (36 + 16)))  # 16 ring elements of value 1
     assert dst.weight.pow(2).sum().item() == pytest.approx(36.0)
+
+
+# -- dpiat_scaled_gammafloor ----------------------------------------------------------------------------
+
+
+def test_gammafloor_lifts_only_scales_far_below_the_targets_own():
+    src = _net(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.BatchNorm1d(2))
+    with torch.no_grad():
+        src[1].weight.copy_(torch.tensor([0.01, 0.02]))  # a zero-initialised residual scale, barely trained
+        src[2].weight.copy_(torch.tensor([0.3, 0.4]))  # an ordinary trained scale: RMS 0.354 > 0.25
+    dst = _net(nn.Linear(2, 2), nn.BatchNorm1d(2), nn.BatchNorm1d(2))  # fresh: scales 1, RMS 1
+    report = dpiat.transfer(src, dst, method="dpiat_scaled_gammafloor")
+    rms = math.sqrt((0.01 ** 2 + 0.02 ** 2) / 2)
+    assert dst[1].weight.tolist() == pytest.approx([0.01 * 0.25 / rms, 0.02 * 0.25 / rms])  # direction kept
+    assert dst[1].weight.pow(2).mean().sqrt().item() == pytest.approx(0.25)
+    assert dst[2].weight.tolist() == pytest.approx([0.3, 0.4])  # left as copied
+    assert torch.equal(dst[1].bias, src[1].bias) and report.details["gammas_floored"] == ["1"]
+
+
+def test_gammafloor_keeps_an_identity_transfer_exact():
+    torch.manual_seed(0)
+    src, dst = timm.create_model("tinynet_e").eval(), timm.create_model("tinynet_e").eval()
+    report = dpiat.transfer(src, dst, method="dpiat_scaled_gammafloor")
+    assert report.details["gammas_floored"] == [] and report.details["rows_rescaled"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(src.parameters(), dst.parameters()))
 
 
 # -- dpiat_wsel -----------------------------------------------------------------------------------------
