@@ -3,9 +3,12 @@
     python bench/aggregate.py results/runs/proxy                     # writes results/proxy/
     python bench/aggregate.py results/runs/paper_imagenet --epochs 50
     python bench/aggregate.py results/runs/proxy --out /tmp/proxy_table --no-plots
+    python bench/aggregate.py results/runs/default/adhoc             # runs outside the grid: results/default/adhoc/
 
 Input: ``<runs_dir>/<pair>/<init>/seed<k>/run.json`` (schema: ``bench/running/record.py``); the ``sources``
-folder (source training) is not part of the table. Metric (``docs/protocol.md``, "Ratio metric"):
+folder (source training) is not part of the table, nor is ``adhoc`` (runs outside the experiment's grid,
+``bench/layout.py``): give that folder itself for their table (default output ``results/<experiment>/adhoc``).
+Metric (``docs/protocol.md``, "Ratio metric"):
 
 - best = max val_top1 over epochs 1..N, final = val_top1 at epoch N; N = ``--epochs``, default each run's
   planned epochs. Mean and sample std (ddof=1) over the runs that reached epoch N.
@@ -31,6 +34,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import USER_ERRORS
+from bench.layout import ADHOC, default_table_dir
 from bench.results.columns import ALL
 from bench.results.table import aggregate, default_out_dir
 
@@ -38,18 +42,26 @@ from bench.results.table import aggregate, default_out_dir
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Aggregate results/runs/<experiment> into the paper's table "
                                             "and plots (results/<experiment>/).")
-    p.add_argument("runs_dir", type=Path, help="results/runs/<experiment>")
+    p.add_argument("runs_dir", type=Path, help="results/runs/<experiment> (or its adhoc/: the runs outside its grid)")
     p.add_argument("--epochs", type=int, default=None,
                    help="N: best over epochs 1..N and final = epoch N (default: the planned epochs)")
-    p.add_argument("--out", type=Path, default=None, help="output folder (default: results/<experiment>)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: results/<experiment>, results/<experiment>/adhoc for adhoc/)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     args = p.parse_args(argv)
+    out = args.out
+    if out is None and args.runs_dir.name == ADHOC:
+        out = default_table_dir(args.runs_dir)
+        if out is None:
+            print(f"error: {args.runs_dir} is not inside a 'runs' folder (results/runs/<experiment>/adhoc): pass "
+                  "--out to say where its table goes", file=sys.stderr)
+            return 1
     try:
-        rows = aggregate(args.runs_dir, args.out, epochs=args.epochs, plots=not args.no_plots)
+        rows = aggregate(args.runs_dir, out, epochs=args.epochs, plots=not args.no_plots)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = args.out or default_out_dir(args.runs_dir)
+    out = out or default_out_dir(args.runs_dir)
     n_pairs = len({r["pair"] for r in rows} - {ALL})
     print(f"wrote {out}/table.csv, table.md, table.tex{'' if args.no_plots else ' and plots'} "
           f"({n_pairs} pair{'s' * (n_pairs != 1)}, {len(rows)} rows)")

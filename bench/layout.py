@@ -4,6 +4,8 @@
 
     <paths.runs>/<experiment>/           experiment_path
         <pair>/<init>/seed<k>/           target_path: one target run (bench/running/folder.py says what is in it)
+        adhoc/<pair>/<init>/seed<k>/     a target run outside the experiment's grid (:func:`run_path`): never
+                                         in the experiment's table, which reads <pair>/<init>/seed<k> only
         sources/<model>/seed<k>/         source_path: a source's training, shared by the experiment's targets
         manifests/                       bench/sweep.py's task lists, submission records and job logs
         ghn/                             a GHN-2 meta-training, where an experiment's grid puts one (out_dir)
@@ -14,16 +16,29 @@ with them and the table reads runs through :func:`target_folders`.
 
     >>> str(target_path(experiment_path("results/runs", "proxy"), "tinynet_d_to_e", "dpiat", 2))
     'results/runs/proxy/tinynet_d_to_e/dpiat/seed2'
+
+A run is *ad hoc* when its experiment has a grid and the run is not one of its points: its pair is not in
+``grid.pairs`` (nor an ordered pair of ``grid.models``), or its init not in ``grid.inits``, or its seed not in
+``grid.seeds`` (an empty axis has no outside). :func:`run_path` puts it under ``adhoc/``, so that e.g.
+``python bench/run.py pair=resnet_to_effnet`` never changes the default experiment's table::
+
+    >>> grid = {"pairs": ["tinynet_d_to_e"], "models": [], "inits": ["random", "dpiat"], "seeds": [0]}
+    >>> str(run_path("results/runs", "default", grid, "tinynet_d_to_e", "dpiat", 0))
+    'results/runs/default/tinynet_d_to_e/dpiat/seed0'
+    >>> str(run_path("results/runs", "default", grid, "resnet_to_effnet", "dpiat", 0))
+    'results/runs/default/adhoc/resnet_to_effnet/dpiat/seed0'
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 SOURCES = "sources"
 MANIFESTS = "manifests"  # never named seed*, so no target folder is found in it
+ADHOC = "adhoc"  # target runs outside the experiment's grid: <experiment>/adhoc/<pair>/<init>/seed<k>/
 
 
 def experiment_path(runs: str | Path, experiment: str) -> Path:
@@ -38,11 +53,80 @@ def source_path(experiment_dir: str | Path, model: str, seed: int) -> Path:
     return Path(experiment_dir) / SOURCES / model / f"seed{seed}"
 
 
+def custom_pair_name(source: str, target: str) -> str:
+    """The pair folder of ``pair=custom pair.source=S pair.target=T`` (conf/pair/custom.yaml's ``name``)."""
+    return f"{source}_to_{target}"
+
+
+def _axis(grid: Mapping | None, key: str) -> list:
+    return list((grid or {}).get(key) or [])
+
+
+def grid_pairs(grid: Mapping | None) -> list[str]:
+    """The pair folders of a grid: ``grid.pairs``, then every ordered pair of ``grid.models``."""
+    models = _axis(grid, "models")
+    return [*_axis(grid, "pairs"), *(custom_pair_name(s, t) for s, t in itertools.permutations(models, 2))]
+
+
+def outside_grid(grid: Mapping | None, pair: str, init: str, seed: int) -> list[str]:
+    """Why (pair, init, seed) is not a point of ``grid``, one phrase per axis; empty when it is one."""
+    why = []
+    for axis, value, values in (("pair", pair, grid_pairs(grid)), ("init", init, _axis(grid, "inits")),
+                                ("seed", seed, _axis(grid, "seeds"))):
+        if values and value not in values:
+            shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
+            why.append(f"{axis} {value} is not in the grid's {axis}s ({shown})")
+    return why
+
+
+def run_path(runs: str | Path, experiment: str, grid: Mapping | None, pair: str, init: str, seed: int) -> Path:
+    """A target run's folder: ``target_path`` in the experiment folder, or in its ``adhoc/`` when off the grid."""
+    base = experiment_path(runs, experiment)
+    if outside_grid(grid, pair, init, seed):
+        base = base / ADHOC
+    return target_path(base, pair, init, seed)
+
+
+def target_run_path(cfg: Any) -> Path:
+    """The folder of the target run a composed config describes (RunFolder.target, Hydra, the sweep plan)."""
+    return run_path(cfg.paths.runs, cfg.experiment_name, cfg.get("grid"), cfg.pair.name, cfg.init.name, cfg.seed)
+
+
 def target_folders(experiment_dir: str | Path) -> Iterator[Path]:
-    """The target run folders under an experiment folder (started or not), in path order."""
+    """The target run folders under an experiment folder (started or not), in path order.
+
+    Not ``sources/`` nor ``adhoc/`` (give the adhoc folder itself to read its runs).
+    """
     for seed_dir in sorted(Path(experiment_dir).glob("*/*/seed*")):
-        if seed_dir.parent.parent.name != SOURCES and seed_dir.is_dir():
+        if seed_dir.parent.parent.name not in (SOURCES, ADHOC) and seed_dir.is_dir():
             yield seed_dir
+
+
+def default_table_dir(runs_dir: str | Path) -> Path | None:
+    """bench/aggregate.py's default output: ``results/runs/<experiment>`` -> ``results/<experiment>``, its
+    ``adhoc/`` -> ``results/<experiment>/adhoc``; None for a folder that is not inside a ``runs/`` folder.
+
+    >>> str(default_table_dir("/r/results/runs/default/adhoc"))
+    '/r/results/default/adhoc'
+    """
+    runs_dir = Path(runs_dir).resolve()
+    experiment = runs_dir.parent if runs_dir.name == ADHOC else runs_dir
+    if experiment.parent.name != "runs":
+        return None
+    out = experiment.parent.parent / experiment.name
+    return out / ADHOC if experiment != runs_dir else out
+
+
+def table_dir(runs_dir: str | Path) -> Path:
+    """Where bench/sweep.py writes a table: :func:`default_table_dir`, else next to the experiment folder
+    (``<experiment>_table``, ``<experiment>_adhoc_table``), e.g. for a scratch ``paths.runs``."""
+    out = default_table_dir(runs_dir)
+    if out is not None:
+        return out
+    runs_dir = Path(runs_dir).resolve()
+    if runs_dir.name == ADHOC:
+        return runs_dir.parent.parent / f"{runs_dir.parent.name}_{ADHOC}_table"
+    return runs_dir.parent / f"{runs_dir.name}_table"
 
 
 def hydra_dir(kind: str, cfg: Any) -> Path:
@@ -53,9 +137,9 @@ def hydra_dir(kind: str, cfg: Any) -> Path:
     """
     experiment = experiment_path(cfg.paths.runs, cfg.experiment_name)
     if kind == "target":
-        return target_path(experiment, cfg.pair.name, cfg.init.name, cfg.seed)
+        return target_run_path(cfg)
     if kind == "target_subdir":
-        return target_path("", cfg.pair.name, cfg.init.name, cfg.seed)
+        return target_run_path(cfg).relative_to(experiment)
     if kind == "source":
         return source_path(experiment, cfg.pair.source, cfg.source.seed)
     if kind == "experiment":

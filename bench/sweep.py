@@ -18,7 +18,11 @@ again submits only what is missing (nothing, once all is done). The tasks are wr
 ``--template`` (default ``slurm/site.env`` when it exists; copy ``slurm/site.example.env``). Each run gets
 ``--ntasks-per-node=trainer.devices`` and ``--nodes=trainer.num_nodes``, so DDP runs start under ``srun``.
 ``--local`` runs the same lines with this Python, stage 1 first, then aggregates the table
-(``bench/aggregate.py``). Exit status: 0 done or submitted, 1 a task or sbatch failed, 2 bad input.
+(``bench/aggregate.py``). Points outside the experiment's grid go to its ``adhoc/`` folder, with a table of
+their own. A file the runs need that nothing in the plan makes (e.g. the official GHN-2 checkpoint of
+``paper_imagenet``) is listed with the plan, one line each saying where to get it; ``--local`` and
+``--submit`` refuse until it is there. Exit status: 0 done or submitted, 1 a task or sbatch failed, 2 bad
+input or a missing file.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ import sys
 from pathlib import Path
 
 from bench.errors import USER_ERRORS, AggregateError
-from bench.layout import MANIFESTS
+from bench.layout import MANIFESTS, table_dir
 from bench.planning.local import run_local
 from bench.planning.plan import Plan, plan_sweep
 from bench.planning.slurm import DEFAULT_SITE, REPO_ROOT, read_site, sbatch_args, submit
-from bench.results.table import aggregate, default_out_dir
+from bench.results.table import aggregate
 
 
 def dry_run(plan: Plan, site: dict[str, str], site_path: Path | None, parallel: int | None) -> int:
@@ -64,33 +68,37 @@ def local(plan: Plan) -> int:
     failed = run_local(plan)
     if any(t.kind != "run" for t in failed) or not (plan.runs or plan.finished):
         return 1 if failed else 0
-    rc = aggregate_table(plan)
+    adhoc = {id(t) for t in plan.adhoc}
+    rc = 0
+    if any(id(t) not in adhoc for t in plan.runs + plan.finished):
+        rc = aggregate_table(plan.runs_dir)
+    if adhoc:  # points outside the grid: their own table, never the experiment's
+        rc = max(rc, aggregate_table(plan.adhoc_dir))
     return 1 if failed else rc
 
 
-def aggregate_table(plan: Plan) -> int:
-    """The experiment's table (bench/aggregate.py), printed; 1 when there is nothing to aggregate."""
+def aggregate_table(runs_dir: Path) -> int:
+    """The table of ``runs_dir`` (bench/aggregate.py), printed; 1 when there is nothing to aggregate."""
+    out_dir = table_dir(runs_dir)
     try:
-        out_dir = default_out_dir(plan.runs_dir)
-    except AggregateError:  # paths.runs is not a folder named runs/: the table goes next to the experiment's runs
-        out_dir = plan.runs_dir.parent / f"{plan.runs_dir.name}_table"
-    try:
-        rows = aggregate(plan.runs_dir, out_dir)
+        rows = aggregate(runs_dir, out_dir)
     except AggregateError as e:
         print(f"error: cannot aggregate: {e}", file=sys.stderr)
         return 1
     table = out_dir / "table.md"
     if table.exists():
         print("\n" + table.read_text().rstrip())
-    print(f"\naggregated {len(rows)} table rows from {plan.runs_dir} into {table.parent}/ "
-          f"(again: python bench/aggregate.py {plan.runs_dir} --out {out_dir})")
+    print(f"\naggregated {len(rows)} table rows from {runs_dir} into {table.parent}/ "
+          f"(again: python bench/aggregate.py {runs_dir} --out {out_dir})")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run an experiment's grid here (--local) or on SLURM (--submit); with neither, print the plan.",
-        epilog="Example: python bench/sweep.py experiment=paper_imagenet data.root=/data/imagenet --submit")
+        epilog="Example: python bench/sweep.py experiment=paper_imagenet data.root=/data/imagenet --submit. "
+               "The overrides are bench/run.py's: `python bench/run.py [overrides] --help` lists the config groups, "
+               "the init methods and every key with its value and meaning (grid.* keys: what a sweep expands).")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for bench/run.py (e.g. experiment=smoke)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--local", action="store_true", help="run the tasks here, one after another, then aggregate")
@@ -112,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         site = read_site(site_path) if site_path else {}
         plan = plan_sweep(args.overrides)
         print(plan.summary())
+        if plan.missing and (args.local or args.submit):
+            for line in plan.missing:
+                print(f"error: missing file: {line}", file=sys.stderr)
+            return 2
         if args.local:
             return local(plan)
         if args.submit:

@@ -118,7 +118,8 @@ def test_experiment_files_start_with_command_time_and_accuracy(name):
 
 def test_hydra_run_dir_is_the_run_folder(compose_config, tmp_path):
     cfg = compose_config("pair=mixnet_s_to_tinynet_e", "init=random", "seed=3", f"paths.runs={tmp_path}", hydra=True)
-    expected = tmp_path / "default" / "mixnet_s_to_tinynet_e" / "random" / "seed3"
+    # seed 3 and that pair are outside the default experiment's grid: an ad hoc run (tests/test_adhoc.py)
+    expected = tmp_path / "default" / "adhoc" / "mixnet_s_to_tinynet_e" / "random" / "seed3"
     assert Path(cfg.hydra.run.dir) == run_dir(cfg) == expected
     custom = compose_config("pair=custom", "pair.source=mixnet_m", "pair.target=tf_efficientnet_b1")
     assert custom.pair.name == "mixnet_m_to_tf_efficientnet_b1"

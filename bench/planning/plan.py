@@ -11,6 +11,13 @@ the GHN checkpoint). A plan has two stages:
   diverged (:meth:`RunFolder.decide`, the rule a run itself follows). A source-free init (``random``, ``ghn``)
   runs once per (target, seed), in the pair folder :mod:`bench.baselines` picks: it would train the same
   network for every pair, and the table shares it between the pairs of that target by the same rule.
+  A point outside the experiment's grid (``pair=``/``init=``/``seed=`` values it does not list) goes to the
+  experiment's ``adhoc/`` folder, as the same run started by hand would (:func:`bench.layout.run_path`).
+
+Files the runs read but nothing in the plan makes (an init's ``checkpoint``, e.g. the official GHN-2 file that
+``paper_imagenet`` names under ``paths.checkpoints``) are listed in :attr:`Plan.missing`, one line each saying
+where to get the file; bench/sweep.py prints them with the plan and refuses ``--local``/``--submit`` until
+they are there.
 
 Each task is a line of shell-quoted words to put after ``python`` (``slurm/array.sbatch`` does
 ``srun python <line>``). On the command line, ``pair=``, ``init=`` and ``seed=`` (comma lists allowed) fix
@@ -42,7 +49,8 @@ from bench.baselines import pick_baseline, source_free
 from bench.config import CONF_DIR, check_config, register_configs
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
-from bench.layout import experiment_path
+from bench.layout import ADHOC, experiment_path
+from bench.planning.needs import missing_files
 from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
 RUN_SCRIPT = "bench/run.py"
@@ -92,6 +100,18 @@ class Plan:
     failed: list[Task] = field(default_factory=list)  # left out: diverged before, would diverge again
     shared: list[Task] = field(default_factory=list)  # left out: a source-free run of another pair serves them
     trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
+    missing: list[str] = field(default_factory=list)  # one line per file the runs need that nobody makes
+
+    @property
+    def adhoc_dir(self) -> Path:
+        """Where the points outside the experiment's grid go (bench/layout.py)."""
+        return self.runs_dir / ADHOC
+
+    @property
+    def adhoc(self) -> list[Task]:
+        """The planned points outside the experiment's grid: their folders are under :attr:`adhoc_dir`."""
+        return [t for t in self.runs + self.finished + self.failed
+                if t.folder is not None and self.adhoc_dir in t.folder.parents]
 
     @property
     def n_points(self) -> int:
@@ -112,6 +132,11 @@ class Plan:
                         if self.prerequisites else ""))
         lines.append(f"  stage 2, runs: {len(self.runs)} tasks")
         lines.append(f"  run folders: {self.runs_dir}")
+        if self.adhoc:
+            lines.append(f"  {len(self.adhoc)} of the runs are outside the experiment's grid: ad hoc, in "
+                         f"{self.adhoc_dir} (not in the experiment's table; their own: python bench/aggregate.py "
+                         f"{self.adhoc_dir} --out <folder>)")
+        lines += [f"  missing file: {m}" for m in self.missing]
         return "\n".join(lines)
 
 
@@ -251,7 +276,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
         needed_sources: dict[Path, Task] = {}
         for point in points:
             task, cfg = point.task, point.cfg
-            if point.source_free and baselines[cfg.pair.target, cfg.init.name] != cfg.pair.name:
+            if point.source_free and baselines[_baseline_key(point)] != cfg.pair.name:
                 plan.shared.append(task)
                 continue
             {"finished": plan.finished, "diverged": plan.failed}.get(point.action, plan.runs).append(task)
@@ -266,6 +291,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
                                                   source, task.pair, cfg.pair.source)
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
             plan.prerequisites = [*needed_sources.values(), *_grid_prerequisites(grid)]
+            pending = {id(t) for t in plan.runs}
+            plan.missing = missing_files([p.cfg for p in points if id(p.task) in pending], plan.prerequisites)
     return plan
 
 
@@ -293,15 +320,20 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
     return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source))
 
 
-def _baseline_folders(points: list[_Point]) -> dict[tuple[str, str], str]:
-    """(target, source-free init) -> the pair folder whose runs serve every pair of that target."""
-    candidates: dict[tuple[str, str], dict[str, int]] = {}
+def _baseline_key(p: _Point) -> tuple[Path, str, str]:
+    """(table folder, target, source-free init): the experiment's and its adhoc/ each get their own baselines."""
+    return p.task.folder.parents[2], p.cfg.pair.target, p.cfg.init.name
+
+
+def _baseline_folders(points: list[_Point]) -> dict[tuple[Path, str, str], str]:
+    """(table folder, target, source-free init) -> the pair folder whose runs serve every pair of that target."""
+    candidates: dict[tuple[Path, str, str], dict[str, int]] = {}
     for p in points:
         if p.source_free:
-            held = candidates.setdefault((p.cfg.pair.target, p.cfg.init.name), {})
+            held = candidates.setdefault(_baseline_key(p), {})
             if p.cfg.pair.name not in held:  # the runs of that init the pair folder holds already, any seed
                 held[p.cfg.pair.name] = sum(1 for _ in p.task.folder.parent.glob("seed*/run.json"))
-    return {key: pick_baseline(held.items(), target=key[0]) for key, held in candidates.items()}
+    return {key: pick_baseline(held.items(), target=key[1]) for key, held in candidates.items()}
 
 
 def _grid_prerequisites(grid: DictConfig) -> list[Task]:
