@@ -8,10 +8,13 @@
     python bench/run.py experiment=paper_imagenet data.root=/data/imagenet trainer=ddp trainer.devices=4
     python bench/run.py trainer.devices=2 trainer.strategy=ddp  # 2-process DDP on a CPU (gloo)
 
-Every argument is a Hydra override (groups: pair, init, data, optim, trainer, logger, experiment; list them
-with --help). The run folder results/runs/<experiment>/<pair>/<init>/seed<k>/ is the run: the same command
-again resumes it from its newest checkpoint, or says it is finished. Never combine a `-m` sweep with
-strategy=ddp. Exit status: 0 finished (or already finished), 1 failed (the reason is in run.json).
+Every argument is a Hydra override (groups: pair, init, data, optim, trainer, logger, experiment); --help lists
+the groups, the init methods and every config key with its value and meaning (bench/config_help.py). The run
+folder results/runs/<experiment>/<pair>/<init>/seed<k>/ is the run: the same command again resumes it from
+its newest checkpoint, or says it is finished. A run outside the experiment's grid (a pair, init or seed that
+its grid does not list) is ad hoc: it goes to results/runs/<experiment>/adhoc/<pair>/<init>/seed<k>/, so it
+never enters the experiment's table. Never combine a `-m` sweep with strategy=ddp. Exit status: 0 finished
+(or already finished), 1 failed (the reason is in run.json).
 """
 
 import sys
@@ -20,6 +23,7 @@ import hydra
 from omegaconf import DictConfig
 
 from bench.errors import USER_ERRORS, DivergedError
+from bench.layout import ADHOC, experiment_path, outside_grid, table_dir
 from bench.running.folder import RunFolder
 from bench.running.lit import global_rank
 from bench.running.target import run
@@ -27,6 +31,10 @@ from bench.running.target import run
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if global_rank() == 0:
+        note = adhoc_note(cfg)
+        if note:
+            print(note, flush=True)
     try:
         record = run(cfg)
     except USER_ERRORS as e:
@@ -43,6 +51,38 @@ def main(cfg: DictConfig) -> None:
         print(f"run folder: {RunFolder.target(cfg).path}  (run.json, checkpoints/, csv/)")
 
 
+def adhoc_note(cfg: DictConfig) -> str | None:
+    """For a run outside its experiment's grid: that it is ad hoc, where it goes, and how to get its table."""
+    why = outside_grid(cfg.get("grid"), cfg.pair.name, cfg.init.name, cfg.seed)
+    if not why:
+        return None
+    adhoc = experiment_path(cfg.paths.runs, cfg.experiment_name) / ADHOC
+    return (f"ad hoc run: {'; '.join(why)} of experiment {cfg.experiment_name}, so it goes to "
+            f"{RunFolder.target(cfg).path}, not into that experiment's table; the table of its ad hoc runs: "
+            f"python bench/aggregate.py {adhoc} --out {table_dir(adhoc)}")
+
+
+def help_requested(argv: list[str]) -> bool:
+    return any(a in ("--help", "-h") for a in argv)
+
+
+def print_help(argv: list[str]) -> int:
+    """--help: the config groups, the init methods and every key's value and meaning (bench/config_help.py)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bench.config_help import help_text
+
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        print(help_text(overrides), end="")
+    except (HydraException, OmegaConfBaseException) as e:
+        message = " ".join(str(e).split("Config search path")[0].split())  # one line, the options included
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def default_slice() -> int:
     """No arguments: the built-in default, a small slice of the CPU proxy experiment (conf/experiment/default.yaml),
     every init of one pair, then its table."""
@@ -54,4 +94,6 @@ def default_slice() -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 1:
         sys.exit(default_slice())
+    if help_requested(sys.argv[1:]):
+        sys.exit(print_help(sys.argv[1:]))
     main()
