@@ -75,9 +75,11 @@ def load_fashion_mnist(cfg: DictConfig) -> tuple[tuple[torch.Tensor, torch.Tenso
         try:
             for train in (True, False):
                 FashionMNIST(str(FASHION_MNIST_DOWNLOADS), train=train, download=True)
-        except Exception as e:  # no internet, most likely
-            raise DataError(f"Fashion-MNIST is not in {root} and torchvision could not download it "
-                            f"({type(e).__name__}: {e}). Install the Debian package dataset-fashion-mnist.") from None
+        except Exception as e:  # no internet, most likely (torchvision raises RuntimeError, URLError, ...)
+            raise DataError(f"Fashion-MNIST is not in {root} and its download failed (no network? "
+                            f"{download_reason(e)}). Install the Debian package: `apt-get install "
+                            "dataset-fashion-mnist` (the default data.root, /usr/share/datasets/fashion-mnist/), or "
+                            "put its four IDX files in a folder and set data.root=<that folder>.") from None
         paths = [_find_idx(FASHION_MNIST_DOWNLOADS, s) for s in stems]
     xtr, ytr, xte, yte = (torch.from_numpy(_read_idx(p).copy()) for p in paths)
     return (xtr.unsqueeze(1), ytr.long()), (xte.unsqueeze(1), yte.long())
@@ -101,18 +103,33 @@ def load_cifar(cfg: DictConfig):
 
     cls = CIFAR10 if cfg.name == "cifar10" else CIFAR100
     root = cfg.root or "data/cifar"
+    folder = cls.base_folder  # cifar-10-batches-py / cifar-100-python
     try:
         sets = [cls(root, train=t, download=cfg.download) for t in (True, False)]
-    except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+    except Exception as e:
+        if not cfg.download:
+            if not isinstance(e, RuntimeError):  # torchvision: "Dataset not found or corrupted"
+                raise
+            raise DataError(
+                f"{cfg.name} not found under {root} ({download_reason(e)}). Set data.download=true to fetch it with "
+                f"torchvision (needs internet), or data.root=<folder holding {folder}>."
+            ) from None
+        # torchvision's download raises URLError (no network), HTTPError, a checksum RuntimeError, ...
         raise DataError(
-            f"{cfg.name} not found under {root} ({e}). Set data.download=true to fetch it with torchvision "
-            "(needs internet), or data.root=<folder holding cifar-10-batches-py / cifar-100-python>."
+            f"{cfg.name} is not under {root} and its download failed (no network? {download_reason(e)}). Unpack "
+            f"{cls.filename} from {cls.url} (fetched elsewhere) and set data.root=<folder holding {folder}>."
         ) from None
     out = []
     for s in sets:
         x = torch.from_numpy(np.ascontiguousarray(s.data)).permute(0, 3, 1, 2).contiguous()
         out.append((x, torch.as_tensor(s.targets).long()))
     return out[0], out[1]
+
+
+def download_reason(e: BaseException) -> str:
+    """An exception of a failed download in one line: URLError's reason, not its repr."""
+    reason = getattr(e, "reason", None) or e
+    return " ".join(f"{type(e).__name__}: {reason}".split())
 
 
 def load_in_memory(cfg: DictConfig):
