@@ -23,13 +23,14 @@ Compose the real config without the command line (what the tests do)::
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 import dpiat
 from bench.errors import ConfigError
@@ -44,6 +45,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 @dataclass
 class PathsConfig:
     runs: str = "results/runs"  # run folders: <runs>/<experiment>/<pair>/<init>/seed<k>/
+    checkpoints: str = "checkpoints"  # files fetched by hand, e.g. ppuda's official ghn2_imagenet.pt (git-ignored)
 
 
 @dataclass
@@ -51,7 +53,7 @@ class PairConfig:
     name: str = MISSING  # = the file name in conf/pair/; part of the run folder (bench/layout.py)
     source: Optional[str] = None  # timm name of the network whose weights are transferred
     target: str = MISSING  # timm name of the network that is trained
-    note: str = ""
+    note: str = ""  # free text about the pair, kept in the config and run.json
 
 
 @dataclass
@@ -61,40 +63,49 @@ class SourceConfig:
     # a gain comes from training); zoo:<name>: offline real weights (dpiat.zoo); anything else: the path of
     # a weights file (see dpiat.load_weights)
     weights: str = "train"
-    epochs: int = 2  # when weights=train
+    epochs: int = 2  # when weights=train: epochs over source.train_subset
     seed: int = 0  # sources are trained once and shared by every target seed
+    experiment: Optional[str] = None  # whose trained sources to use (None: this experiment's own)
+    # A source is a converged network, as in the paper and in any real use: it gets its own budget, not the
+    # targets' (data.train_subset). None: the whole training split; N: a fixed seeded subset of N images.
+    train_subset: Optional[int] = None
     lr: Optional[float] = None  # None: optim.lr (the protocol uses 1e-3 to fine-tune pretrained sources)
+    schedule: Optional[str] = None  # None: optim.schedule; e.g. cosine_steps to converge in a few epochs
+    warmup_steps: Optional[int] = None  # None: optim.warmup_steps
+    optimizer: Optional[str] = None  # None: optim.name (adam | sgd)
+    weight_decay: Optional[float] = None  # None: optim.weight_decay
+    crop_scale: Optional[List[float]] = None  # None: data.crop_scale (lighter augmentation converges faster)
     num_classes: Optional[int] = None  # None: the data's; e.g. 1000 for an ImageNet-headed weights file
     in_chans: Optional[int] = None  # None: the data's
 
 
 @dataclass
 class SyntheticConfig:
-    train_per_class: int = 24
-    val_per_class: int = 8
+    train_per_class: int = 24  # generated training images per class
+    val_per_class: int = 8  # generated validation images per class
     min_size: int = 40  # generated images are W x H with sides in [min_size, max_size], not square on purpose
-    max_size: int = 64
+    max_size: int = 64  # see min_size
 
 
 @dataclass
 class DataConfig:
     name: str = MISSING  # imagenet | cifar10 | cifar100 | fashion_mnist | digits | synthetic
     root: Optional[str] = None  # data location; None: the data set's default
-    num_classes: int = MISSING
-    in_chans: int = 3
+    num_classes: int = MISSING  # classes of the data set: the size of every classifier head
+    in_chans: int = 3  # image channels (1: Fashion-MNIST, digits; 3: RGB)
     resolution: Optional[int] = None  # None: per target model (b0 224, b1 240, b2 260, others 224)
-    mean: List[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
-    std: List[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    mean: List[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, of pixels in [0, 1]
+    std: List[float] = field(default_factory=lambda: list(IMAGENET_STD))  # per channel: x -> (x - mean) / std
     batch_size: int = 128  # global: split across devices
     eval_batch_size: Optional[int] = None  # None: 2 x batch_size
     train_subset: Optional[int] = None  # an "epoch" = this many images, a fixed seeded subset
-    val_subset: Optional[int] = None
+    val_subset: Optional[int] = None  # validate on this many images, a fixed seeded subset; None: all
     subset_seed: int = 0  # fixed across run seeds: every init sees the same images
     crop_scale: Optional[List[float]] = None  # None: (0.1, 1), or (0.5, 1) below 100 px (protocol)
-    hflip: bool = True
+    hflip: bool = True  # random horizontal flips in training
     num_workers: int = 0  # 0 on small CPU machines; in-memory data sets never use workers
     download: bool = False  # torchvision data sets: download into root when missing
-    synthetic: Optional[SyntheticConfig] = None
+    synthetic: Optional[SyntheticConfig] = None  # data=synthetic only: the generated image folder
 
 
 class OptimName(str, Enum):
@@ -105,45 +116,58 @@ class OptimName(str, Enum):
 class Schedule(str, Enum):
     mocked_cosine = "mocked_cosine"  # the paper's: cosine over a mocked `mock_epochs`, stepped per epoch
     cosine = "cosine"  # cosine over the real number of epochs, stepped per epoch
+    cosine_steps = "cosine_steps"  # linear warm-up for optim.warmup_steps, then cosine to 0, stepped per step
     constant = "constant"
 
 
 @dataclass
 class OptimConfig:
     name: OptimName = OptimName.adam
-    lr: float = 4e-3
-    weight_decay: float = 0.0
+    lr: float = 4e-3  # the learning rate (the paper's recipe: 4e-3 with Adam at batch 128)
+    weight_decay: float = 0.0  # the optimiser's weight decay (0 in the paper's recipe)
     momentum: float = 0.9  # sgd only
     nesterov: bool = True  # sgd only
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam only
     schedule: Schedule = Schedule.mocked_cosine
-    mock_epochs: int = 100
-    min_factor: float = 0.1  # the lr factor never goes below this
+    mock_epochs: int = 100  # mocked_cosine only: the length of the mocked cosine, in epochs
+    min_factor: float = 0.1  # the lr factor never goes below this (per-epoch schedules)
+    warmup_steps: int = 0  # cosine_steps only: steps of linear warm-up from lr/warmup_steps to lr
 
 
 @dataclass
 class TrainerConfig:
     accelerator: str = "cpu"  # cpu | gpu | auto
-    devices: int = 1
-    num_nodes: int = 1
+    devices: int = 1  # devices per node (with ddp: one process each)
+    num_nodes: int = 1  # machines (SLURM --nodes)
     strategy: str = "auto"  # auto | ddp (one process per device)
     precision: str = "32-true"  # 16-mixed / bf16-mixed for AMP on GPUs
     channels_last: bool = False  # faster convolutions on recent GPUs
     deterministic: Optional[bool] = None  # None: True on CPU, "warn" on GPU
     float32_matmul_precision: Optional[str] = None  # "high" enables TF32 on Ampere+ GPUs
-    enable_progress_bar: bool = True
-    log_every_n_steps: int = 50
+    enable_progress_bar: bool = True  # Lightning's progress bar (off where logs are files)
+    log_every_n_steps: int = 50  # the training loss goes to the CSV / W&B logs every this many steps
     max_loss: float = 1000.0  # a training loss above this is divergence, not learning: stop the run
     limit_train_batches: Optional[int] = None  # smoke tests only: caps the batches per epoch
+    threads: Optional[int] = None  # torch intra-op threads (None: torch's default, one per core); results are
+    #                                bit-identical only at the same count, so experiments that promise it pin it
+
+
+@dataclass
+class EvalConfig:
+    # Every evaluation (after init and after each epoch) is done twice: as the protocol does it, with the
+    # BatchNorm running statistics training left (val_top1), and with them recomputed on this many fixed
+    # training batches (val_top1_bn: what an init is worth, without the statistics' lag). The second works
+    # on a copy of the network, so training is the same with it on or off. 0: off.
+    bn_batches: int = 20
 
 
 @dataclass
 class LoggerConfig:
     csv: bool = True  # Lightning CSVLogger into <run>/csv/
-    wandb: bool = False
+    wandb: bool = False  # also log to Weights & Biases, one W&B run per run folder
     wandb_mode: str = "offline"  # offline (sync later with `wandb sync`), online, disabled
-    wandb_project: str = "dpiat-bench"
-    wandb_entity: Optional[str] = None
+    wandb_project: str = "dpiat-bench"  # the W&B project
+    wandb_entity: Optional[str] = None  # the W&B team or user; None: your default
 
 
 @dataclass
@@ -152,20 +176,23 @@ class GridConfig:
 
     pairs: List[str] = field(default_factory=list)  # names of conf/pair/*.yaml
     models: List[str] = field(default_factory=list)  # all ordered (source, target) pairs, via pair=custom
-    inits: List[str] = field(default_factory=list)
-    seeds: List[int] = field(default_factory=list)
+    inits: List[str] = field(default_factory=list)  # init methods (init=<name>)
+    seeds: List[int] = field(default_factory=list)  # run seeds (seed=<k>)
     # options for one init method only, e.g. {ghn: ["init.checkpoint=results/runs/proxy/ghn/ghn.pt"]}
     init_overrides: Dict[str, List[str]] = field(default_factory=dict)
     # stage-1 commands run before any run (python script + overrides, idempotent), e.g. a GHN meta-training:
     # "bench/train_ghn.py data=cifar10"; bench/sweep.py submits them with the source trainings
     prerequisites: List[str] = field(default_factory=list)
+    # experiments whose runs of this grid's pairs join its table (e.g. variants: proxy's random and dpiat);
+    # their runs are theirs to make: run those experiments first
+    compare_with: List[str] = field(default_factory=list)
 
 
 @dataclass
 class Config:
     experiment_name: str = "default"  # part of the run folder (bench/layout.py)
-    seed: int = 0
-    epochs: int = MISSING
+    seed: int = 0  # the run seed: the target's initial weights and every random choice of its training
+    epochs: int = MISSING  # epochs to train the target (an epoch: data.train_subset images, or all)
     paths: PathsConfig = field(default_factory=PathsConfig)
     pair: PairConfig = field(default_factory=PairConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -174,6 +201,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
 
@@ -210,6 +238,40 @@ def check_config(cfg: DictConfig) -> None:
         dpiat.models.check_model_name(cfg.pair.source)
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
+    schedules = [s.value for s in Schedule]
+    if cfg.source.schedule is not None and cfg.source.schedule not in schedules:
+        raise ConfigError(f"source.schedule={cfg.source.schedule!r} is not a schedule; choose from {', '.join(schedules)}")
+    optimizers = [o.value for o in OptimName]
+    if cfg.source.optimizer is not None and cfg.source.optimizer not in optimizers:
+        raise ConfigError(f"source.optimizer={cfg.source.optimizer!r} is not an optimizer; choose from "
+                          f"{', '.join(optimizers)}")
+    if cfg.trainer.threads is not None and cfg.trainer.threads < 1:
+        raise ConfigError(f"trainer.threads must be 1 or more (or null: torch's default), got {cfg.trainer.threads}")
+    if cfg.eval.bn_batches < 0:
+        raise ConfigError(f"eval.bn_batches must be 0 (off) or more, got {cfg.eval.bn_batches}")
+
+
+def source_config(cfg: DictConfig) -> DictConfig:
+    """The config a source is trained with: the experiment's, with the source's own budget and recipe
+    (``source.train_subset``, ``.lr``, ``.schedule``, ``.warmup_steps``, ``.optimizer``, ``.weight_decay``,
+    ``.crop_scale``) in data/optim."""
+    s = cfg.source
+    out = copy.deepcopy(cfg)
+    with open_dict(out):
+        out.data.train_subset = s.train_subset
+        if s.get("crop_scale") is not None:
+            out.data.crop_scale = list(s.crop_scale)
+        if s.get("optimizer") is not None:
+            out.optim.name = s.optimizer
+        if s.get("weight_decay") is not None:
+            out.optim.weight_decay = s.weight_decay
+        if s.lr is not None:
+            out.optim.lr = s.lr
+        if s.schedule is not None:
+            out.optim.schedule = s.schedule
+        if s.warmup_steps is not None:
+            out.optim.warmup_steps = s.warmup_steps
+    return out
 
 
 def data_config(name: str, **overrides: Any) -> DictConfig:

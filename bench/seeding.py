@@ -10,6 +10,7 @@ for bit. What must be the same for every init and seed (the images) has fixed se
     its crops and flips (in-memory data)     epoch_seed(k, epoch, rank, CROPS)         data/loaders.py
     its DataLoader workers (image files)     epoch_seed(k, epoch, rank, WORKERS)       data/sampling.py
     its dropout and drop-path                reseed(epoch_seed(k, epoch, rank, DROPOUT))  running/lit.py
+    the BatchNorm recalibration's batches    epoch_seed(k, 0, 0, RECAL)                data/module.py
     the fixed subsets (train, val)           subset_seeds(data.subset_seed)            data/module.py
     the digits train/val split               DIGITS_SPLIT                              data/datasets.py
     the generated image folder               SYNTHETIC                                 data/synthetic.py
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 # Streams: one purpose each, so that drawing more numbers for one never shifts another.
-SHUFFLE, CROPS, WORKERS, DROPOUT, ARCHS = 0, 1, 2, 3, 4
+SHUFFLE, CROPS, WORKERS, DROPOUT, ARCHS, RECAL = 0, 1, 2, 3, 4, 5
 DIGITS_SPLIT = 0  # not the run seed: every run validates on the same 359 digits
 SYNTHETIC = 0  # the generated image folder is the same for every run
 

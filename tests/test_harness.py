@@ -224,6 +224,53 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(compose_config,
     assert curve(final) == curve(reference)
 
 
+def test_batchnorm_recalibrated_evaluation_leaves_training_bit_identical(compose_config, tmp_path):
+    on = run(compose_config(*FAST, f"paths.runs={tmp_path / 'on'}"))
+    off = run(compose_config(*FAST, "eval.bn_batches=0", f"paths.runs={tmp_path / 'off'}"))
+    protocol = [{k: v for k, v in m.items() if not k.endswith("_bn")} for m in curve(on)]
+    assert protocol == curve(off)  # the same training, the same protocol evaluation, epoch by epoch
+    assert "val_top1_bn" not in off["init_metrics"] and "val_top1_bn" not in off["metrics"][0]
+    for m in [on["init_metrics"], *on["metrics"]]:
+        assert 0 <= m["val_top1_bn"] <= 1 and m["val_loss_bn"] > 0
+    weights = [torch.load(run_dir(compose_config(*FAST, f"paths.runs={tmp_path / side}")) / "checkpoints" / "last.ckpt",
+                          weights_only=True)["state_dict"] for side in ("on", "off")]
+    assert weights[0].keys() == weights[1].keys()  # the recalibrated copy is not part of the model
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_recalibration_averages_batch_statistics_on_a_copy_and_draws_no_random_numbers():
+    from bench.running.bn_eval import recalibrated
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.Dropout(0.5)).eval()
+    batches = [torch.tensor([[0.0, 1.0], [2.0, 3.0]]), torch.tensor([[4.0, 1.0], [6.0, 1.0]])]
+    state = torch.random.get_rng_state()
+    copy = recalibrated(net, batches)
+    assert torch.equal(torch.random.get_rng_state(), state)  # dropout stayed off
+    assert copy[0].running_mean.tolist() == [3.0, 1.5]  # the mean of the batch means (1, 2) and (5, 1)
+    assert copy[0].running_var.tolist() == [2.0, 1.0]  # of the unbiased batch variances (2, 2) and (2, 0)
+    assert net[0].running_mean.tolist() == [0.0, 0.0] and not copy.training  # the original is untouched
+
+
+def test_a_source_trains_with_its_own_budget_and_schedule(compose_config, tmp_path):
+    cfg = compose_config("experiment=smoke", "data.train_subset=256", "epochs=1", "source.train_subset=512",
+                         "source.schedule=cosine_steps", "source.warmup_steps=2", "source.lr=0.002",
+                         f"paths.runs={tmp_path}")
+    target = run(cfg)
+    source = read_run(tmp_path / "smoke" / "sources" / "test_resnet" / "seed0")
+    assert source["config"]["data"]["train_subset"] == 512 and source["config"]["lr"] == 0.002
+    assert (source["config"]["optim"]["schedule"], source["config"]["optim"]["warmup_steps"]) == ("cosine_steps", 2)
+    assert source["metrics"][-1]["images_seen"] == 512  # its own budget, not the targets' 256
+    assert target["metrics"][-1]["images_seen"] == 256 and target["config"]["optim"]["schedule"] == "mocked_cosine"
+    with pytest.raises(ConfigError, match="source.schedule='cosin' is not a schedule"):
+        run(compose_config("experiment=smoke", "source.schedule=cosin", f"paths.runs={tmp_path / 'x'}"))
+
+
+def test_run_json_records_what_bit_exact_reproduction_depends_on(compose_config, tmp_path):
+    hw = run(compose_config(*FAST, "epochs=1", f"paths.runs={tmp_path}"))["hardware"]
+    assert hw["torch_threads"] == torch.get_num_threads() and hw["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert hw["cpu_model"] and hw["torch_interop_threads"] >= 1
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sources and inits
 # ---------------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import gzip
 import hashlib
 from pathlib import Path
@@ -185,6 +187,8 @@ class ImageFolderData:
         val_tf = T.Compose(grey + [T.Resize(resolution, antialias=True), T.CenterCrop(resolution)] + norm)
         self.train = ImageFolder(str(root / "train"), transform=train_tf)
         self.val = ImageFolder(str(root / "val"), transform=val_tf)
+        self.train_as_val = copy.copy(self.train)  # the training images with the eval transform (same list)
+        self.train_as_val.transform = val_tf
         if self.train.classes != self.val.classes:
             raise DataError(f"{root}: train/ and val/ have different class folders")
 

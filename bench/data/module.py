@@ -19,6 +19,7 @@ Use it in a plain script (what ``bench/train_ghn.py`` does)::
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from bench.data.loaders import InMemoryLoader
 from bench.data.sampling import EpochSampler, fixed_subset
 from bench.data.synthetic import generate_synthetic
 from bench.errors import ConfigError, DataError
-from bench.seeding import subset_seeds
+from bench.seeding import RECAL, epoch_seed, generator, subset_seeds
 
 # The protocol's per-model resolutions; every other model trains at 224 px on ImageNet-sized data.
 MODEL_RESOLUTION = {"efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260}
@@ -162,6 +163,24 @@ class ImageDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         return self._loader(train=True)
+
+    def recalibration_batches(self, n_batches: int) -> Iterator[torch.Tensor]:
+        """``n_batches`` fixed training batches of ``data.batch_size`` images with the eval transform, on the
+        CPU: what the BatchNorm-recalibrated evaluation re-estimates the statistics from. The images depend on
+        the run seed only (the same for every init of a seed); every process gets all of them, so all compute
+        the same statistics."""
+        self.setup()
+        n = min(n_batches * self.cfg.batch_size, len(self.train_idx))
+        order = torch.randperm(len(self.train_idx), generator=generator(epoch_seed(self.seed, 0, 0, RECAL)))
+        sampler = EpochSampler(self.train_idx[order[:n]], shuffle=False)
+        if self.cfg.name in IN_MEMORY:
+            loader = InMemoryLoader(self.train_x, self.train_y, sampler, batch_size=self.cfg.batch_size, train=False,
+                                    resolution=self.resolution, mean=list(self.cfg.mean), std=list(self.cfg.std),
+                                    scale=self.scale, hflip=False)
+        else:
+            loader = torch.utils.data.DataLoader(self.files.train_as_val, batch_size=self.cfg.batch_size,
+                                                 sampler=sampler, num_workers=self.cfg.num_workers)
+        return (x for x, _ in loader)
 
     def val_dataloader(self):
         return self._loader(train=False)

@@ -41,9 +41,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from bench.config import source_config
 from bench.errors import RunFolderError
 from bench.files import atomic_write_json
-from bench.layout import SOURCES, experiment_path, source_path, target_path
+from bench.layout import SOURCES, experiment_path, source_path, target_run_path
 from bench.running import record as schema
 
 SOURCE_WEIGHTS = "weights.safetensors"  # a trained source's best epoch, what targets load
@@ -106,25 +107,26 @@ class RunFolder:
     @classmethod
     def target(cls, cfg: Any) -> RunFolder:
         """The run of ``cfg.pair.target`` from ``cfg.init`` with run seed ``cfg.seed``."""
-        path = target_path(experiment_path(cfg.paths.runs, cfg.experiment_name), cfg.pair.name, cfg.init.name,
-                           cfg.seed)
+        path = target_run_path(cfg)  # in the experiment folder, or its adhoc/ when off the experiment's grid
         return cls("target", path, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), cfg.epochs,
                    cfg.seed, cfg.pair.target, cfg.experiment_name, cfg.pair.name, cfg.init.name, cfg.pair.source)
 
     @classmethod
     def source(cls, cfg: Any) -> RunFolder:
-        """The training of ``cfg.pair.source`` with the experiment's data and recipe, shared by every target run.
+        """The training of ``cfg.pair.source`` on the experiment's data with the source's own budget and
+        schedule (:func:`bench.config.source_config`), shared by every target run.
 
         Its identity is what defines that training, so that targets with other seeds, inits or pairs share it.
         """
-        s = cfg.source
-        config = {"experiment_name": cfg.experiment_name, "model": cfg.pair.source, "seed": s.seed,
-                  "epochs": s.epochs, "lr": s.lr if s.lr is not None else cfg.optim.lr,
+        s, own = cfg.source, source_config(cfg)
+        experiment = s.get("experiment") or cfg.experiment_name  # source.experiment: another's sources
+        config = {"experiment_name": experiment, "model": cfg.pair.source, "seed": s.seed,
+                  "epochs": s.epochs, "lr": own.optim.lr,
                   "num_classes": s.num_classes or cfg.data.num_classes, "in_chans": s.in_chans or cfg.data.in_chans,
-                  **{k: OmegaConf.to_container(cfg[k], resolve=True, enum_to_str=True)
-                     for k in ("data", "optim", "trainer", "logger", "paths")}}
-        path = source_path(experiment_path(cfg.paths.runs, cfg.experiment_name), cfg.pair.source, s.seed)
-        return cls("source", path, config, s.epochs, s.seed, cfg.pair.source, cfg.experiment_name, SOURCES, "random")
+                  **{k: OmegaConf.to_container(own[k], resolve=True, enum_to_str=True)
+                     for k in ("data", "optim", "trainer", "eval", "logger", "paths")}}
+        path = source_path(experiment_path(cfg.paths.runs, experiment), cfg.pair.source, s.seed)
+        return cls("source", path, config, s.epochs, s.seed, cfg.pair.source, experiment, SOURCES, "random")
 
     @classmethod
     def ghn(cls, cfg: Any) -> RunFolder:

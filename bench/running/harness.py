@@ -43,6 +43,13 @@ def fresh_model(name: str, cfg: DictConfig, seed: int) -> torch.nn.Module:
     return dpiat.create_model(name, num_classes=cfg.data.num_classes, in_chans=cfg.data.in_chans)
 
 
+def pin_threads(trainer: Any) -> None:
+    """``trainer.threads`` intra-op threads for this process (None leaves torch's default); provenance records it."""
+    n = trainer.get("threads") if hasattr(trainer, "get") else getattr(trainer, "threads", None)
+    if n:
+        torch.set_num_threads(int(n))
+
+
 def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initialised], *, lr: float | None = None,
             monitor: tuple[str, str] = ("val_top1", "max"), log: Callable[[str], None] = print_rank0) -> dict:
     """Train ``folder``'s run: skip it when finished, resume it when started, else start it; return its run.json.
@@ -60,6 +67,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         log(f"{folder.label}: already finished ({_summary(existing)}), {folder.path}")
         return existing
     wandb = cfg.logger.wandb and cfg.logger.wandb_mode != "disabled"
+    pin_threads(cfg.trainer)
     run = schema.start_segment(existing, folder.identity(cfg.data.name), provenance.collect(cfg.trainer),
                                folder.wandb_id if wandb else None)
     writer = global_rank() == 0
@@ -85,10 +93,12 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             save(**made)
         else:  # the checkpoint holds the weights; the init was recorded by the first segment
             model = fresh_model(folder.network, cfg, folder.seed)
+        n_bn = int(cfg.eval.bn_batches)
         module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,
                             seed=folder.seed, lr=lr, max_loss=cfg.trainer.max_loss,
-                            channels_last=cfg.trainer.channels_last)
-        recorder = EpochRecorder(folder, run, global_batch=cfg.data.batch_size, write=writer)
+                            channels_last=cfg.trainer.channels_last,
+                            recalibration=(lambda: dm.recalibration_batches(n_bn)) if n_bn else None)
+        recorder = EpochRecorder(folder, run, global_batch=cfg.data.batch_size, write=writer, log=log)
         loggers = build_loggers(cfg, folder.path, segment=run["segments"], wandb_id=run.get("wandb_run_id"),
                                 wandb_name=folder.wandb_name, wandb_group=folder.wandb_group)
         trainer = build_trainer(cfg, folder.path, epochs=folder.epochs, monitor=monitor[0], mode=monitor[1],
@@ -97,7 +107,9 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             (res,) = trainer.validate(module, datamodule=dm, verbose=False)
             init_metrics = {k: float(res[k]) for k in ("val_top1", "val_top5", "val_loss")}
             init_metrics["val_samples"] = int(res["val_samples"])
-            log(f"{folder.label}: after init, val_top1 {init_metrics['val_top1']:.4f}, "
+            init_metrics.update({k: float(res[k]) for k in ("val_top1_bn", "val_loss_bn") if k in res})
+            bn = f" (BatchNorm recalibrated: {init_metrics['val_top1_bn']:.4f})" if "val_top1_bn" in res else ""
+            log(f"{folder.label}: after init, val_top1 {init_metrics['val_top1']:.4f}{bn}, "
                 f"val_loss {init_metrics['val_loss']:.4f}")
             save(init_metrics=init_metrics)
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)

@@ -19,9 +19,8 @@ progress bar and the precision/DDP switches.
 
 from __future__ import annotations
 
-import logging
 import math
-import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,9 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from bench.errors import ConfigError, DivergedError
+from bench.running import quiet  # noqa: F401  (silences Lightning's known-harmless lines: bench/running/quiet.py)
+from bench.running.bn_eval import has_batchnorm, recalibrated
 from bench.seeding import DROPOUT, epoch_seed, reseed
-
-# Noise that says nothing about the run: Lightning's advert for its cloud logger, and a deprecation inside
-# Lightning's own use of torch's pytree.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "Tip:" not in r.getMessage())
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming is the point
 
 
 def global_rank() -> int:
@@ -61,14 +56,32 @@ def lr_factor(epoch: int, optim: Any, epochs: int) -> float:
     schedule = getattr(optim.schedule, "value", optim.schedule)
     if schedule == "constant":
         return 1.0
+    if schedule == "cosine_steps":
+        raise ValueError("cosine_steps is stepped per step: use step_lr_factor")
     span = optim.mock_epochs if schedule == "mocked_cosine" else epochs
     e = min(epoch, span)
     return optim.min_factor + (1 - optim.min_factor) * (1 + math.cos(math.pi * e / span)) / 2
 
 
+def step_lr_factor(step: int, total: int, warmup: int) -> float:
+    """``cosine_steps``: linear warm-up over ``warmup`` steps, then a cosine from 1 to 0 at step ``total``.
+
+    >>> [round(step_lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.345, 0.0]
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    t = min(step - warmup, total - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * t))
+
+
 class Classifier(pl.LightningModule):
+    """``recalibration``: a function giving the fixed training batches of the BatchNorm-recalibrated
+    evaluation (:mod:`bench.running.bn_eval`), or None to evaluate only as the protocol does."""
+
     def __init__(self, model: nn.Module, *, num_classes: int, optim: Any, epochs: int, seed: int,
-                 lr: float | None = None, max_loss: float = 1000.0, channels_last: bool = False):
+                 lr: float | None = None, max_loss: float = 1000.0, channels_last: bool = False,
+                 recalibration: Callable[[], Iterable[torch.Tensor]] | None = None):
         super().__init__()
         self.model, self.optim_cfg, self.epochs, self.seed = model, optim, epochs, seed
         self.lr = lr if lr is not None else optim.lr
@@ -78,10 +91,19 @@ class Classifier(pl.LightningModule):
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self.val_top5 = MulticlassAccuracy(num_classes, top_k=min(5, num_classes), average="micro")
         self.val_samples = SumMetric()
+        self.recalibration = recalibration if recalibration is not None and has_batchnorm(model) else None
+        if self.recalibration is not None:
+            self.val_loss_bn = MeanMetric(nan_strategy="disable")
+            self.val_top1_bn = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self._recalibrated: list[nn.Module] = []  # a list, so the copy is no submodule (not in checkpoints)
 
     def setup(self, stage: str) -> None:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -118,6 +140,12 @@ class Classifier(pl.LightningModule):
                                 f"step {batch_idx + 1} of the epoch (global step {self.global_step + 1})")
 
     # -- validation --------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        if self.recalibration is not None:
+            context = self.trainer.strategy.precision_plugin.val_step_context
+            self._recalibrated = [recalibrated(self.model, self.recalibration(), prepare=self.prepare,
+                                               context=context)]
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(x).float()
@@ -129,6 +157,15 @@ class Classifier(pl.LightningModule):
         self.log("val_top1", self.val_top1, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict({"val_top5": self.val_top5, "val_loss": self.val_loss, "val_samples": self.val_samples},
                       on_step=False, on_epoch=True)
+        if self._recalibrated:  # the same images through the recalibrated copy: one pass over the data
+            logits = self._recalibrated[0](self.prepare(x)).float()
+            self.val_loss_bn.update(F.cross_entropy(logits, y), weight=len(y))
+            self.val_top1_bn.update(logits, y)
+            self.log_dict({"val_top1_bn": self.val_top1_bn, "val_loss_bn": self.val_loss_bn}, on_step=False,
+                          on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._recalibrated = []
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -141,6 +178,10 @@ class Classifier(pl.LightningModule):
                                   weight_decay=o.weight_decay)
         else:
             raise ConfigError(f"unknown optimiser {name!r}: adam or sgd")
+        if getattr(o.schedule, "value", o.schedule) == "cosine_steps":
+            total = int(self.trainer.estimated_stepping_batches)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: step_lr_factor(s, total, o.warmup_steps))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, o, self.epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 

@@ -49,11 +49,27 @@ def versions() -> dict:
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def hardware(trainer_cfg: Any) -> dict:
+    """Where the run ran. On a CPU, results are bit-identical across runs only with the same torch version,
+    thread count and CPU kernels (``cpu_capability``: the vector instruction set torch dispatched to), which
+    is why they are recorded (README, "Reproducibility")."""
     gpu = on_gpu(trainer_cfg)
     return {"device": torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else "cpu",
             "n_devices": int(trainer_cfg.devices) * int(trainer_cfg.num_nodes),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "hostname": platform.node()}
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "hostname": platform.node(),
+            "cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch_interop_threads": torch.get_num_interop_threads()}
 
 
 def slurm_ids() -> dict | None:

@@ -60,10 +60,12 @@ FIELDS: tuple[Field, ...] = (
     Field("git_dirty", None, "uncommitted changes to tracked files", segment=True),
     Field("versions", None, "python, torch, torchvision, timm, lightning, torchmetrics, hydra, dpiat, cuda, cudnn",
           segment=True),
-    Field("hardware", None, "device, n_devices, cpu_count, torch_threads, hostname", segment=True),
+    Field("hardware", None, "device, n_devices, cpu_count, torch_threads, hostname, cpu_model, cpu_capability, "
+          "torch_interop_threads", segment=True),
     Field("slurm", None, "null, or job_id, array_job_id, array_task_id, restart_count", segment=True),
     Field("similarity", None, "dpiat.similarity(source, target) when the pair has a source"),
-    Field("init_metrics", None, "val_top1, val_top5, val_loss, val_samples of the initialised target, before training"),
+    Field("init_metrics", None, "val_top1, val_top5, val_loss, val_samples of the initialised target, before "
+          "training, and val_top1_bn, val_loss_bn unless eval.bn_batches=0"),
     Field("metrics", [], "one entry per finished epoch (EPOCH_FIELDS)"),
     Field("best_val_top1", None, "highest val_top1 over the epochs so far"),
     Field("final_val_top1", None, "val_top1 of the last planned epoch, once finished"),
@@ -87,8 +89,11 @@ EPOCH_FIELDS: dict[str, str] = {
     "images_seen": "training images since the start of training (cumulative across resumes)",
     "val_samples": "images validated, all processes together",
     "wall_seconds": "seconds since the start of training (cumulative across resumes)",
+    "val_top1_bn": "validation top-1 with BatchNorm statistics recomputed on eval.bn_batches fixed training "
+                   "batches (bench/running/bn_eval.py); absent when eval.bn_batches=0",
+    "val_loss_bn": "validation cross-entropy, BatchNorm recalibrated",
 }
-EPOCH_REQUIRED = tuple(EPOCH_FIELDS)  # every entry has these; keys declared later are optional
+EPOCH_REQUIRED = tuple(EPOCH_FIELDS)[:8]  # every entry has these; the keys after them are optional
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -176,17 +181,20 @@ class RunRecord:
     similarity: float | None
     init_top1: float | None  # before any training (epoch 0)
     top1: dict[int, float] = field(default_factory=dict)  # epoch -> val_top1
+    init_top1_bn: float | None = None  # the same, BatchNorm recalibrated (absent in runs without it)
+    top1_bn: dict[int, float] = field(default_factory=dict)  # epoch -> val_top1_bn
 
     @property
     def key(self) -> tuple[str, str, int]:
         """Runs are comparable only when these agree."""
         return (self.target, self.data, self.epochs)
 
-    def curve(self, n: int) -> list[float] | None:
-        """val_top1 at epochs 1..n, or None if the run has not reached all of them."""
-        if any(e not in self.top1 for e in range(1, n + 1)):
+    def curve(self, n: int, bn: bool = False) -> list[float] | None:
+        """val_top1 (``bn``: val_top1_bn) at epochs 1..n, or None if the run has not got all of them."""
+        values = self.top1_bn if bn else self.top1
+        if any(e not in values for e in range(1, n + 1)):
             return None
-        return [self.top1[e] for e in range(1, n + 1)]
+        return [values[e] for e in range(1, n + 1)]
 
     def describe(self, n: int) -> str:
         """'seed2 failed (1/4 epochs): <reason>', for notes."""
@@ -235,10 +243,10 @@ def load_record(path: str | os.PathLike) -> RunRecord:
     for key, ok, what in _TABLE_CHECKS:
         if not ok(raw.get(key)):
             raise ValueError(f"{path}: {key!r} must be {what}, got {raw.get(key)!r}")
-    init_top1 = (raw.get("init_metrics") or {}).get("val_top1")
-    if init_top1 is not None:
-        init_top1 = _fraction(init_top1, "init_metrics.val_top1", path)
-    top1 = {}
+    init = raw.get("init_metrics") or {}
+    init_top1, init_top1_bn = (None if init.get(k) is None else _fraction(init[k], f"init_metrics.{k}", path)
+                               for k in ("val_top1", "val_top1_bn"))
+    top1, top1_bn = {}, {}
     for i, m in enumerate(raw["metrics"]):
         if not isinstance(m, dict):
             raise ValueError(f"{path}: metrics[{i}] must be an object, got {m!r}")
@@ -246,7 +254,10 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         if not (_integer(epoch) and epoch >= 1):
             raise ValueError(f"{path}: metrics[{i}].epoch must be an integer >= 1, got {epoch!r}")
         top1[epoch] = _fraction(m.get("val_top1"), f"metrics[{i}].val_top1", path)  # a resumed epoch: last wins
+        if m.get("val_top1_bn") is not None:
+            top1_bn[epoch] = _fraction(m["val_top1_bn"], f"metrics[{i}].val_top1_bn", path)
     reason, similarity = raw.get("failure_reason"), raw.get("similarity")
     return RunRecord(path, raw["pair"], raw["init"], raw["seed"], raw["status"],
                      None if reason is None else str(reason), raw.get("source"), raw["target"], raw["data"],
-                     raw["epochs"], None if similarity is None else float(similarity), init_top1, top1)
+                     raw["epochs"], None if similarity is None else float(similarity), init_top1, top1,
+                     init_top1_bn, top1_bn)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import lightning.pytorch as pl
 
@@ -24,8 +25,10 @@ class EpochRecorder(pl.Callback):
     Every process keeps the record up to date (all of them decide from it); only ``write=True`` writes it.
     """
 
-    def __init__(self, folder: RunFolder, run: dict, *, global_batch: int, write: bool):
-        self.folder, self.run, self.global_batch, self.write = folder, run, global_batch, write
+    def __init__(self, folder: RunFolder, run: dict, *, global_batch: int, write: bool,
+                 log: Callable[[str], None] = print):
+        # not self.log: Lightning sets that name on callbacks to the LightningModule's log
+        self.folder, self.run, self.global_batch, self.write, self.say = folder, run, global_batch, write, log
         self._t0 = 0.0
         self._wall_base = 0.0
 
@@ -40,16 +43,21 @@ class EpochRecorder(pl.Callback):
             return
         m = trainer.callback_metrics
         epoch = trainer.current_epoch + 1
+        optional = {k: float(m[k]) for k in ("val_top1_bn", "val_loss_bn") if k in m}
         entry = schema.epoch_entry(
             epoch=epoch, val_top1=float(m["val_top1"]), val_top5=float(m["val_top5"]),
             val_loss=float(m["val_loss"]), train_loss=float(module.train_loss.compute()),
             images_seen=int(trainer.global_step * self.global_batch), val_samples=int(m["val_samples"]),
-            wall_seconds=round(self._wall_base + time.perf_counter() - self._t0, 3))
+            wall_seconds=round(self._wall_base + time.perf_counter() - self._t0, 3), **optional)
         metrics = [e for e in self.run["metrics"] if e["epoch"] < epoch] + [entry]
         self.run["metrics"] = metrics
         self.run["best_val_top1"] = max(e["val_top1"] for e in metrics)
         if self.write:
             self.folder.write(self.run)
+        bn = f" (BatchNorm recalibrated {entry['val_top1_bn']:.4f})" if "val_top1_bn" in entry else ""
+        self.say(f"{self.folder.label}: epoch {epoch}/{self.folder.epochs}: train_loss {entry['train_loss']:.4f}, "
+                 f"val_top1 {entry['val_top1']:.4f}{bn}, val_loss {entry['val_loss']:.4f}, "
+                 f"{entry['wall_seconds']:.0f} s")
         if not all(map(math.isfinite, (entry["val_loss"], entry["train_loss"]))):
             raise DivergedError(f"validation loss became {entry['val_loss']:g} (training loss "
                                 f"{entry['train_loss']:g}) at epoch {epoch}")

@@ -36,6 +36,7 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 import dpiat
+from bench.config import source_config
 from bench.errors import ConfigError, SourceError
 from bench.files import atomic_write_json
 from bench.running.folder import SOURCE_ORIGIN, SOURCE_WEIGHTS, RunFolder
@@ -119,12 +120,13 @@ def get_source(cfg: Any, *, log: Callable[[str], None] = print_rank0) -> tuple[n
 def train_source(cfg: Any, log: Callable[[str], None] = print_rank0) -> dict:
     """Train (or resume, or find finished) the source run of ``cfg``; return its run.json."""
     folder = RunFolder.source(cfg)
+    own = source_config(cfg)  # the experiment's data and recipe with the source's budget and schedule
 
     def initialise() -> Initialised:  # a source starts from timm's random init
-        model = fresh_model(folder.network, cfg, folder.seed)
+        model = fresh_model(folder.network, own, folder.seed)
         return model, {"init_report": dpiat.initialize("random", model), "similarity": None, "source_weights": None}
 
-    return execute(folder, cfg, initialise, lr=cfg.source.lr, monitor=("val_loss", "min"), log=log)
+    return execute(folder, own, initialise, monitor=("val_loss", "min"), log=log)
 
 
 def _trained_source(cfg: Any, log: Callable[[str], None]) -> tuple[nn.Module, dict]:

@@ -48,8 +48,10 @@ def initialise(cfg: DictConfig, log: Callable[[str], None] = print_rank0) -> Ini
     report = dpiat.initialize(name, model, source=source, **init_options(cfg.init))
     similarity = None
     if cfg.pair.source and global_rank() == 0:
-        try:
-            similarity = float(dpiat.similarity(cfg.pair.source, cfg.pair.target))
+        try:  # of the two networks as built here (their classes and input channels), on the meta device
+            target_net = dpiat.create_model(cfg.pair.target, device="meta", num_classes=cfg.data.num_classes,
+                                            in_chans=cfg.data.in_chans)
+            similarity = float(dpiat.similarity(sources.build_source_model(cfg, device="meta"), target_net))
         except DpiatError as e:
             log(f"note: no similarity for {cfg.pair.source} -> {cfg.pair.target}: {e}")
     if source is not None:
