@@ -63,25 +63,27 @@ def dry_run(plan: Plan, site: dict[str, str], site_path: Path | None, parallel: 
     return 0
 
 
-def local(plan: Plan) -> int:
-    """Run the plan here, then print the table; 1 when a task failed."""
-    failed = run_local(plan)
+def local(plan: Plan, jobs: int = 1) -> int:
+    """Run the plan here (``jobs`` tasks at once), then print the table; 1 when a task failed."""
+    failed = run_local(plan, jobs)
     if any(t.kind != "run" for t in failed) or not (plan.runs or plan.finished):
         return 1 if failed else 0
     adhoc = {id(t) for t in plan.adhoc}
     rc = 0
     if any(id(t) not in adhoc for t in plan.runs + plan.finished):
-        rc = aggregate_table(plan.runs_dir)
+        rc = aggregate_table(plan.runs_dir, [d for d in plan.compare_dirs if d.is_dir()],
+                             plan.axes["pair"] if plan.compare_dirs else None)
     if adhoc:  # points outside the grid: their own table, never the experiment's
         rc = max(rc, aggregate_table(plan.adhoc_dir))
     return 1 if failed else rc
 
 
-def aggregate_table(runs_dir: Path) -> int:
-    """The table of ``runs_dir`` (bench/aggregate.py), printed; 1 when there is nothing to aggregate."""
+def aggregate_table(runs_dir: Path, also: list[Path] = (), pairs: list[str] | None = None) -> int:
+    """The table of ``runs_dir`` (bench/aggregate.py; ``also``, ``pairs``: grid.compare_with), printed;
+    1 when there is nothing to aggregate."""
     out_dir = table_dir(runs_dir)
     try:
-        rows = aggregate(runs_dir, out_dir)
+        rows = aggregate(runs_dir, out_dir, also=list(also), pairs=pairs)
     except AggregateError as e:
         print(f"error: cannot aggregate: {e}", file=sys.stderr)
         return 1
@@ -89,7 +91,8 @@ def aggregate_table(runs_dir: Path) -> int:
     if table.exists():
         print("\n" + table.read_text().rstrip())
     print(f"\naggregated {len(rows)} table rows from {runs_dir} into {table.parent}/ "
-          f"(again: python bench/aggregate.py {runs_dir} --out {out_dir})")
+          f"(again: python bench/aggregate.py {runs_dir}{''.join(f' --also {d}' for d in also)}"
+          f"{' --pairs ' + ' '.join(pairs) if pairs else ''} --out {out_dir})")
     return 0
 
 
@@ -109,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
                              "see slurm/site.example.env)")
     parser.add_argument("--parallel", type=int, default=None, metavar="P",
                         help="at most P array tasks at once (sbatch --array=0-N%%P)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="J",
+                        help="with --local: J tasks at once, output to <runs>/local_logs/ (pin trainer.threads)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     if args.parallel is not None and args.parallel < 1:
         parser.error("--parallel must be at least 1")
     if Path.cwd().resolve() != REPO_ROOT:
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: missing file: {line}", file=sys.stderr)
             return 2
         if args.local:
-            return local(plan)
+            return local(plan, args.jobs)
         if args.submit:
             return submit(plan, site, site_path, args.parallel)
         return dry_run(plan, site, site_path, args.parallel)

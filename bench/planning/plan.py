@@ -101,6 +101,7 @@ class Plan:
     shared: list[Task] = field(default_factory=list)  # left out: a source-free run of another pair serves them
     trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
     missing: list[str] = field(default_factory=list)  # one line per file the runs need that nobody makes
+    compare_dirs: list[Path] = field(default_factory=list)  # grid.compare_with: their runs join the table
 
     @property
     def adhoc_dir(self) -> Path:
@@ -137,6 +138,8 @@ class Plan:
                          f"{self.adhoc_dir} (not in the experiment's table; their own: python bench/aggregate.py "
                          f"{self.adhoc_dir} --out <folder>)")
         lines += [f"  missing file: {m}" for m in self.missing]
+        lines += [f"  the table also takes this grid's pairs from {d}" + ("" if d.is_dir() else
+                  " (not there yet: run that experiment first)") for d in self.compare_dirs]
         return "\n".join(lines)
 
 
@@ -258,7 +261,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
 
         experiment = experiment_path(base.paths.runs, base.experiment_name)
         plan = Plan(experiment=base.experiment_name, runs_dir=experiment, overrides=list(overrides),
-                    axes={"pair": [str(p) for p in pairs], "init": inits, "seed": [str(s) for s in seeds]})
+                    axes={"pair": [str(p) for p in pairs], "init": inits, "seed": [str(s) for s in seeds]},
+                    compare_dirs=[experiment_path(base.paths.runs, e) for e in grid.get("compare_with") or []])
         points: list[_Point] = []
         for choice, init in itertools.product(dict.fromkeys(p.choice for p in pairs), inits):
             # one compose per (pair file, init): composing costs ~0.3 s
