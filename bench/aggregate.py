@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: results/<experiment>, results/<experiment>/adhoc for adhoc/)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
+    p.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
+                   help="another results/runs/<experiment> whose runs join the table (repeatable; "
+                        "runs_dir's own run of a pair, init and seed wins)")
+    p.add_argument("--pairs", nargs="+", default=None, help="only these pairs (default: all)")
+    p.add_argument("--inits", nargs="+", default=None, help="only these inits (default: all)")
     args = p.parse_args(argv)
     out = args.out
     if out is None and args.runs_dir.name == ADHOC:
@@ -57,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                   "--out to say where its table goes", file=sys.stderr)
             return 1
     try:
-        rows = aggregate(args.runs_dir, out, epochs=args.epochs, plots=not args.no_plots)
+        rows = aggregate(args.runs_dir, out, epochs=args.epochs, plots=not args.no_plots, also=args.also,
+                         pairs=args.pairs, inits=args.inits)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

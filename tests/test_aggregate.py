@@ -37,15 +37,21 @@ DPIAT_C = [[0.2, 0.4], [0.3, 0.6]]
 
 
 def write_run(root: Path, pair: str, init: str, seed: int, curve: list[float], *, status="finished",
-              source=None, target="t", data="fm", epochs=2, similarity=None, reason=None, init_top1=None) -> Path:
-    """A run.json as the harness writes it (bench/running/record.py schema), with only what the table reads."""
+              source=None, target="t", data="fm", epochs=2, similarity=None, reason=None, init_top1=None,
+              bn: list[float] | None = None, init_top1_bn=None) -> Path:
+    """A run.json as the harness writes it (bench/running/record.py schema), with only what the table reads;
+    ``bn``: the BatchNorm-recalibrated curve (val_top1_bn), absent in runs that did not record it."""
     path = root / pair / init / f"seed{seed}" / "run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    init_metrics = None if init_top1 is None else {"val_top1": init_top1, "val_loss": 2.3}
+    if init_top1_bn is not None:
+        init_metrics["val_top1_bn"] = init_top1_bn
+    metrics = [{"epoch": e, "val_top1": v, "val_loss": 1.0} for e, v in enumerate(curve, 1)]
+    for m, v in zip(metrics, bn or []):
+        m["val_top1_bn"] = v
     run = {"schema_version": 1, "status": status, "failure_reason": reason, "experiment": root.name,
            "pair": pair, "init": init, "seed": seed, "source": source, "target": target, "data": data,
-           "epochs": epochs, "similarity": similarity,
-           "init_metrics": None if init_top1 is None else {"val_top1": init_top1, "val_loss": 2.3},
-           "metrics": [{"epoch": e, "val_top1": v, "val_loss": 1.0} for e, v in enumerate(curve, 1)]}
+           "epochs": epochs, "similarity": similarity, "init_metrics": init_metrics, "metrics": metrics}
     path.write_text(json.dumps(run))
     return path
 
@@ -105,13 +111,31 @@ def test_bootstrap_intervals():
     assert mean_std([0.7]) == (0.7, None) and mean_std([]) == (None, None)
 
 
-def test_ratio_intervals_in_the_table(runs):
+def test_ratio_intervals_in_the_table_are_student_t_below_five_seeds(runs):
+    # A bootstrap over 3 seeds can resample only 10 distinct means (too narrow); below 5 seeds the table uses
+    # mean +- t(0.975, n-1) * s / sqrt(n) and lists the per-seed ratios.
+    t975 = {1: 12.706204736174707, 2: 4.302652729749464}
     t = table(runs)
     d = t["a_to_t", "dpiat"]
-    assert (d["ratio_best_ci_low"], d["ratio_best_ci_high"]) == pytest.approx((1.0, 2.0))
-    assert (d["ratio_final_ci_low"], d["ratio_final_ci_high"]) == pytest.approx((1.0, 2.5))  # 1/27 each end
+    half = t975[2] * math.sqrt(1 / 3) / math.sqrt(3)  # best ratios 2, 2, 1: s = sqrt(1/3)
+    assert (d["ratio_best_ci_low"], d["ratio_best_ci_high"]) == pytest.approx((5 / 3 - half, 5 / 3 + half))
+    half = t975[2] * math.sqrt(21 / 36) / math.sqrt(3)  # final ratios 1.5, 2.5, 1: s^2 = 21/36
+    assert (d["ratio_final_ci_low"], d["ratio_final_ci_high"]) == pytest.approx((5 / 3 - half, 5 / 3 + half))
+    assert d["interval"] == "t" and d["ratio_best_seeds"] == "2.00 2.00 1.00"
     c = t["c_to_u", "dpiat"]
-    assert (c["ratio_best_ci_low"], c["ratio_best_ci_high"]) == pytest.approx((2 / 3, 1.0))
+    half = t975[1] * (1 / 3) / math.sqrt(2) / math.sqrt(2)  # 2/3 and 1: s = (1/3) / sqrt(2)
+    assert (c["ratio_best_ci_low"], c["ratio_best_ci_high"]) == pytest.approx((5 / 6 - half, 5 / 6 + half))
+
+
+def test_intervals_are_bootstrap_from_five_seeds(tmp_path):
+    root = tmp_path / "results" / "runs" / "exp"
+    ratios = [1.0, 1.2, 1.4, 1.6, 1.8]
+    for seed, r in enumerate(ratios):
+        write_run(root, "a_to_t", "random", seed, [0.25, 0.25])
+        write_run(root, "a_to_t", "dpiat", seed, [0.25 * r, 0.25 * r], source="a")
+    d = table(root)["a_to_t", "dpiat"]
+    assert d["interval"] == "bootstrap"
+    assert (d["ratio_best_ci_low"], d["ratio_best_ci_high"]) == pytest.approx(bootstrap_ci(ratios))
 
 
 def test_all_rows_average_pairs_with_and_without_clipping(runs):
@@ -327,14 +351,15 @@ def test_csv_md_and_tex_show_the_same_numbers(runs):
 
     md = (out / "table.md").read_text()
     line = next(ln for ln in md.splitlines() if ln.startswith("| a_to_t | dpiat |"))
-    for text in ["3 of 4", "0.800 ± 0.200", "0.733 ± 0.231", "1.67 [1.00, 2.00]", "1.67 [1.00, 2.50]", "1.57"]:
+    for text in ["3 of 4", "0.800 ± 0.200", "1.67 [0.23, 3.10]", "1.67 [-0.23, 3.56]"]:  # t intervals, n = 3
         assert text in line
-    assert "| x_to_t | dpiat | 1 | 0.700 ± - | 0.500 ± - | 1.75 | 1.25 |" in md  # .7/.4, .5/.4
+    assert "| x_to_t | dpiat | 1 | - | 0.700 ± - | 1.75 | 1.25 |" in md  # .7/.4, .5/.4; no init metrics
     all_line = next(ln for ln in md.splitlines() if ln.startswith("| dpiat | 3 |"))
     assert "| 1.42 | 1.47 |" in all_line  # (5/3 + 5/6 + 1.75)/3 and (5/3 + 1 + 1.75)/3
 
     tex = (out / "table.tex").read_text()
-    assert r"a\_to\_t & dpiat & 3 of 4 & 0.800 $\pm$ 0.200 & 0.733 $\pm$ 0.231 & 1.67 [1.00, 2.00]" in tex
+    assert r"a\_to\_t & dpiat & 3 of 4 & 0.800 $\pm$ 0.200 & - & 1.67 [0.23, 3.10]" in tex  # no BN curves: '-'
+    assert "3 of 4 | 0.300 | 0.800 ± 0.200" in line  # before training: protocol only (no BN recorded)
     assert r"dpiat & 3 & 1.42 & 1.47" in tex
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
 
@@ -379,3 +404,38 @@ def test_cli_writes_results_next_to_runs(runs):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (runs.parent.parent / "exp" / "table.csv").exists() and "table.md" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- both evaluations, vs dpiat
+
+def test_recalibrated_columns_init_columns_and_paired_ratios_to_dpiat(tmp_path):
+    # BatchNorm-recalibrated curves (bn) beside the protocol's; a variant compared seed by seed with dpiat.
+    root = tmp_path / "results" / "runs" / "exp"
+    for seed in (0, 1):
+        write_run(root, "a_to_t", "random", seed, [0.2, 0.4], bn=[0.4, 0.5], init_top1=0.1, init_top1_bn=0.1)
+        write_run(root, "a_to_t", "dpiat", seed, [0.1, 0.6], bn=[0.7, 0.75], source="a", init_top1=0.1,
+                  init_top1_bn=0.6 + 0.1 * seed)
+        write_run(root, "a_to_t", "dpiat_bn", seed, [0.3 + 0.3 * seed, 0.3], bn=[0.7, 0.9], source="a",
+                  init_top1=0.2, init_top1_bn=0.7)
+    t = table(root)
+    d, v = t["a_to_t", "dpiat"], t["a_to_t", "dpiat_bn"]
+    assert d["init_top1_mean"] == pytest.approx(0.1) and d["init_top1_bn_mean"] == pytest.approx(0.65)
+    assert d["best_top1_bn_mean"] == pytest.approx(0.75) and d["final_top1_bn_mean"] == pytest.approx(0.75)
+    assert d["ratio_best_mean"] == pytest.approx(1.5) and d["ratio_best_bn_mean"] == pytest.approx(1.5)
+    assert d["ratio_best_bn_seeds"] == "1.50 1.50" and d["vs_dpiat_best_mean"] is None  # dpiat vs itself: none
+    # dpiat_bn: best 0.3, 0.6 vs dpiat's 0.6 -> 0.5, 1.0; recalibrated 0.9 vs 0.75 -> 1.2 both seeds
+    assert v["vs_dpiat_best_mean"] == pytest.approx(0.75) and v["vs_dpiat_best_bn_mean"] == pytest.approx(1.2)
+    assert (v["vs_dpiat_best_bn_ci_low"], v["vs_dpiat_best_bn_ci_high"]) == pytest.approx((1.2, 1.2))
+    assert v["ratio_best_bn_mean"] == pytest.approx(1.8)
+    a = t["ALL", "dpiat_bn"]
+    assert a["vs_dpiat_best_bn_mean"] == pytest.approx(1.2) and a["ratio_best_bn_mean"] == pytest.approx(1.8)
+    assert t["a_to_t", "random"]["vs_dpiat_best_mean"] is None
+
+
+def test_runs_without_the_recalibrated_evaluation_leave_its_columns_empty_and_say_so(tmp_path):
+    root = tmp_path / "results" / "runs" / "exp"
+    write_run(root, "a_to_t", "random", 0, [0.2, 0.4], bn=[0.4, 0.5])
+    write_run(root, "a_to_t", "random", 1, [0.2, 0.4])  # an older run: no val_top1_bn
+    r = table(root)["a_to_t", "random"]
+    assert r["best_top1_bn_mean"] == pytest.approx(0.5) and r["best_top1_mean"] == pytest.approx(0.4)
+    assert "recalibrated columns over 1 of 2 runs" in r["note"]

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.baselines import pick_baseline, source_free
-from bench.results.columns import ALL, CLIPPED, COLUMNS, RATIO_COLUMNS, REFERENCE_INIT, init_order
-from bench.results.stats import bootstrap_ci, mean_std
+from bench.results.columns import (ALL, CLIPPED, COLUMNS, COMPARE_COLUMNS, COMPARE_INIT, RATIO_COLUMNS,
+                                   REFERENCE_INIT, init_order)
+from bench.results.stats import interval, mean_std, per_seed
 from bench.running.record import RunRecord
 
 
@@ -40,8 +41,11 @@ class Cell:
     used: list[RunRecord] = field(default_factory=list)  # runs that reached epoch N: averaged in
     n_partial: int = 0  # runs that did not reach epoch N: counted, not averaged in
 
-    def curves(self) -> dict[int, list[float]]:
-        return {r.seed: r.curve(self.n_epochs) for r in self.used}
+    def curves(self, bn: bool = False) -> dict[int, list[float]]:
+        """seed -> top-1 at epochs 1..N of the runs averaged in (``bn``: BatchNorm recalibrated; only runs
+        that recorded it)."""
+        curves = {r.seed: r.curve(self.n_epochs, bn) for r in self.used}
+        return {seed: c for seed, c in curves.items() if c is not None}
 
 
 def build_cells(runs: list[RunRecord], problems: dict) -> tuple[list[Cell], list[str]]:
@@ -117,16 +121,21 @@ def summarize_cell(cell: Cell, epochs: int | None) -> None:
                           + "; ".join(r.describe(r.epochs) for r in unfinished))
 
 
-def cell_row(cell: Cell, ref: Cell | None) -> dict:
-    """One table row; ``ref`` is the random cell of the same pair."""
+def cell_row(cell: Cell, ref: Cell | None, compare: Cell | None = None) -> dict:
+    """One table row; ``ref`` is the random cell of the same pair, ``compare`` its faithful-DPIAT cell."""
     row = dict.fromkeys(COLUMNS)
-    curves = cell.curves()
-    best = [max(c) for c in curves.values()]
-    final = [c[-1] for c in curves.values()]
+    curves, curves_bn = cell.curves(), cell.curves(bn=True)
     row.update(pair=cell.pair, init=cell.init, n=len(curves), epochs=cell.n_epochs,
                runs_from=cell.shared_from or cell.pair, n_runs=len(cell.runs), n_partial=cell.n_partial)
-    row["best_top1_mean"], row["best_top1_std"] = mean_std(best)
-    row["final_top1_mean"], row["final_top1_std"] = mean_std(final)
+    for suffix, values in (("", [r.init_top1 for r in cell.used]), ("_bn", [r.init_top1_bn for r in cell.used])):
+        if values and None not in values:
+            row[f"init_top1{suffix}_mean"] = float(np.mean(values))
+    for suffix, by_seed in (("", curves), ("_bn", curves_bn)):
+        row[f"best_top1{suffix}_mean"], row[f"best_top1{suffix}_std"] = mean_std([max(c) for c in by_seed.values()])
+        row[f"final_top1{suffix}_mean"], row[f"final_top1{suffix}_std"] = mean_std([c[-1] for c in by_seed.values()])
+    if curves_bn and len(curves_bn) != len(curves):  # some runs did not record it (all none: older runs)
+        cell.notes.append(f"BatchNorm-recalibrated columns over {len(curves_bn)} of {len(curves)} runs "
+                          "(the others did not record it)")
     status = Counter(r.status for r in cell.runs)
     row.update({f"n_{s}": status[s] for s in ("finished", "running", "failed")})
     if cell.key is not None:
@@ -136,31 +145,51 @@ def cell_row(cell: Cell, ref: Cell | None) -> dict:
         sims = [r.similarity for r in cell.runs if r.similarity is not None]
         row["similarity"] = float(np.mean(sims)) if sims else None
     if curves:
-        _add_ratios(row, cell, ref, curves)
+        _add_ratios(row, cell, ref)
+    if curves and compare is not None and cell.init not in (REFERENCE_INIT, COMPARE_INIT):
+        _add_comparison(row, cell, compare)
     row["note"] = "; ".join(cell.notes)
     return row
 
 
-def _add_ratios(row: dict, cell: Cell, ref: Cell | None, curves: dict) -> None:
-    if ref is None or not ref.used:
+def _comparable(cell: Cell, other: Cell, what: str) -> bool:
+    if not other.used:
+        cell.notes.append(f"no usable {what} run: no {what} ratios")
+        return False
+    if other.key != cell.key or other.n_epochs != cell.n_epochs:
+        cell.notes.append(f"{what} runs differ in target/data/epochs ({other.key} vs {cell.key}): no {what} ratios")
+        return False
+    return True
+
+
+def _paired(curves: dict, other: dict) -> tuple[list[int], list[float], list[float]]:
+    """Seeds with a run on both sides (and a non-zero denominator), best-over-epochs and final ratios."""
+    seeds = [s for s in sorted(curves) if s in other and min(max(other[s]), other[s][-1]) > 0]
+    return (seeds, [max(curves[s]) / max(other[s]) for s in seeds],
+            [curves[s][-1] / other[s][-1] for s in seeds])
+
+
+def _add_ratios(row: dict, cell: Cell, ref: Cell | None) -> None:
+    if ref is None:
         cell.notes.append("no usable random run: no ratios")
         return
-    if ref.key != cell.key or ref.n_epochs != cell.n_epochs:
-        cell.notes.append(f"random runs differ in target/data/epochs ({ref.key} vs {cell.key}): no ratios")
+    if not _comparable(cell, ref, "random"):
         return
-    ref_curves = ref.curves()
-    seeds = [s for s in sorted(curves) if s in ref_curves and min(max(ref_curves[s]), ref_curves[s][-1]) > 0]
+    curves, ref_curves = cell.curves(), ref.curves()
+    seeds, ratio_best, ratio_final = _paired(curves, ref_curves)
     missing = sorted(set(curves) - set(seeds))
     if missing:
         cell.notes.append("no ratio for " + ", ".join(f"seed{s}" for s in missing)
                           + " (no usable random run with that seed, or its top-1 is 0)")
-    ratio_best = [max(curves[s]) / max(ref_curves[s]) for s in seeds]
-    ratio_final = [curves[s][-1] / ref_curves[s][-1] for s in seeds]
     row["n_ratio"] = len(seeds)
-    row["ratio_best_mean"], _ = mean_std(ratio_best)
-    row["ratio_final_mean"], _ = mean_std(ratio_final)
-    row["ratio_best_ci_low"], row["ratio_best_ci_high"] = bootstrap_ci(ratio_best)
-    row["ratio_final_ci_low"], row["ratio_final_ci_high"] = bootstrap_ci(ratio_final)
+    _mean_interval(row, "ratio_best", ratio_best)
+    _mean_interval(row, "ratio_final", ratio_final)
+    row["ratio_best_seeds"] = per_seed(ratio_best) or None
+    _, ratio_best_bn, ratio_final_bn = _paired(cell.curves(bn=True), ref.curves(bn=True))
+    _mean_interval(row, "ratio_best_bn", ratio_best_bn)
+    _mean_interval(row, "ratio_final_bn", ratio_final_bn)
+    row["ratio_best_bn_seeds"] = per_seed(ratio_best_bn) or None
+    row["interval"] = interval(ratio_best)[2]
     # the paper's definition: average the curves over seeds first, then take best (final) of the means
     mean_curve, ref_mean = np.mean(list(curves.values()), axis=0), np.mean(list(ref_curves.values()), axis=0)
     if ref_mean.max() > 0:
@@ -170,6 +199,22 @@ def _add_ratios(row: dict, cell: Cell, ref: Cell | None, curves: dict) -> None:
     for col, clipped in CLIPPED.items():
         if row[col] is not None:
             row[clipped] = max(1.0, row[col])
+
+
+def _add_comparison(row: dict, cell: Cell, compare: Cell) -> None:
+    """Paired per-seed ratios to the faithful method: does a variant (or GHN) beat ``dpiat``?"""
+    if not _comparable(cell, compare, COMPARE_INIT):
+        return
+    _, best, _ = _paired(cell.curves(), compare.curves())
+    _mean_interval(row, "vs_dpiat_best", best)
+    _, best_bn, _ = _paired(cell.curves(bn=True), compare.curves(bn=True))
+    _mean_interval(row, "vs_dpiat_best_bn", best_bn)
+
+
+def _mean_interval(row: dict, name: str, values: list[float]) -> None:
+    """``<name>_mean`` and its 95% interval ``<name>_ci_low`` / ``_ci_high`` (:func:`stats.interval`)."""
+    row[f"{name}_mean"], _ = mean_std(values)
+    row[f"{name}_ci_low"], row[f"{name}_ci_high"], _ = interval(values)
 
 
 def all_rows(rows: list[dict], paper: dict | None) -> list[dict]:
@@ -185,7 +230,7 @@ def all_rows(rows: list[dict], paper: dict | None) -> list[dict]:
         without = [p for p in pairs if p not in {r["pair"] for r in have}]  # incl. pairs with no such runs
         row = dict.fromkeys(COLUMNS)
         row.update(pair=ALL, init=init, n=len(have))
-        for col in [*RATIO_COLUMNS, *CLIPPED.values()]:
+        for col in [*RATIO_COLUMNS, *CLIPPED.values(), *COMPARE_COLUMNS]:
             vals = [r[col] for r in mine if r[col] is not None]
             row[col] = float(np.mean(vals)) if vals else None
         epochs = {r["epochs"] for r in mine if r["epochs"] is not None}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.errors import AggregateError
 from bench.results.cells import all_rows, build_cells, cell_row, summarize_cell
-from bench.results.columns import REFERENCE_INIT
+from bench.results.columns import COMPARE_INIT, REFERENCE_INIT
 from bench.results.runs import find_runs
 from bench.results.stats import similarity_correlations
 
@@ -39,9 +39,13 @@ def default_out_dir(runs_dir: Path) -> Path:
 
 
 def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: int | None = None,
-              plots: bool = True) -> list[dict]:
+              plots: bool = True, also: list[str | Path] = (), pairs: list[str] | None = None,
+              inits: list[str] | None = None) -> list[dict]:
     """Aggregate ``runs_dir`` into ``out_dir`` (default ``results/<experiment>``); return the table rows.
 
+    ``also``: more experiment folders whose runs join the table (e.g. the proxy's random and dpiat rows beside
+    the variants'); a run of the same pair, init and seed in ``runs_dir`` wins, and the note names the folder
+    each borrowed cell comes from. ``pairs`` / ``inits``: keep only these (default: all).
     Raises AggregateError when there is nothing to aggregate. Problems with single runs are notes.
     """
     runs_dir = Path(runs_dir)
@@ -52,6 +56,24 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
     explicit_out = out_dir
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(runs_dir)
     runs, problems = find_runs(runs_dir)
+    borrowed: dict[tuple[str, str], set[str]] = {}
+    for extra in map(Path, also):
+        if not extra.is_dir():
+            raise AggregateError(f"{extra}: no such folder (expected results/runs/<experiment>)")
+        more, more_problems = find_runs(extra)
+        own = {(r.pair, r.init, r.seed) for r in runs}
+        for r in more:
+            if (r.pair, r.init, r.seed) not in own and (pairs is None or r.pair in pairs):
+                runs.append(r)
+                borrowed.setdefault((r.pair, r.init), set()).add(extra.name)
+        for key, msgs in more_problems.items():
+            if pairs is None or key[0] in pairs:
+                problems.setdefault(key, []).extend(msgs)
+    if pairs is not None or inits is not None:
+        def keep(pair: str, init: str) -> bool:
+            return (pairs is None or pair in pairs) and (inits is None or init in inits)
+        runs = [r for r in runs if keep(r.pair, r.init)]
+        problems = {k: v for k, v in problems.items() if keep(*k)}
     for msgs in problems.values():
         for msg in msgs:
             print(f"warning: {msg}", file=sys.stderr)
@@ -60,9 +82,13 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
                              f"({sum(map(len, problems.values()))} problems reported above)")
     cells, global_notes = build_cells(runs, problems)
     for cell in cells:
+        if (cell.pair, cell.init) in borrowed:
+            cell.notes.append("runs from " + ", ".join(sorted(borrowed[cell.pair, cell.init])))
+    for cell in cells:
         summarize_cell(cell, epochs)
     ref = {c.pair: c for c in cells if c.init == REFERENCE_INIT}
-    rows = [cell_row(c, ref.get(c.pair)) for c in cells]
+    compare = {c.pair: c for c in cells if c.init == COMPARE_INIT}
+    rows = [cell_row(c, ref.get(c.pair), compare.get(c.pair)) for c in cells]
     experiment = runs_dir.resolve().name
     rows += all_rows(rows, PAPER_FIGURES.get(experiment))
 
@@ -70,8 +96,9 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
     notes += [f"similarity vs ratio (best over epochs 1..N) for {init}: Pearson r = "
               + ("undefined" if math.isnan(r) else f"{r:.2f}") + f", n = {n} pairs"
               for init, (r, n) in similarity_correlations(rows).items()]
-    command = f"python bench/aggregate.py {runs_dir}" + (f" --epochs {epochs}" if epochs else "") \
-        + ("" if explicit_out is None else f" --out {explicit_out}")
+    command = f"python bench/aggregate.py {runs_dir}" + "".join(f" --also {a}" for a in also) \
+        + (f" --pairs {' '.join(pairs)}" if pairs else "") + (f" --inits {' '.join(inits)}" if inits else "") \
+        + (f" --epochs {epochs}" if epochs else "") + ("" if explicit_out is None else f" --out {explicit_out}")
 
     from bench.results import formats  # matplotlib only when writing
     from bench.results import plots as plotting
