@@ -104,17 +104,27 @@ def target_folders(experiment_dir: str | Path) -> Iterator[Path]:
 
 def default_table_dir(runs_dir: str | Path) -> Path | None:
     """bench/aggregate.py's default output: ``results/runs/<experiment>`` -> ``results/<experiment>``, its
-    ``adhoc/`` -> ``results/<experiment>/adhoc``; None for a folder that is not inside a ``runs/`` folder.
+    ``adhoc/`` -> ``results/<experiment>/adhoc``, the committed copy ``results/<experiment>/runs`` ->
+    ``results/<experiment>``; None for a folder that is not inside a ``runs/`` folder.
 
     >>> str(default_table_dir("/r/results/runs/default/adhoc"))
     '/r/results/default/adhoc'
     """
     runs_dir = Path(runs_dir).resolve()
+    if runs_dir.name == "runs" and runs_dir.parent.name != "results":  # a committed copy: results/<exp>/runs
+        return runs_dir.parent
     experiment = runs_dir.parent if runs_dir.name == ADHOC else runs_dir
     if experiment.parent.name != "runs":
         return None
     out = experiment.parent.parent / experiment.name
     return out / ADHOC if experiment != runs_dir else out
+
+
+def experiment_of(runs_dir: str | Path) -> str:
+    """The experiment a runs folder belongs to: ``results/runs/proxy`` and ``results/proxy/runs`` are both
+    ``proxy`` (what the table is titled and which published figures it is shown beside)."""
+    runs_dir = Path(runs_dir).resolve()
+    return runs_dir.parent.name if runs_dir.name == "runs" else runs_dir.name
 
 
 def table_dir(runs_dir: str | Path) -> Path:

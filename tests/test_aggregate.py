@@ -439,3 +439,32 @@ def test_runs_without_the_recalibrated_evaluation_leave_its_columns_empty_and_sa
     r = table(root)["a_to_t", "random"]
     assert r["best_top1_bn_mean"] == pytest.approx(0.5) and r["best_top1_mean"] == pytest.approx(0.4)
     assert "recalibrated columns over 1 of 2 runs" in r["note"]
+
+
+# ----------------------------------------------------------------------------- several folders, one path rule
+
+def test_committed_copy_results_exp_runs_aggregates_into_results_exp(runs):
+    """results/<exp>/runs (the committed copy) -> results/<exp>, titled <exp>, without --out."""
+    copy = runs.parent.parent / "exp" / "runs"
+    shutil.copytree(runs, copy)
+    assert main([str(copy), "--no-plots"]) == 0
+    table_md = (copy.parent / "table.md").read_text()
+    assert "exp" in table_md.splitlines()[0]
+    assert main([str(copy), "--no-plots", "--epochs", "1", "--out", str(copy.parent / "epoch1")]) == 0
+    assert (copy.parent / "epoch1" / "table.csv").exists()
+
+
+def test_also_joins_another_experiments_runs_and_the_own_run_wins(runs, tmp_path):
+    other = tmp_path / "results" / "runs" / "variants"
+    write_run(other, "a_to_t", "dpiat_bn", 0, [0.5, 0.6], source="a")
+    write_run(other, "a_to_t", "dpiat_bn", 1, [0.5, 0.7], source="a")
+    write_run(other, "a_to_t", "random", 0, [0.9, 0.9])  # the same pair, init and seed as the proxy's: wins
+    rows = {(r["pair"], r["init"]): r for r in
+            aggregate(other, tmp_path / "out", plots=False, also=[runs], pairs=["a_to_t"])}
+    assert {p for p, _ in rows} == {"a_to_t", "ALL"}  # c_to_u left out by pairs=
+    assert rows["a_to_t", "random"]["n"] == len(RANDOM_T)  # seed 0 own, the others borrowed
+    assert "runs from exp" in rows["a_to_t", "dpiat"]["note"]
+    assert rows["a_to_t", "dpiat_bn"]["ratio_best_mean"] == pytest.approx(
+        ((0.6 / 0.9) + (0.7 / max(RANDOM_T[1]))) / 2)
+    only = aggregate(other, tmp_path / "out2", plots=False, also=[runs], inits=["random", "dpiat_bn"])
+    assert {r["init"] for r in only} == {"random", "dpiat_bn"}

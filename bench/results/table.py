@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import AggregateError
+from bench.layout import default_table_dir, experiment_of
 from bench.results.cells import all_rows, build_cells, cell_row, summarize_cell
 from bench.results.columns import COMPARE_INIT, REFERENCE_INIT
 from bench.results.runs import find_runs
@@ -31,11 +32,12 @@ PAPER_FIGURES = {
 
 
 def default_out_dir(runs_dir: Path) -> Path:
-    """results/runs/<experiment> -> results/<experiment>."""
-    if runs_dir.resolve().parent.name != "runs":
+    """results/runs/<experiment> (or the committed copy results/<experiment>/runs) -> results/<experiment>."""
+    out = default_table_dir(runs_dir)
+    if out is None:
         raise AggregateError(f"{runs_dir} is not inside a 'runs' folder (results/runs/<experiment>): "
                              f"pass --out to say where the table goes.")
-    return runs_dir.resolve().parent.parent / runs_dir.resolve().name
+    return out
 
 
 def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: int | None = None,
@@ -89,7 +91,7 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
     ref = {c.pair: c for c in cells if c.init == REFERENCE_INIT}
     compare = {c.pair: c for c in cells if c.init == COMPARE_INIT}
     rows = [cell_row(c, ref.get(c.pair), compare.get(c.pair)) for c in cells]
-    experiment = runs_dir.resolve().name
+    experiment = experiment_of(runs_dir)
     rows += all_rows(rows, PAPER_FIGURES.get(experiment))
 
     notes = global_notes + [m for msgs in problems.values() for m in msgs]
