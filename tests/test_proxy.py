@@ -16,8 +16,8 @@ from bench.planning.plan import plan_sweep
 from bench.running import sources
 from tests.conftest import REPO
 
-PROXY_PAIRS = ["tinynet_d_to_e", "mixnet_s_to_tinynet_e", "rexnet_100_to_tinynet_e", "mnasnet_100_to_tinynet_e",
-               "resnet10t_to_tinynet_e", "lite0_imagenet_to_tinynet_e", "tinynet_d_untrained_to_e"]
+PROXY_PAIRS = ["tinynet_d_to_e", "rexnet_100_to_tinynet_e", "resnet10t_to_tinynet_e", "lite0_imagenet_to_tinynet_e",
+               "tinynet_d_untrained_to_e"]
 
 
 def test_proxy_grid_runs_shared_baselines_once_per_seed(tmp_path):
@@ -25,24 +25,48 @@ def test_proxy_grid_runs_shared_baselines_once_per_seed(tmp_path):
     assert plan.axes["pair"] == PROXY_PAIRS and plan.axes["init"] == ["random", "dpiat", "ghn"]
     assert plan.axes["seed"] == ["0", "1", "2"]
     lines = [t.line for t in plan.runs]
-    assert len(lines) == 7 * 3 + 3 + 3  # dpiat per pair and seed; random and ghn once per seed (one target)
+    assert len(lines) == 5 * 3 + 3 + 3  # dpiat per pair and seed; random and ghn once per seed (one target)
     ghn = [line for line in lines if "init=ghn" in line]
     assert len(ghn) == 3 and all(f"init.checkpoint={tmp_path}/proxy/ghn/ghn.pt" in line for line in ghn)
     assert not any("init.checkpoint" in line for line in lines if "init=ghn" not in line)
     kinds = [t.kind for t in plan.prerequisites]
-    assert kinds.count("source") == 5  # trained sources only: not the ImageNet Lite0 nor the untrained control
+    assert kinds.count("source") == 3  # trained sources only: not the ImageNet Lite0 nor the untrained control
     ghn_training = [t.line for t in plan.prerequisites if t.kind == "prerequisite"]
-    assert ghn_training == [f"bench/train_ghn.py data=fashion_mnist epochs=6 eval.final_images=2000 out_dir={tmp_path}/proxy/ghn"]
+    assert ghn_training == ["bench/train_ghn.py data=fashion_mnist epochs=10 steps_per_epoch=60 "
+                            "'family.kinds=[effnet,mobilenetv3]' eval.final_images=2560 "
+                            f"out_dir={tmp_path}/proxy/ghn"]
+
+
+def test_proxy_sources_are_trained_to_convergence_with_their_own_recipe(compose_config):
+    from bench.config import source_config
+    cfg = compose_config("experiment=proxy", "pair=resnet10t_to_tinynet_e")
+    own = source_config(cfg)
+    assert own.data.train_subset is None and cfg.data.train_subset == 5000  # the whole split, targets 5k
+    assert (own.optim.name.value, own.optim.lr, own.optim.schedule.value) == ("sgd", 0.1, "cosine_steps")
+    assert list(own.data.crop_scale) == [0.9, 1.0] and cfg.optim.name.value == "adam"  # targets: the paper's
+    assert cfg.trainer.threads == 1
+
+
+def test_variants_share_the_proxys_sources_and_its_random_and_dpiat_runs(tmp_path, compose_config):
+    from bench.running.folder import RunFolder
+    plan = plan_sweep(["experiment=variants", f"paths.runs={tmp_path}"])
+    assert "random" not in plan.axes["init"] and "dpiat" not in plan.axes["init"] and len(plan.axes["init"]) >= 4
+    assert plan.compare_dirs == [tmp_path / "proxy"]
+    assert {str(t.folder) for t in plan.prerequisites} <= {str(tmp_path / "proxy" / "sources" / m / "seed0")
+                                                           for m in ("tinynet_d", "resnet10t", "rexnet_100")}
+    v = compose_config("experiment=variants", "pair=tinynet_d_to_e", "init=dpiat_bn", f"paths.runs={tmp_path}")
+    p = compose_config("experiment=proxy", "pair=tinynet_d_to_e", "init=dpiat", f"paths.runs={tmp_path}")
+    assert RunFolder.source(v).path == RunFolder.source(p).path and RunFolder.source(v).config == RunFolder.source(p).config
 
 
 def test_pair_files_carry_their_source_weights(compose_config):
     lite0 = compose_config("experiment=proxy", "pair=lite0_imagenet_to_tinynet_e")
     assert (lite0.source.weights, lite0.source.num_classes, lite0.source.in_chans) == \
         ("zoo:efficientnet_lite0_imagenet", 1000, 3)
-    assert lite0.data.in_chans == 1 and lite0.source.epochs == 2
+    assert lite0.data.in_chans == 1
     control = compose_config("experiment=proxy", "pair=tinynet_d_untrained_to_e")
     assert control.source.weights == "none" and control.pair.source == "tinynet_d"
-    trained = compose_config("experiment=proxy", "pair=mixnet_s_to_tinynet_e")
+    trained = compose_config("experiment=proxy", "pair=rexnet_100_to_tinynet_e")
     assert trained.source.weights == "train"
 
 
@@ -90,4 +114,4 @@ def test_run_py_without_arguments_runs_the_default_slice(tmp_path):
             "try:\n    runpy.run_path('bench/run.py', run_name='__main__')\n"
             "except SystemExit as e:\n    print(seen, e.code)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[['experiment=default', '--local']] 0", out.stderr[-2000:]
+    assert out.stdout.strip() == "[['experiment=default', '--local', '--jobs', '2']] 0", out.stderr[-2000:]
