@@ -9,10 +9,14 @@ it, whoever asks (a run, a source training, a GHN meta-training, the sweep plan)
     ghn     out_dir of bench/train_ghn.py                        train_log.json   ghn.pt
 
 :meth:`RunFolder.decide`: a finished run is skipped, a started one (it has a resume point) resumes, anything
-else starts. It refuses a folder that holds another configuration once the run has results, a resume point
-or is finished (a run that failed before any result may restart with the mistake fixed), and a run that
-diverged before (it would diverge again). Settings that do not change what a run computes may change between
-its segments (:data:`RESUMABLE_CHANGES`). The identity also names the run in log lines and in W&B.
+else starts. A run that another process trains right now (run.json says ``running`` and its owner lives:
+:func:`bench.running.record.liveness`) is ``running``: the harness refuses to train it a second time when that
+process is on this host, and the sweep plan leaves it out; a ``running`` run whose process is gone (killed
+outright) is interrupted and resumes like any other. It refuses a folder that holds another configuration once
+the run has results, a resume point or is finished (a run that failed before any result may restart with the
+mistake fixed), and a run that diverged before (it would diverge again). Settings that do not change what a run
+computes may change between its segments (:data:`RESUMABLE_CHANGES`). The identity also names the run in log
+lines and in W&B.
 
 A target or source folder also holds ``checkpoints/best.ckpt``, ``csv/segment<k>/metrics.csv`` (one per
 start or resume) and Hydra's ``.hydra/``; a source's also ``weights.safetensors`` with ``weights.json``
@@ -83,10 +87,12 @@ GHN_FILES = Files("train_log.json", "ghn.pt", "settings", "epochs", (), "a GHN t
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # start | resume | finished | conflict | diverged
+    action: str  # start | resume | finished | running | conflict | diverged
     record: dict | None = None  # the record as found
     checkpoint: Path | None = None  # the resume point, if any
-    reason: str = ""  # why: a conflict's or a divergence's message
+    reason: str = ""  # why: a conflict's or a divergence's message; running: what says it runs
+    here: bool = False  # running: the owner is a process on this host, checked (else presumed from its heartbeat)
+    interrupted: str = ""  # start / resume of a run recorded running whose process is gone: why it is taken so
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,8 @@ class RunFolder:
         return run.get("status") == "finished" and len(run.get(self.files.results_key) or []) >= self.epochs
 
     def decide(self) -> Decision:
-        """What to do with this folder now: start, resume, finished (skip), conflict or diverged (refuse)."""
+        """What to do with this folder now: start, resume, finished (skip), running (trained by another process
+        now) or conflict / diverged (refuse)."""
         existing, ckpt = self.read(), self.resume_checkpoint()
         files = self.files
         if existing is None:
@@ -239,7 +246,13 @@ class RunFolder:
             return Decision("diverged", existing, ckpt,
                             f"{self.label} failed before: {existing.get('failure_reason')}. It would fail again the "
                             f"same way; delete {self.path} to run it anyway.")
-        return Decision("resume" if ckpt else "start", existing, ckpt)
+        interrupted = ""
+        if files is RUN_FILES and existing.get("status") == "running":
+            live = schema.liveness(existing)
+            if live.state == "running":
+                return Decision("running", existing, ckpt, live.why, here=live.here)
+            interrupted = live.why
+        return Decision("resume" if ckpt else "start", existing, ckpt, interrupted=interrupted)
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 :func:`execute` asks the :class:`~bench.running.folder.RunFolder` what to do (skip a finished run, refuse a
 conflicting or diverged one), writes run.json at the start of the segment, builds the data, makes the fresh
-model with ``initialise`` (resuming, the checkpoint holds the weights instead), validates an initialised
-target once (``init_metrics``), then fits it with the paper's recipe in Lightning, run.json after every
-epoch (:mod:`bench.running.recorder`). An error leaves ``status: failed`` and its reason in run.json; an
-interruption leaves the run resumable. Its callers say what a run is: :func:`bench.running.target.run` (a
-target, initialised by its init method) and :mod:`bench.running.sources` (a source's training).
+model with ``initialise`` (resuming, the checkpoint holds the weights instead), validates an initialised target
+once (``init_metrics``), then fits it with the paper's recipe in Lightning, run.json after every epoch
+(:mod:`bench.running.recorder`) and a heartbeat in between (:mod:`bench.running.heartbeat`). An error leaves
+``status: failed`` and its reason in run.json; an interruption leaves the run resumable (``running`` with no
+``owner``); a run that a live process on this host trains already is refused. Its callers say what a run is:
+:func:`bench.running.target.run` (a target, initialised by its init method) and :mod:`bench.running.sources` (a
+source's training).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from omegaconf import DictConfig
 import dpiat
 from bench.data.module import build_datamodule
 from bench.errors import USER_ERRORS, AlreadyFailed, DivergedError, Interrupted, RunFolderError
-from bench.running import provenance
+from bench.running import heartbeat, provenance
 from bench.running import record as schema
 from bench.running.folder import RunFolder
 from bench.running.lit import Classifier, build_loggers, build_trainer, finish_loggers, global_rank
@@ -66,6 +68,12 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
     if decision.action == "finished":
         log(f"{folder.label}: already finished ({_summary(existing)}), {folder.path}")
         return existing
+    if decision.action == "running" and global_rank() == 0:  # another rank sees its own process 0 as the owner
+        if decision.here:
+            raise RunFolderError(f"{folder.label} is being trained by another process ({decision.reason}); two must "
+                                 "not train one folder: wait for it to finish, or stop it and run this again to resume")
+        log(f"{folder.label}: run.json says another host trains it ({decision.reason}), which cannot be checked "
+            f"from here; training it here all the same (a job requeued onto another node looks the same)")
     wandb = cfg.logger.wandb and cfg.logger.wandb_mode != "disabled"
     pin_threads(cfg.trainer)
     run = schema.start_segment(existing, folder.identity(cfg.data.name), provenance.collect(cfg.trainer),
@@ -73,7 +81,8 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
     writer = global_rank() == 0
     if writer:
         folder.write(run)
-    log(f"{folder.label}: {'resuming from ' + str(ckpt) if ckpt else 'starting'} in {folder.path}")
+    was = f" (interrupted before: {decision.interrupted})" if decision.interrupted else ""
+    log(f"{folder.label}: {'resuming from ' + str(ckpt) if ckpt else 'starting'} in {folder.path}{was}")
     t0 = time.perf_counter()
     wall0 = float(run.get("wall_seconds") or 0.0)
 
@@ -83,6 +92,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             folder.write(run)
 
     loggers: list = []
+    heartbeat.hold(folder, run, write=writer)  # until it stops, its run.json's `updated` stays fresh
     try:
         reseed(folder.seed)
         dm = build_datamodule(cfg.data, model_name=folder.network, seed=folder.seed)
@@ -123,7 +133,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             f"after {folder.epochs} epochs, {run['wall_seconds']:.0f} s")
         return run
     except (Interrupted, KeyboardInterrupt, SystemExit):
-        save()  # interrupted, not failed: status stays "running" and the next attempt resumes
+        save(owner=None)  # interrupted, not failed: status stays "running", nobody owns it, the next attempt resumes
         raise
     except DivergedError as e:
         save(status="failed", failure_reason=str(e), failure_kind="diverged")
@@ -135,6 +145,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         save(status="failed", failure_reason=f"{type(e).__name__}: {e}", failure_kind="error")
         raise
     finally:
+        heartbeat.release(folder)
         finish_loggers(loggers)
 
 

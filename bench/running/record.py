@@ -14,6 +14,13 @@ Adding a key: append a :class:`Field` with its default, or an :data:`EPOCH_FIELD
 per-epoch value (and a :class:`RunRecord` field with its check when a table reads it). Files written before
 it lack the key and still read; the writer adds a top-level key with its default when such a run resumes.
 Accuracies are fractions in [0, 1]; ``schema_version`` is 1 for every file so far.
+
+A run killed outright (SIGKILL, a node lost, out of memory) cannot write ``status``: its run.json says
+``running`` for ever. So a running run records its ``owner`` (host, pid and that process's start time) and keeps
+``updated`` fresh (a heartbeat, at least every :data:`HEARTBEAT_SECONDS` while it trains), and a reader asks
+:func:`liveness`: on the owner's host the process itself is checked; from another host the heartbeat's age.
+A run nobody trains any more is *interrupted*: resumable (:meth:`bench.running.folder.RunFolder.decide`
+resumes it), never averaged into a table (:mod:`bench.results.cells`).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import copy
 import json
 import math
 import os
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,6 +71,11 @@ FIELDS: tuple[Field, ...] = (
     Field("hardware", None, "device, n_devices, cpu_count, torch_threads, hostname, cpu_model, cpu_capability, "
           "torch_interop_threads", segment=True),
     Field("slurm", None, "null, or job_id, array_job_id, array_task_id, restart_count", segment=True),
+    Field("owner", None, "the process training the run (this segment's): host (its hostname), pid, pid_start "
+          "(the process's start in clock ticks after boot, /proc/<pid>/stat, so that a recycled pid is not "
+          "taken for it; null off Linux) and boot_id (the kernel's, null off Linux); null once that process "
+          "stopped without finishing (interrupted: Ctrl-C, SIGTERM, a SLURM requeue); see liveness()",
+          segment=True),
     Field("similarity", None, "dpiat.similarity(source, target) when the pair has a source"),
     Field("init_metrics", None, "val_top1, val_top5, val_loss, val_samples of the initialised target, before "
           "training, and val_top1_bn, val_loss_bn unless eval.bn_batches=0"),
@@ -76,7 +89,8 @@ FIELDS: tuple[Field, ...] = (
     Field("wall_seconds", 0.0, "seconds of all segments together"),
     Field("segments", 0, "how many times the run was started or resumed"),
     Field("wandb_run_id", None, "the W&B run it logs to (derived from the run's identity), or null"),
-    Field("updated", None, "UTC time of the last write"),
+    Field("updated", None, "UTC time of the last write; while the run trains, a heartbeat: rewritten at least "
+          "every HEARTBEAT_SECONDS"),
 )
 FIELD_NAMES = tuple(f.name for f in FIELDS)
 
@@ -104,12 +118,12 @@ EPOCH_REQUIRED = tuple(EPOCH_FIELDS)[:8]  # every entry has these; the keys afte
 def start_segment(existing: dict | None, identity: dict, provenance: dict, wandb_run_id: str | None) -> dict:
     """The record at a start or resume: ``existing`` (None for a new run) with this segment's fields rewritten.
 
-    ``identity`` holds experiment .. config, ``provenance`` git_commit .. slurm. Keys keep their place in
-    ``existing``; missing ones are added in schema order, so a new file's keys are in :data:`FIELDS` order.
-    ``wandb_run_id`` None keeps the recorded id.
+    ``identity`` holds experiment .. config, ``provenance`` git_commit .. slurm; ``owner`` is this process. Keys
+    keep their place in ``existing``; missing ones are added in schema order, so a new file's keys are in
+    :data:`FIELDS` order. ``wandb_run_id`` None keeps the recorded id.
     """
     values = {"schema_version": SCHEMA_VERSION, "status": "running", "failure_reason": None, "failure_kind": None,
-              **identity, **provenance}
+              **identity, **provenance, "owner": owner_now()}
     segment = [f.name for f in FIELDS if f.segment]
     if sorted(values) != sorted(segment):
         raise KeyError(f"a segment rewrites exactly {segment}, got {sorted(values)}")
@@ -136,6 +150,126 @@ def epoch_entry(**values: Any) -> dict:
 def updated_now() -> str:
     """The ``updated`` stamp."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Who trains a run, and whether it still does
+# ---------------------------------------------------------------------------------------------------------
+
+# A training run rewrites ``updated`` at least this often (bench/running/recorder.py beats at batch ends, so a
+# gap can be longer only outside batches: start-up, an init method's transfer, a checkpoint save).
+HEARTBEAT_SECONDS = 60
+# From another host, a run whose heartbeat is older than this is taken for dead. Thirty heartbeats: a slow
+# shared file system, a long gap between batches (a big init, a large checkpoint written to NFS) or the clocks
+# of two hosts a few minutes apart do not make a live run look dead, and a killed one is resumable by the next
+# sweep within half an hour. A false "dead" is the costly mistake: two processes would train one folder.
+STALE_AFTER_SECONDS = 30 * 60
+_HAS_PROC = Path("/proc/self/stat").exists()  # Linux: a pid's start time tells a reused pid from its owner
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (which may hold spaces), or None if no such process."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return text.rsplit(")", 1)[1].split()
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks after boot (/proc/<pid>/stat field 22); None without one."""
+    fields = _proc_stat(pid) if _HAS_PROC else None
+    return int(fields[19]) if fields and len(fields) > 19 else None
+
+
+def boot_id() -> str | None:
+    """This boot of the kernel (pids and start times count from it), or None off Linux."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def owner_now() -> dict:
+    """run.json's ``owner`` for this process."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": process_start(pid), "boot_id": boot_id()}
+
+
+def _owner_alive(owner: dict) -> bool:
+    """Whether the process ``owner`` describes (on this host) still runs: the same pid, start time and boot."""
+    pid = owner["pid"]
+    if owner.get("boot_id") and boot_id() and owner["boot_id"] != boot_id():
+        return False  # rebooted since: every process of that boot is gone
+    if _HAS_PROC:
+        fields = _proc_stat(pid)
+        if fields is None or fields[0] == "Z":  # gone, or a zombie its parent has not reaped yet
+            return False
+        start = int(fields[19]) if len(fields) > 19 else None
+        return owner.get("pid_start") is None or start == owner["pid_start"]  # else the pid was reused
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def heartbeat_age(run: dict, now: datetime | None = None) -> float | None:
+    """Seconds since run.json's ``updated``, or None when it has none (or an unreadable one)."""
+    try:
+        then = datetime.strptime(str(run.get("updated")), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+    return ((now or datetime.now(timezone.utc)) - then).total_seconds()
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """What a run is now: its recorded ``status``, or ``interrupted`` for a "running" run nobody trains."""
+
+    state: str  # running | interrupted | finished | failed
+    why: str = ""  # running / interrupted: what says so
+    here: bool = False  # running: its owner is a process on this host, checked (not presumed from a heartbeat)
+
+
+def liveness(run: dict, now: datetime | None = None) -> Liveness:
+    """Whether a run whose run.json says ``running`` is still trained, and by what.
+
+    ``owner`` null: stopped (interrupted) by its process. On the owner's host: running while that process (pid,
+    start time, boot) lives; this very process counts as gone (it is asking, so it is not training that run now:
+    it was interrupted earlier in this process). From another host, or with no owner recorded (files written
+    before ``owner`` existed): running while the heartbeat is younger than :data:`STALE_AFTER_SECONDS`. A file
+    without ``updated`` (not the harness's: it stamps every write) is taken at its word.
+    """
+    if run.get("status") != "running":
+        return Liveness(str(run.get("status")))
+    if "owner" in run and run["owner"] is None:  # the harness lets go of a run it stops without finishing
+        return Liveness("interrupted", "stopped before finishing")
+    owner = run.get("owner") if isinstance(run.get("owner"), dict) else {}
+    host, pid = owner.get("host"), owner.get("pid")
+    if host == socket.gethostname() and _integer(pid):
+        if pid == os.getpid() and owner.get("pid_start") == process_start(pid):
+            return Liveness("interrupted", f"interrupted earlier in this process ({pid})")
+        if _owner_alive(owner):
+            return Liveness("running", f"process {pid} on this host ({host}) trains it", here=True)
+        return Liveness("interrupted", f"its process {pid} on {host} is gone")
+    age = heartbeat_age(run, now)
+    where = f"process {pid} on {host}" if host else "owner not recorded"
+    if age is None:  # nothing to judge by
+        return Liveness("running", f"{where}, no heartbeat recorded")
+    if age > STALE_AFTER_SECONDS:
+        return Liveness("interrupted", f"{where}, no heartbeat for {_duration(age)}")
+    return Liveness("running", f"{where}, heartbeat {_duration(max(age, 0.0))} ago")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -172,7 +306,7 @@ class RunRecord:
     pair: str
     init: str
     seed: int
-    status: str
+    status: str  # finished | failed | running | interrupted (recorded running, trained by nobody: liveness())
     failure_reason: str | None
     source: str | None
     target: str
@@ -183,6 +317,7 @@ class RunRecord:
     top1: dict[int, float] = field(default_factory=dict)  # epoch -> val_top1
     init_top1_bn: float | None = None  # the same, BatchNorm recalibrated (absent in runs without it)
     top1_bn: dict[int, float] = field(default_factory=dict)  # epoch -> val_top1_bn
+    status_why: str = ""  # running / interrupted: what says so (Liveness.why)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -197,10 +332,13 @@ class RunRecord:
         return [values[e] for e in range(1, n + 1)]
 
     def describe(self, n: int) -> str:
-        """'seed2 failed (1/4 epochs): <reason>', for notes."""
+        """'seed2 failed (1/4 epochs): <reason>', 'seed3 interrupted (resumable) (2/4 epochs): <why>', for notes."""
         done = sum(e in self.top1 for e in range(1, n + 1))
-        text = f"seed{self.seed} {self.status} ({done}/{n} epochs)"
-        return text + (f": {self.failure_reason}" if self.status == "failed" and self.failure_reason else "")
+        state = "interrupted (resumable)" if self.status == "interrupted" else self.status
+        text = f"seed{self.seed} {state} ({done}/{n} epochs)"
+        if self.status == "failed" and self.failure_reason:
+            return f"{text}: {self.failure_reason}"
+        return f"{text}: {self.status_why}" if self.status == "interrupted" and self.status_why else text
 
 
 def _number(x: Any) -> bool:
@@ -257,7 +395,8 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         if m.get("val_top1_bn") is not None:
             top1_bn[epoch] = _fraction(m["val_top1_bn"], f"metrics[{i}].val_top1_bn", path)
     reason, similarity = raw.get("failure_reason"), raw.get("similarity")
-    return RunRecord(path, raw["pair"], raw["init"], raw["seed"], raw["status"],
+    live = liveness(raw)  # a "running" run whose process is gone reads as interrupted
+    return RunRecord(path, raw["pair"], raw["init"], raw["seed"], live.state,
                      None if reason is None else str(reason), raw.get("source"), raw["target"], raw["data"],
                      raw["epochs"], None if similarity is None else float(similarity), init_top1, top1,
-                     init_top1_bn, top1_bn)
+                     init_top1_bn, top1_bn, live.why)

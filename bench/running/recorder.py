@@ -3,7 +3,8 @@
 :class:`EpochRecorder` is the Lightning callback through which a run's results reach its folder. Lightning
 runs checkpoint callbacks last, so an epoch's metrics are on disk before its ``last.ckpt``: a run killed in
 between recomputes that epoch on resume (deterministically) and replaces the entry. What an entry holds is
-:data:`bench.running.record.EPOCH_FIELDS`.
+:data:`bench.running.record.EPOCH_FIELDS`. Between epochs, every batch end gives the heartbeat its chance
+(:mod:`bench.running.heartbeat`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 import lightning.pytorch as pl
 
 from bench.errors import DivergedError
+from bench.running import heartbeat
 from bench.running import record as schema
 from bench.running.folder import RunFolder
 
@@ -37,6 +39,12 @@ class EpochRecorder(pl.Callback):
         kept = [m for m in self.run["metrics"] if m["epoch"] <= done]
         self._wall_base = kept[-1]["wall_seconds"] if kept else 0.0
         self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        heartbeat.beat()
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        heartbeat.beat()  # also the init's validation, and a long validation epoch
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":

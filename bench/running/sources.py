@@ -39,6 +39,7 @@ import dpiat
 from bench.config import source_config
 from bench.errors import ConfigError, SourceError
 from bench.files import atomic_write_json
+from bench.running import heartbeat
 from bench.running.folder import SOURCE_ORIGIN, SOURCE_WEIGHTS, RunFolder
 from bench.running.harness import Initialised, execute, fresh_model, print_rank0
 from bench.running.lit import global_rank
@@ -154,7 +155,12 @@ def _trained_source(cfg: Any, log: Callable[[str], None]) -> tuple[nn.Module, di
             lock.acquire(timeout=0)
         except Timeout:
             log(f"waiting for another process that trains source {cfg.pair.source} (lock {lock.lock_file})")
-            lock.acquire()
+            while True:  # maybe for hours: the waiting target's run.json keeps its heartbeat meanwhile
+                try:
+                    lock.acquire(timeout=heartbeat.HEARTBEAT_SECONDS)
+                    break
+                except Timeout:
+                    heartbeat.beat()
         try:
             owner.write_text(me)  # tells this launch's other DDP processes to follow into the training
             train()  # trains, resumes, or (complete) checks the cached run's config and returns at once
