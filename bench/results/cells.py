@@ -4,7 +4,8 @@ A cell holds the runs of one pair and init, or, for a source-free init the pair 
 the folder :func:`bench.baselines.pick_baseline` chooses among folders with the same target, data and
 epochs (the rule the sweep plan follows to place them; the note says "shared with"). A folder named after
 its runs' target that holds only source-free inits is a baseline folder, not a pair. Runs with different
-target, data or epochs are never mixed; every run not averaged in is counted and named in the note.
+target, data or epochs are never mixed; every run not averaged in is counted and named in the note, an
+interrupted one (recorded running, its process gone) as ``interrupted (resumable)``: never averaged in.
 Metric (``docs/protocol.md``, "Ratio metric"): README, "The table and its columns".
 
     from bench.results.cells import build_cells, summarize_cell
@@ -110,11 +111,15 @@ def summarize_cell(cell: Cell, epochs: int | None) -> None:
     n = cell.n_epochs = epochs or cell.key[2]
     if n > cell.key[2]:
         cell.notes.append(f"--epochs {n} exceeds the {cell.key[2]} planned epochs")
-    cell.used = [r for r in runs if r.curve(n) is not None]
+    # an interrupted run (recorded running, its process gone: bench.running.record.liveness) waits to be resumed
+    cell.used = [r for r in runs if r.curve(n) is not None and r.status != "interrupted"]
     excluded = [r.describe(n) for r in runs if r.curve(n) is None]
-    cell.n_partial = len(excluded)
+    held_back = [r.describe(n) for r in runs if r.curve(n) is not None and r.status == "interrupted"]
+    cell.n_partial = len(excluded) + len(held_back)
     if excluded:
         cell.notes.append(f"not averaged in ({len(excluded)} without {n} epochs): " + "; ".join(excluded))
+    if held_back:
+        cell.notes.append(f"not averaged in ({len(held_back)} interrupted, to be resumed): " + "; ".join(held_back))
     unfinished = [r for r in cell.used if r.status != "finished"]
     if unfinished:
         cell.notes.append(f"averaged in over epochs 1..{n} although not finished: "
