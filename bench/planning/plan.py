@@ -7,10 +7,11 @@ the GHN checkpoint). A plan has two stages:
 
 * stage 1, prerequisites: one ``bench/train_source.py`` task per distinct source that a pending run needs
   and that is not cached yet (``source.weights=train``), plus the grid's prerequisites;
-* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder does not say finished or
-  diverged (:meth:`RunFolder.decide`, the rule a run itself follows). A source-free init (``random``, ``ghn``)
-  runs once per (target, seed), in the pair folder :mod:`bench.baselines` picks: it would train the same
-  network for every pair, and the table shares it between the pairs of that target by the same rule.
+* stage 2, runs: one ``bench/run.py`` task per grid point whose run folder does not say finished or diverged and
+  that no live process trains now (:meth:`RunFolder.decide`, the rule a run itself follows; a run whose process
+  was killed is interrupted, resumable, and planned to resume). A source-free init (``random``, ``ghn``) runs
+  once per (target, seed), in the pair folder :mod:`bench.baselines` picks: it would train the same network for
+  every pair, and the table shares it between the pairs of that target by the same rule.
   A point outside the experiment's grid (``pair=``/``init=``/``seed=`` values it does not list) goes to the
   experiment's ``adhoc/`` folder, as the same run started by hand would (:func:`bench.layout.run_path`).
 
@@ -82,6 +83,7 @@ class Task:
     folder: Path | None = None  # the run folder it fills (None: a prerequisite of the experiment config)
     pair: PairPoint | None = None  # runs: the grid's pair
     network: str | None = None  # the timm model it trains (the pair's target, or the source)
+    note: str = ""  # runs recorded running: what trains it now, or why it counts as interrupted
 
     @property
     def line(self) -> str:
@@ -98,6 +100,8 @@ class Plan:
     runs: list[Task] = field(default_factory=list)  # stage 2: the runs still to do
     finished: list[Task] = field(default_factory=list)  # left out
     failed: list[Task] = field(default_factory=list)  # left out: diverged before, would diverge again
+    running: list[Task] = field(default_factory=list)  # left out: another process trains it now
+    interrupted: list[Task] = field(default_factory=list)  # of runs: recorded running, its process gone; resumes
     shared: list[Task] = field(default_factory=list)  # left out: a source-free run of another pair serves them
     trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
     missing: list[str] = field(default_factory=list)  # one line per file the runs need that nobody makes
@@ -111,12 +115,12 @@ class Plan:
     @property
     def adhoc(self) -> list[Task]:
         """The planned points outside the experiment's grid: their folders are under :attr:`adhoc_dir`."""
-        return [t for t in self.runs + self.finished + self.failed
+        return [t for t in self.runs + self.finished + self.failed + self.running
                 if t.folder is not None and self.adhoc_dir in t.folder.parents]
 
     @property
     def n_points(self) -> int:
-        return len(self.runs) + len(self.finished) + len(self.failed)
+        return len(self.runs) + len(self.finished) + len(self.failed) + len(self.running)
 
     def summary(self) -> str:
         a = self.axes
@@ -126,8 +130,12 @@ class Plan:
                  + (f", {len(self.shared)} of them served by a source-free run of another pair with the same "
                     f"target" if self.shared else "")
                  + f": {self.n_points} runs, {len(self.finished)} finished, {len(self.runs)} to run"
+                 + (f" ({len(self.interrupted)} of them interrupted, resumable)" if self.interrupted else "")
+                 + (f", {len(self.running)} running now (left out)" if self.running else "")
                  + (f", {len(self.failed)} failed before (left out)" if self.failed else "")]
         lines += [f"  left out, diverged before: {t.folder}  (delete the folder to run it again)" for t in self.failed]
+        lines += [f"  left out, running now: {t.folder}  ({t.note})" for t in self.running]
+        lines += [f"  interrupted (resumable): {t.folder}  ({t.note})" for t in self.interrupted]
         lines.append(f"  stage 1, prerequisites: {len(self.prerequisites)} tasks"
                      + (f" ({sum(t.kind == 'source' for t in self.prerequisites)} source trainings)"
                         if self.prerequisites else ""))
@@ -283,8 +291,11 @@ def plan_sweep(overrides: list[str]) -> Plan:
             if point.source_free and baselines[_baseline_key(point)] != cfg.pair.name:
                 plan.shared.append(task)
                 continue
-            {"finished": plan.finished, "diverged": plan.failed}.get(point.action, plan.runs).append(task)
-            if point.action in ("finished", "diverged"):
+            lists = {"finished": plan.finished, "diverged": plan.failed, "running": plan.running}
+            lists.get(point.action, plan.runs).append(task)
+            if task.note and point.action in ("start", "resume"):
+                plan.interrupted.append(task)
+            if point.action in lists:
                 continue
             if not plan.trainer:
                 plan.trainer = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes")}
@@ -304,7 +315,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
 class _Point:
     task: Task
     cfg: DictConfig
-    action: str  # what RunFolder.decide says: start, resume, finished or diverged
+    action: str  # what RunFolder.decide says: start, resume, finished, running or diverged
     source_free: bool  # a baseline of every pair with this target (bench.baselines)
 
 
@@ -320,7 +331,11 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
         raise SweepError(f"{line}: {e}") from None
     if decision.action == "conflict":
         raise SweepError(decision.reason)
-    task = Task("run", argv, folder.path, pair, cfg.pair.target)
+    note = decision.reason if decision.action == "running" else ""
+    if decision.interrupted:
+        note = decision.interrupted + ("; resumes from its last checkpoint" if decision.action == "resume"
+                                       else "; starts again: no checkpoint yet")
+    task = Task("run", argv, folder.path, pair, cfg.pair.target, note)
     return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source))
 
 
