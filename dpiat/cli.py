@@ -32,8 +32,16 @@ def cmd_transfer(args) -> int:
 
     if not args.out.endswith(".safetensors"):
         raise DpiatError(f"--out must be a .safetensors file, got {args.out!r}")
-    source = _build(args.source, args.source_num_classes, args.in_chans)
-    if args.source_weights:
+    if args.source_weights and args.source_weights.startswith("zoo:"):  # real weights installed offline
+        from dpiat.zoo import load_zoo
+
+        source = load_zoo(args.source_weights[len("zoo:"):])
+        arch = (getattr(source, "pretrained_cfg", None) or {}).get("architecture")
+        if arch and arch != args.source:
+            raise DpiatError(f"{args.source_weights} is a {arch}, not a {args.source}: give {arch} as the source")
+    else:
+        source = _build(args.source, args.source_num_classes, args.in_chans)
+    if args.source_weights and not args.source_weights.startswith("zoo:"):
         load_weights(source, args.source_weights)
     else:
         print("warning: no --source-weights given: transferring the source's *random* init "
@@ -105,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("transfer", help="transfer a source's weights into a fresh target and save it")
     models(t)
-    t.add_argument("--source-weights", help="safetensors or torch state dict of the trained source")
+    t.add_argument("--source-weights", help="safetensors or torch state dict of the trained source, or zoo:<name> for real weights of dpiat.zoo (e.g. zoo:efficientnet_lite0_imagenet, with source tf_efficientnet_lite0)")
     t.add_argument("--out", required=True, help="where to write the target's weights (.safetensors)")
     t.add_argument("--method", default="dpiat", help="transfer method (default: the faithful 'dpiat')")
     t.add_argument("--report", help="also write the transfer report as JSON here")

