@@ -67,7 +67,7 @@ def step_lr_factor(step: int, total: int, warmup: int) -> float:
     """``cosine_steps``: linear warm-up over ``warmup`` steps, then a cosine from 1 to 0 at step ``total``.
 
     >>> [round(step_lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 10)]
-    [0.5, 1.0, 1.0, 0.345, 0.0]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
     """
     if step < warmup:
         return (step + 1) / warmup
