@@ -58,6 +58,10 @@ SOURCE_ORIGIN = "weights.json"  # which epoch's checkpoint SOURCE_WEIGHTS holds
 RESUMABLE_CHANGES = ("epochs", "paths", "logger", "grid", "data.root", "data.num_workers", "data.download",
                      "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.enable_progress_bar",
                      "trainer.log_every_n_steps")
+# Keys added to the schema after runs were recorded, with their defaults: a record without one ran as if it
+# had the default (bench/config.py), so absent equals that default and those runs keep their identity.
+ADDED_KEYS = {"data.decoder": "pil", "data.pin_memory": None, "data.persistent_workers": False,
+              "trainer.compile": False, "trainer.cudnn_benchmark": None}
 # bench/train_ghn.py settings that do not change the GHN it trains: not part of its recorded identity.
 GHN_NOT_IDENTITY = ("out_dir", "eval", "threads", "device")
 
@@ -267,6 +271,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 def config_differences(old: dict, new: dict, resumable: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
     """'key: old -> new' for every flattened key whose values differ, ignoring the ``resumable`` keys."""
     a, b = flatten(old), flatten(new)
+    a = {**{k: v for k, v in ADDED_KEYS.items() if k in b}, **a}  # what an older record ran with
 
     def ignored(key: str) -> bool:
         return any(key == k or key.startswith(k + ".") for k in resumable)
