@@ -103,7 +103,17 @@ class DataConfig:
     subset_seed: int = 0  # fixed across run seeds: every init sees the same images
     crop_scale: Optional[List[float]] = None  # None: (0.1, 1), or (0.5, 1) below 100 px (protocol)
     hflip: bool = True  # random horizontal flips in training
-    num_workers: int = 0  # 0 on small CPU machines; in-memory data sets never use workers
+    # DataLoader worker processes per training process (image files only: in-memory data sets never use them).
+    # 0: load in the training process (small CPU machines); auto: this process's CPUs minus one for it
+    # (SLURM_CPUS_PER_TASK, else the CPUs it may run on divided by the processes of a ddp run on this machine)
+    num_workers: Any = 0
+    # who decodes JPEGs: pil (PIL + torchvision's PIL transforms) or torchvision (torchvision.io to uint8
+    # tensors + v2 transforms; ~1.6x the images/s per worker, bench/loader_speed.py); the pixels differ by rounding
+    decoder: str = "pil"
+    pin_memory: Optional[bool] = None  # page-locked batches for asynchronous copies to the GPU; None: on with a GPU
+    # keep workers between epochs: saves their start-up (seconds per epoch) but their random crops then depend
+    # on the epochs before, so a run resumed from a checkpoint no longer repeats an uninterrupted one
+    persistent_workers: bool = False
     download: bool = False  # torchvision data sets: download into root when missing
     synthetic: Optional[SyntheticConfig] = None  # data=synthetic only: the generated image folder
 
@@ -140,8 +150,14 @@ class TrainerConfig:
     devices: int = 1  # devices per node (with ddp: one process each)
     num_nodes: int = 1  # machines (SLURM --nodes)
     strategy: str = "auto"  # auto | ddp (one process per device)
-    precision: str = "32-true"  # 16-mixed / bf16-mixed for AMP on GPUs
-    channels_last: bool = False  # faster convolutions on recent GPUs
+    precision: str = "32-true"  # 16-mixed / bf16-mixed for AMP on GPUs (bf16: tensor cores, no loss scaling)
+    channels_last: bool = False  # NHWC tensors: cuDNN's fast convolution kernels under AMP (GPUs); off on CPUs
+    # torch.compile the network (fused kernels: faster GPU steps after a minute or two of compiling). Off by
+    # default: the numerics change (an accuracy-relevant departure from the paper's eager recipe)
+    compile: bool = False
+    # cuDNN tries its convolution algorithms once per shape and keeps the fastest (GPUs; a fixed input size, as
+    # here). None: Lightning's default (off when deterministic). On overrides `deterministic` for convolutions
+    cudnn_benchmark: Optional[bool] = None
     deterministic: Optional[bool] = None  # None: True on CPU, "warn" on GPU
     float32_matmul_precision: Optional[str] = None  # "high" enables TF32 on Ampere+ GPUs
     enable_progress_bar: bool = True  # Lightning's progress bar (off where logs are files)
@@ -247,6 +263,11 @@ def check_config(cfg: DictConfig) -> None:
                           f"{', '.join(optimizers)}")
     if cfg.trainer.threads is not None and cfg.trainer.threads < 1:
         raise ConfigError(f"trainer.threads must be 1 or more (or null: torch's default), got {cfg.trainer.threads}")
+    workers = cfg.data.num_workers
+    if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 0)):
+        raise ConfigError(f"data.num_workers must be a number of worker processes (0 or more) or auto, got {workers!r}")
+    if cfg.data.decoder not in ("pil", "torchvision"):
+        raise ConfigError(f"data.decoder={cfg.data.decoder!r} is not a decoder; choose from pil, torchvision")
     if cfg.eval.bn_batches < 0:
         raise ConfigError(f"eval.bn_batches must be 0 (off) or more, got {cfg.eval.bn_batches}")
 

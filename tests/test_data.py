@@ -149,3 +149,66 @@ def test_synthetic_image_folder_through_dataloader_workers(tmp_path):
     again = build_datamodule(cfg, seed=0)
     again.setup()
     assert again.data_hash == dm.data_hash  # the generated set is created once and found again
+
+
+@pytest.mark.parametrize("in_chans", [3, 1])
+def test_pil_and_torchvision_decoders_give_the_same_tensors(tmp_path, in_chans):
+    """data.decoder: both read the same files into float tensors of one shape, dtype and range; the eval
+    transform (no randomness) gives nearly the same pixels."""
+    from bench.data.datasets import ImageFolderData
+
+    root = generate_synthetic(tmp_path / "syn", 4, data_config("synthetic").synthetic)
+    out = {}
+    for decoder in ("pil", "torchvision"):
+        grey = {"mean": [0.5], "std": [0.25]} if in_chans == 1 else {}
+        cfg = data_config("synthetic", root=str(root), decoder=decoder, in_chans=in_chans, **grey)
+        data = ImageFolderData(root, cfg, 32, (0.5, 1.0))
+        torch.manual_seed(0)
+        train = torch.stack([data.train[i][0] for i in range(8)])
+        val = torch.stack([data.val[i][0] for i in range(8)])
+        out[decoder] = train, val
+        assert train.shape == val.shape == (8, in_chans, 32, 32) and train.dtype == val.dtype == torch.float32
+        low = (0 - max(cfg.mean)) / min(cfg.std)
+        high = (1 - min(cfg.mean)) / min(cfg.std)
+        assert low - 1e-4 <= train.min() and train.max() <= high + 1e-4
+        assert train.std() > 0.1  # images, not constants
+    (_, val_pil), (_, val_tv) = out["pil"], out["torchvision"]
+    # the same resize and crop on the same decoded pixels: rounding apart, the same images
+    assert (val_pil - val_tv).abs().mean() < 0.05
+
+
+def test_torchvision_decoder_through_dataloader_workers(tmp_path):
+    cfg = data_config("synthetic", root=str(tmp_path / "syn"), num_workers=2, batch_size=16, decoder="torchvision")
+    dm = build_datamodule(cfg, seed=0)
+    loader = dm.train_dataloader()
+    a, b = batches(loader, 1), batches(loader, 1)
+    assert a[0][0].shape == (16, 3, 32, 32) and len(a) == 96 // 16
+    assert all(torch.equal(x1, x2) for (x1, _), (x2, _) in zip(a, b))  # epoch-seeded crops, as with PIL
+
+
+def test_unknown_decoder_is_one_line(tmp_path):
+    cfg = data_config("synthetic", root=str(tmp_path / "syn"), decoder="opencv")
+    with pytest.raises(DataError, match="data.decoder='opencv' is not a decoder; choose from pil, torchvision"):
+        build_datamodule(cfg).setup()
+
+
+def test_num_workers_auto_follows_the_allocation(monkeypatch):
+    import os
+
+    from bench.data.module import resolve_num_workers
+    from bench.errors import ConfigError
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "10")
+    assert resolve_num_workers("auto") == 9 and resolve_num_workers("auto", local_processes=4) == 9  # per task
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    cpus = len(os.sched_getaffinity(0))
+    assert resolve_num_workers("auto") == max(cpus - 1, 0)
+    assert resolve_num_workers("auto", local_processes=cpus) == 0
+    assert resolve_num_workers(4) == 4
+    with pytest.raises(ConfigError, match="0 or more"):
+        resolve_num_workers("many")
+    cfg = data_config("synthetic", num_workers="auto", pin_memory=True, persistent_workers=True)
+    dm = build_datamodule(cfg)
+    options = dm._loader_options(torch.device("cpu"))
+    assert options == {"num_workers": max(cpus - 1, 0), "pin_memory": True,
+                       "persistent_workers": cpus > 1}

@@ -292,10 +292,39 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
 def test_gpu_hour_estimate_counts_what_the_sweep_would_submit():
     from bench.planning.gpu_hours import estimate
 
-    table = estimate(["experiment=paper_imagenet", "data.root=/d", "init.checkpoint=/g.pt"])
+    table = estimate(["experiment=paper_imagenet", "data.root=/d", "init.checkpoint=/g.pt"], measured=None)
     # 4 pairs x 3 seeds of dpiat, random and ghn once per target (tf_efficientnet_b0, efficientnet_b0) and seed
     assert table.startswith("paper_imagenet (imagenet, 50 epochs): 24 runs\n")
     assert "| tf_efficientnet_b0 (224 px) | target | 15 | 10.10 | 151.5 |" in table
     assert "| efficientnet_b0 (224 px) | target | 9 | 10.25 | 92.2 |" in table and "**244**" in table
     with pytest.raises(SweepError, match="no image counts for data=digits"):
         estimate(["experiment=smoke"])
+
+
+def test_gpu_hour_estimate_uses_measured_throughput_when_there_is_a_file(tmp_path, capsys):
+    """results/gpu/gpu_check.json (here a tmp file) replaces timm's figures: b0 measured at twice the
+    published 1779 images/s halves its hours; the unmeasured networks are scaled by the same factor."""
+    from bench.planning.gpu_hours import estimate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "slurm"))
+    import estimate_gpu_hours
+
+    paper = ["experiment=paper_imagenet", "data.root=/d", "init.checkpoint=/g.pt"]
+    check = tmp_path / "gpu_check.json"
+    check.write_text(json.dumps({"device": "NVIDIA H200", "date": "2026-01-01", "throughput": [
+        {"model": "tf_efficientnet_b0", "resolution": 224, "batch": 128, "precision": "bf16-mixed",
+         "harness_img_s": 2 * 1779.02, "bare_img_s": 3700.0}], "loader_img_s_per_worker": {"pil": 250.0}}))
+    measured = estimate(paper, measured=check)
+    assert "| tf_efficientnet_b0 (224 px) | target | 15 | 5.05 | 75.8 |" in measured
+    assert "| efficientnet_b0 (224 px) | target | 9 | 5.12 | 46.1 |" in measured
+    assert measured.splitlines()[-1].startswith(f"throughput measured: {check} (NVIDIA H200, 2026-01-01)")
+    published = estimate(paper, measured=tmp_path / "absent.json")
+    assert "| tf_efficientnet_b0 (224 px) | target | 15 | 10.10 | 151.5 |" in published
+    assert published.splitlines()[-1].startswith("throughput published: huggingface/pytorch-image-models")
+    assert estimate_gpu_hours.main(["--measured", str(check), *paper]) == 0
+    assert "Estimated GPU-hours from the throughput measured:" in capsys.readouterr().out
+    assert estimate_gpu_hours.main(["--measured", str(tmp_path / "absent.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    check.write_text("{}")
+    with pytest.raises(SweepError, match="is not a bench/gpu_check.py result"):
+        estimate(paper, measured=check)

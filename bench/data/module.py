@@ -19,6 +19,7 @@ Use it in a plain script (what ``bench/train_ghn.py`` does)::
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,31 @@ def default_resolution(model_name: str | None) -> int:
         if model_name and model_name.endswith(key):
             return res
     return 224
+
+
+def resolve_num_workers(value: Any, local_processes: int = 1) -> int:
+    """``data.num_workers`` as a number: an int as it is; ``auto``: this process's CPUs minus one for the
+    training process itself, the CPUs being SLURM_CPUS_PER_TASK (one task per process) or else the CPUs this
+    process may run on shared by the ``local_processes`` training processes of this machine.
+
+    >>> resolve_num_workers(3), resolve_num_workers("4")
+    (3, 4)
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
+        if slurm.isdigit():
+            cpus = int(slurm)
+        else:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            cpus //= max(local_processes, 1)
+        return max(cpus - 1, 0)
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0 or (isinstance(value, float) and value != n):
+        raise ConfigError(f"data.num_workers must be a number of worker processes (0 or more) or auto, got {value!r}")
+    return n
 
 
 def as_data_config(cfg: Any) -> DictConfig:
@@ -130,6 +156,21 @@ class ImageDataModule(pl.LightningDataModule):
             return 0, 1, torch.device("cpu")
         return trainer.global_rank, trainer.world_size, trainer.strategy.root_device
 
+    @property
+    def num_workers(self) -> int:
+        """``data.num_workers`` resolved for this process (``auto``: :func:`resolve_num_workers`)."""
+        local = self.trainer.num_devices if self.trainer is not None else 1
+        return resolve_num_workers(self.cfg.num_workers, local)
+
+    def _loader_options(self, device: torch.device) -> dict:
+        """DataLoader options from the allocation: workers, pinned memory, persistent workers."""
+        workers = self.num_workers
+        pin = self.cfg.get("pin_memory")
+        return {"num_workers": workers, "pin_memory": device.type == "cuda" if pin is None else bool(pin),
+                # Fresh workers each epoch by default: their RNG then depends on the epoch only, which makes
+                # resume exact.
+                "persistent_workers": bool(self.cfg.get("persistent_workers")) and workers > 0}
+
     def per_device_batch(self, world: int, train: bool = True) -> int:
         total = self.cfg.batch_size if train else (self.cfg.eval_batch_size or 2 * self.cfg.batch_size)
         if total % world:
@@ -155,11 +196,8 @@ class ImageDataModule(pl.LightningDataModule):
         sampler.generator = generator
         sampler.set_epoch(0)
         return torch.utils.data.DataLoader(
-            self.files.train if train else self.files.val, batch_size=batch, sampler=sampler,
-            num_workers=self.cfg.num_workers, drop_last=train, generator=generator,
-            pin_memory=device.type == "cuda",
-            # Fresh workers each epoch: their RNG then depends on the epoch only, which makes resume exact.
-            persistent_workers=False)
+            self.files.train if train else self.files.val, batch_size=batch, sampler=sampler, drop_last=train,
+            generator=generator, **self._loader_options(device))
 
     def train_dataloader(self):
         return self._loader(train=True)
@@ -179,7 +217,7 @@ class ImageDataModule(pl.LightningDataModule):
                                     scale=self.scale, hflip=False)
         else:
             loader = torch.utils.data.DataLoader(self.files.train_as_val, batch_size=self.cfg.batch_size,
-                                                 sampler=sampler, num_workers=self.cfg.num_workers)
+                                                 sampler=sampler, num_workers=self.num_workers)
         return (x for x, _ in loader)
 
     def val_dataloader(self):

@@ -106,7 +106,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         n_bn = int(cfg.eval.bn_batches)
         module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,
                             seed=folder.seed, lr=lr, max_loss=cfg.trainer.max_loss,
-                            channels_last=cfg.trainer.channels_last,
+                            channels_last=cfg.trainer.channels_last, compile=bool(cfg.trainer.get("compile", False)),
                             recalibration=(lambda: dm.recalibration_batches(n_bn)) if n_bn else None)
         recorder = EpochRecorder(folder, run, global_batch=cfg.data.batch_size, write=writer, log=log)
         loggers = build_loggers(cfg, folder.path, segment=run["segments"], wandb_id=run.get("wandb_run_id"),

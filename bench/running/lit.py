@@ -5,7 +5,8 @@ top-1/top-5 accuracy and loss as torchmetrics (reduced across DDP processes), a 
 (a non-finite or exploding loss stops the run with :class:`DivergedError`), and the global RNGs reseeded
 from (seed, epoch) at every epoch start, so a run resumed from an end-of-epoch checkpoint repeats exactly
 what an uninterrupted run does. :func:`build_trainer` adds ``last``/``best`` checkpoints, the loggers, the
-progress bar and the precision/DDP switches.
+progress bar and the precision/DDP/cuDNN switches; ``compile=True`` runs the
+network through ``torch.compile``.
 
     >>> import dpiat
     >>> from bench.config import data_config, OptimConfig
@@ -81,11 +82,13 @@ class Classifier(pl.LightningModule):
 
     def __init__(self, model: nn.Module, *, num_classes: int, optim: Any, epochs: int, seed: int,
                  lr: float | None = None, max_loss: float = 1000.0, channels_last: bool = False,
-                 recalibration: Callable[[], Iterable[torch.Tensor]] | None = None):
+                 recalibration: Callable[[], Iterable[torch.Tensor]] | None = None, compile: bool = False):
         super().__init__()
         self.model, self.optim_cfg, self.epochs, self.seed = model, optim, epochs, seed
         self.lr = lr if lr is not None else optim.lr
-        self.max_loss, self.channels_last = max_loss, channels_last
+        self.max_loss, self.channels_last, self.compile_model = max_loss, channels_last, compile
+        self._compiled: list[nn.Module] = []  # torch.compile's wrapper, in a list: not a submodule, so the
+        #                                        checkpoints keep the plain model's keys
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.val_loss = MeanMetric(nan_strategy="disable")
         self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -100,6 +103,8 @@ class Classifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.compile_model and not self._compiled:
+            self._compiled = [torch.compile(self.model)]
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device, non_blocking=True)
@@ -108,7 +113,7 @@ class Classifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.model(x)
+        return (self._compiled[0] if self._compiled else self.model)(x)
 
     # -- training ----------------------------------------------------------------------------------
     def on_train_epoch_start(self) -> None:
@@ -252,6 +257,7 @@ def build_trainer(cfg: Any, folder: Path, *, epochs: int, monitor: str, mode: st
         num_sanity_val_steps=0,  # the harness validates the initialised model itself (init_metrics)
         log_every_n_steps=tc.log_every_n_steps, enable_progress_bar=tc.enable_progress_bar,
         enable_model_summary=False,
+        benchmark=getattr(tc, "cudnn_benchmark", None),  # None: Lightning's (off when deterministic)
         inference_mode=False,  # inference tensors created by trainer.validate() would break the later fit
         use_distributed_sampler=False,  # bench.data.sampling shards by rank itself (and never pads validation)
         limit_train_batches=tc.limit_train_batches,
