@@ -271,6 +271,19 @@ def test_run_json_records_what_bit_exact_reproduction_depends_on(compose_config,
     assert hw["cpu_model"] and hw["torch_interop_threads"] >= 1
 
 
+def test_trainer_threads_pins_the_threads_a_run_trains_and_records_with(compose_config, tmp_path):
+    """Results are bit-identical only at the same thread count: trainer.threads fixes it, run.json says it."""
+    before = torch.get_num_threads()
+    try:
+        cfg = compose_config(*FAST, "epochs=1", "trainer.threads=1", f"paths.runs={tmp_path}")
+        first = run(cfg)
+        assert first["hardware"]["torch_threads"] == 1 and torch.get_num_threads() == 1
+        again = run(compose_config(*FAST, "epochs=1", "trainer.threads=1", f"paths.runs={tmp_path / 'again'}"))
+        assert [m["val_loss"] for m in again["metrics"]] == [m["val_loss"] for m in first["metrics"]]
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Sources and inits
 # ---------------------------------------------------------------------------------------------------------
