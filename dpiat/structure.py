@@ -23,6 +23,8 @@ from torch import nn
 from dpiat.errors import DpiatError
 from dpiat.layers import is_dim, type_mask, weight_shape
 
+_MODULE_NAMED_CHILDREN = nn.Module.named_children
+
 _SIGS: dict[tuple, int] = {}  # interned signatures: equal structure <-> equal int
 
 
@@ -38,14 +40,18 @@ class Layer:
 
     __slots__ = ("name", "module", "mask", "shape", "sig")
 
-    def __init__(self, name: str, module: nn.Module):
+    def __init__(self, name: str, module: nn.Module, mask: int | None = None, shape=None):
         self.name, self.module = name, module
-        self.mask = type_mask(module)
+        self.mask = type_mask(module) if mask is None else mask
         # A PARAM module without a weight (BatchNorm(affine=False)) has nothing to score or copy.
-        self.shape = weight_shape(module) if self.mask else None
-        if self.shape is None:
+        if shape is None:
+            shape = weight_shape(module) if self.mask else None
+        self.shape = shape
+        if shape is None:
             self.mask = 0
-        self.sig = _intern(("L", self.mask, self.shape))
+        key = ("L", self.mask, shape)
+        sig = _SIGS.get(key)
+        self.sig = _intern(key) if sig is None else sig
 
     @property
     def transferable(self) -> bool:
@@ -94,31 +100,71 @@ def _short(name: str, prefix: str) -> str:
     return name[len(prefix) + 1:] if prefix and name.startswith(prefix + ".") else name
 
 
+# type(module) -> (PARAM mask, is DIM, plain): what standardization needs of a module's class, looked up
+# once per class instead of ten isinstance tests per module. "plain" classes keep nn.Module's own
+# named_children and define no class attribute ``weight``, so their children are read from ``_modules`` and
+# their weight from ``_parameters`` directly: exactly what named_children / getattr would return.
+_CLASS_INFO: dict[type, tuple[int, int, bool]] = {}
+
+
+def _class_info(module: nn.Module) -> tuple[int, int, bool]:
+    cls = type(module)
+    mask = type_mask(module)
+    plain = (getattr(cls, "named_children", None) is _MODULE_NAMED_CHILDREN and not hasattr(cls, "weight")
+             and type(module) is module.__class__)
+    info = _CLASS_INFO[cls] = (mask, 1 if mask and is_dim(module) else 0, plain)
+    return info
+
+
+def _leaf_shape(module: nn.Module, plain: bool):
+    """``weight_shape(module)``; for a plain class, without going through ``nn.Module.__getattr__``."""
+    if plain and "weight" not in module.__dict__:
+        params = module.__dict__.get("_parameters")
+        if params is not None and "weight" in params:
+            w = params["weight"]
+            return tuple(w.shape) if w is not None else None
+    return weight_shape(module)
+
+
 def _flat(module: nn.Module, name: str, level: int):
     """Returns (depth, n_dim, entry) exactly as in docs/method.md; entry is a Layer, a list, or a Block."""
-    if type_mask(module):
-        return 0, (1 if is_dim(module) else 0), Layer(name, module)
-    kids = list(module.named_children())
+    info = _CLASS_INFO.get(type(module))
+    if info is None:
+        info = _class_info(module)
+    mask, dim, plain = info
+    if mask:
+        return 0, dim, Layer(name, module, mask, _leaf_shape(module, plain))
+    if plain:  # nn.Module.named_children, inlined: no None children, each child module once
+        kids = []
+        memo = set()
+        for child_name, child in module._modules.items():
+            if child is not None and child not in memo:
+                memo.add(child)
+                kids.append((child_name, child))
+    else:
+        kids = list(module.named_children())
     child_level = level if len(kids) == 1 else level + 1  # single-child wrappers add no level
     entries: list = []
     n_blocks = n_single = n_dim = 0
+    prefix = name + "." if name else ""
     for child_name, child in kids:
-        d, k, e = _flat(child, f"{name}.{child_name}" if name else child_name, child_level)
+        d, k, e = _flat(child, prefix + child_name, child_level)
         n_dim += k
-        if d > 1 or (isinstance(e, list) and k < 2):
-            # a container of blocks, or a tiny group with fewer than 2 DIM layers: splice its items here
-            for item in e:
-                entries.append(item)
-                if isinstance(item, list):
-                    n_blocks += 1
-                else:
-                    n_single += 1
-        else:
-            entries.append(e)
-            if isinstance(e, list):
-                n_blocks += 1
+        if isinstance(e, list):
+            if d > 1 or k < 2:
+                # a container of blocks, or a tiny group with fewer than 2 DIM layers: splice its items here
+                for item in e:
+                    entries.append(item)
+                    if isinstance(item, list):
+                        n_blocks += 1
+                    else:
+                        n_single += 1
             else:
-                n_single += 1
+                entries.append(e)
+                n_blocks += 1
+        else:  # a leaf (depth > 1 only ever comes with a Block)
+            entries.append(e)
+            n_single += 1
     if n_single > n_blocks and level > 0:
         flat: list = []
         for item in entries:  # a block: nested lists are opened one level
