@@ -8,7 +8,10 @@ The DP itself runs in C when the optional extension ``dpiat._dpcore`` was built 
 pure Python otherwise (or with ``DPIAT_PURE_PYTHON=1``). Both perform the same float64 operations in the
 same order as the authors' reference, so matchings are bit-identical (checked by the tests). The shape
 scores of all leaf pairs are computed at once with numpy (:func:`score_leaves`), with the same float64
-operations as :func:`dpiat.layers.shape_score`, so they are bit-identical too.
+operations as :func:`dpiat.layers.shape_score`, so they are bit-identical too. With the C backend, the
+values of all innermost block pairs (blocks made of leaves only) are computed in one C call
+(``dp_pairs``: the same DP code on the same scores, values only); the Python recursion then only runs the
+outer DPs and, for a transfer, re-runs the few matched inner pairs with backtracking.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ try:
 except ImportError:  # no compiler at install time: same results, slower
     _dp_c = None
     BACKEND = "python"
+try:  # the batch of leaf-block DPs (absent from an extension built before it existed)
+    if _dp_c is None:
+        raise ImportError
+    from dpiat._dpcore import dp_pairs as _dp_pairs_c
+except ImportError:
+    _dp_pairs_c = None
 
 SCORE_CHUNK = 2_000_000  # elements of score_leaves' temporaries per chunk (~16 MB of float64)
 
@@ -141,9 +150,12 @@ def _leaves(block: Block) -> dict[int, Layer]:
     return out
 
 
-def score_leaves(source: Block, target: Block, cache: dict) -> None:
+def score_leaves(source: Block, target: Block, cache: dict, dense: bool = False):
     """Put ``score(x, y)`` of every leaf ``x`` of ``source`` and leaf ``y`` of ``target`` into ``cache``
     (as ``cache[y.sig][x.sig]``), computed for all pairs at once with numpy.
+
+    With ``dense``, also returns ``(matrix, source sigs, target sigs)``: the same scores as a C-contiguous
+    float64 array, ``matrix[t, s]`` = score(source leaf s, target leaf t) (None when nothing was scored).
 
     Bit for bit :func:`dpiat.layers.shape_score` (0 when the PARAM types do not meet): the same float64
     divisions of exactly representable integers, ``min``, and products in dimension order starting from
@@ -152,12 +164,12 @@ def score_leaves(source: Block, target: Block, cache: dict) -> None:
     """
     xs, ys = _leaves(source), _leaves(target)
     if not xs or not ys:
-        return
+        return None
     xl, yl = list(xs.values()), list(ys.values())
     shapes = [leaf.shape or () for leaf in xl + yl]
     width = max(map(len, shapes))
     if width == 0 or max(max(s, default=0) for s in shapes) > 2 ** 53:
-        return
+        return None
     table = np.ones((len(shapes), width), dtype=np.float64)  # shapes padded with 1 (never divided by 0)
     ndim = np.empty(len(shapes), dtype=np.int64)
     for r, shape in enumerate(shapes):
@@ -167,6 +179,7 @@ def score_leaves(source: Block, target: Block, cache: dict) -> None:
     nx, ny = len(xl), len(yl)
     b, b_ndim, b_mask = table[None, nx:, :], ndim[None, nx:], masks[None, nx:]  # (1, target, d)
     columns: list[list[float]] = [[] for _ in range(ny)]
+    matrix = np.empty((ny, nx), dtype=np.float64) if dense else None
     step = max(1, SCORE_CHUNK // (ny * width))  # source leaves per chunk
     for lo in range(0, nx, step):
         hi = min(lo + step, nx)
@@ -180,6 +193,8 @@ def score_leaves(source: Block, target: Block, cache: dict) -> None:
         zero = (compared & ((a == 0) | (b == 0))).any(axis=2)
         zero |= (masks[lo:hi, None] & b_mask) == 0
         value[zero] = 0.0
+        if dense:
+            matrix[:, lo:hi] = value.T
         for column, part in zip(columns, value.T.tolist()):
             column.extend(part)
     xsig = list(xs)
@@ -189,6 +204,19 @@ def score_leaves(source: Block, target: Block, cache: dict) -> None:
             cache[y] = dict(zip(xsig, column))
         else:
             col.update(zip(xsig, column))
+    return (matrix, xsig, list(ys)) if dense else None
+
+
+def _leaf_blocks(block: Block, out: dict) -> dict:
+    """Every nested block (and ``block`` itself) whose items are all leaves, one per signature."""
+    if block.sig not in out:
+        if all(not isinstance(item, Block) for item in block):
+            out[block.sig] = block
+        else:
+            for item in block:
+                if isinstance(item, Block):
+                    _leaf_blocks(item, out)
+    return out
 
 
 @dataclass
@@ -223,8 +251,40 @@ class Aligner:
         hit = self.blocks.get((source.sig, target.sig))
         if hit is not None:
             return hit
-        score_leaves(source, target, self.scores)  # every leaf pair at once; the inner alignments look them up
+        dense = score_leaves(source, target, self.scores, dense=_dp_c is not None and _dp_pairs_c is not None)
+        if dense is not None:  # every innermost block pair's value in one C call; the DPs above look them up
+            self._score_leaf_blocks(source, target, *dense)
         return self._align(source, target)
+
+    def _score_leaf_blocks(self, source: Block, target: Block, matrix, xsig: list, ysig: list) -> None:
+        """``scores[y.sig][x.sig]`` for every block ``x`` of ``source`` and ``y`` of ``target`` made of leaves
+        only: the value of aligning their items, the same DP on the same scores as :meth:`_align`."""
+        cols = self.scores
+        xb, yb = _leaf_blocks(source, {}), _leaf_blocks(target, {})
+        if not xb or not yb:
+            return
+        ysigs = list(yb)
+        xpos = {sig: i for i, sig in enumerate(xsig)}
+        ypos = {sig: i for i, sig in enumerate(ysig)}
+        xidx, xoff = array("i"), array("i", [0])
+        for block in xb.values():
+            xidx.extend([xpos[item.sig] for item in block])
+            xoff.append(len(xidx))
+        yidx, yoff = array("i"), array("i", [0])
+        n = 0
+        for block in yb.values():
+            yidx.extend([ypos[item.sig] for item in block])
+            yoff.append(len(yidx))
+            n = max(n, len(block))
+        values = array("d")
+        values.frombytes(_dp_pairs_c(matrix, len(xsig), xidx, xoff, yidx, yoff, _divisors(n)))
+        k = len(xb)
+        for b, y in enumerate(ysigs):
+            col = cols.get(y)
+            if col is None:
+                col = cols[y] = {}
+            for x, v in zip(xb, values[b * k:(b + 1) * k]):
+                col.setdefault(x, v)
 
     def _align(self, source: Block, target: Block) -> Aligned:
         key = (source.sig, target.sig)
@@ -255,8 +315,10 @@ class Aligner:
         """Matched leaves in target order: (src Layer | None, dst Layer | None, score).
 
         Only transferable (PARAM) layers are listed: parameter-free leaves can never be matched."""
-        out = [] if out is None else out
-        aligned = self.align(source, target)
+        if out is None:
+            out, aligned = [], self.align(source, target)
+        else:  # an inner pair: its leaves were scored by the outer align
+            aligned = self._align(source, target)
         m = len(source)
         for step in aligned.steps:
             if step[0] == "run":

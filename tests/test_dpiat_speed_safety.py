@@ -160,3 +160,36 @@ def test_the_speed_benchmark_stops_its_busy_processes_also_on_errors():
             assert procs and all(p.poll() is None for p in procs)  # spinning
             raise KeyboardInterrupt
     assert all(p.poll() is not None for p in procs)
+
+
+def test_batched_leaf_block_values_equal_the_one_pair_dp():
+    """The C batch of innermost block pairs (``dp_pairs``) gives every value the one-pair DP gives."""
+    import dpiat.alignment as A
+
+    if A._dp_pairs_c is None:
+        pytest.skip("C extension without dp_pairs")
+    for a, b in PAIRS:
+        s = dpiat.standardize(dpiat.create_model(a, device="meta"))
+        t = dpiat.standardize(dpiat.create_model(b, device="meta"))
+        batched, plain = Aligner(), Aligner()
+        batched.align(s, t)
+        score_leaves(s, t, plain.scores)
+        xs, ys = A._leaf_blocks(s, {}), A._leaf_blocks(t, {})
+        assert xs and ys
+        for y in ys.values():
+            for x in xs.values():
+                assert batched.scores[y.sig][x.sig] == plain._align(x, y).value
+
+
+def test_match_with_and_without_the_batch_is_identical(monkeypatch):
+    import dpiat.alignment as A
+
+    for a, b in PAIRS:
+        s, t = dpiat.create_model(a, device="meta"), dpiat.create_model(b, device="meta")
+        fast = dpiat.match(s, t)
+        with monkeypatch.context() as m:
+            m.setattr(A, "_dp_pairs_c", None)
+            slow = dpiat.match(s, t)
+        assert fast.value == slow.value
+        assert [(x and x.name, y and y.name, sc) for x, y, sc in fast.layers] == \
+            [(x and x.name, y and y.name, sc) for x, y, sc in slow.layers]
