@@ -63,14 +63,16 @@ def _clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
     """``clip_copy`` without its guards (the caller turned grad mode off and holds one thread). The windows
     are those of :func:`clip_windows`, cut with ``narrow`` (one view per differing dimension, cheaper than
     indexing with a tuple of slices)."""
-    if src.dim() != dst.dim():
-        return 0  # cannot happen for same-type layers; never broadcast one shape into another
-    for dim, (a, b) in enumerate(zip(src.shape, dst.shape)):
-        if a < b:  # centre paste
-            dst = dst.narrow(dim, (b - a) // 2, a)
-        elif a > b:  # centre crop
-            src = src.narrow(dim, (a - b) // 2, b)
-    if src.device != dst.device or src.dtype != dst.dtype:
+    a_shape, b_shape = src.shape, dst.shape
+    if a_shape != b_shape:  # equal shapes (most pairs) need no window
+        if len(a_shape) != len(b_shape):
+            return 0  # cannot happen for same-type layers; never broadcast one shape into another
+        for dim, (a, b) in enumerate(zip(a_shape, b_shape)):
+            if a < b:  # centre paste
+                dst = dst.narrow(dim, (b - a) // 2, a)
+            elif a > b:  # centre crop
+                src = src.narrow(dim, (a - b) // 2, b)
+    if src.dtype != dst.dtype or src.device != dst.device:
         src = src.to(device=dst.device, dtype=dst.dtype)
     dst.copy_(src)
     return dst.numel()
@@ -82,10 +84,28 @@ def clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
         return _clip_copy(src, dst)
 
 
+_PLAIN: dict[type, bool] = {}  # module class -> defines no class attribute weight / bias
+
+
+def _attr(module, name: str):
+    """``getattr(module, name, None)``; for a registered parameter of a class that defines no attribute of
+    that name, read from ``_parameters`` directly (what ``nn.Module.__getattr__`` would return)."""
+    d = module.__dict__
+    params = d.get("_parameters")
+    if params is not None and name in params and name not in d:
+        cls = type(module)
+        plain = _PLAIN.get(cls)
+        if plain is None:
+            plain = _PLAIN[cls] = not hasattr(cls, "weight") and not hasattr(cls, "bias")
+        if plain:
+            return params[name]
+    return getattr(module, name, None)
+
+
 def _copy_layer(src_module, dst_module) -> int:
     written = 0
     for name in ("weight", "bias"):
-        a, b = getattr(src_module, name, None), getattr(dst_module, name, None)
+        a, b = _attr(src_module, name), _attr(dst_module, name)
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
             written += _clip_copy(a, b)
     return written

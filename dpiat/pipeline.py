@@ -59,6 +59,33 @@ def _model_name(model: nn.Module) -> str:
     return cfg.get("architecture") or type(model).__name__
 
 
+_TRAVERSAL = ("parameters", "named_parameters", "_named_members", "named_modules")
+_PLAIN_TRAVERSAL: dict[type, bool] = {}
+
+
+def _n_parameters(model: nn.Module) -> int:
+    """``sum(p.numel() for p in model.parameters())`` (each module and each parameter once), walking
+    ``_modules`` / ``_parameters`` directly when no module class overrides nn.Module's traversal."""
+    seen_modules, seen_params, total, stack = set(), set(), 0, [model]
+    while stack:
+        m = stack.pop()
+        if m in seen_modules:
+            continue
+        seen_modules.add(m)
+        cls = type(m)
+        plain = _PLAIN_TRAVERSAL.get(cls)
+        if plain is None:
+            plain = _PLAIN_TRAVERSAL[cls] = all(getattr(cls, f, None) is getattr(nn.Module, f) for f in _TRAVERSAL)
+        if not plain:
+            return sum(p.numel() for p in model.parameters())
+        for p in m._parameters.values():
+            if p is not None and p not in seen_params:
+                seen_params.add(p)
+                total += p.numel()
+        stack.extend(c for c in m._modules.values() if c is not None)
+    return total
+
+
 def _check_has_storage(model: nn.Module, role: str) -> None:
     for p in model.parameters():
         if p.is_meta:
@@ -115,7 +142,7 @@ def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> Tra
     t0 = time.perf_counter()
     matching, written, *extra = METHODS[method](source, target)
     seconds = time.perf_counter() - t0
-    total = sum(p.numel() for p in target.parameters())
+    total = _n_parameters(target)
     matched = matching.matched
     return TransferReport(
         method=method,

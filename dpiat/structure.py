@@ -178,7 +178,7 @@ def _flat(module: nn.Module, name: str, level: int):
     if len(entries) == 1:
         return 1, n_dim, entries[0]
     if not entries:
-        return 0, n_dim, Layer(name, module)
+        return 0, n_dim, Layer(name, module, 0)
     return depth, n_dim, Block(entries, name)
 
 
