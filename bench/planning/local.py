@@ -71,6 +71,7 @@ def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Pa
         return failed
     log_dir.mkdir(parents=True, exist_ok=True)
     waiting, running = list(tasks), []
+    seen: dict[int, int] = {}  # how much of each task's log was already looked through for progress lines
     while waiting or running:
         while waiting and len(running) < jobs:
             i, task = waiting.pop(0)
@@ -83,14 +84,35 @@ def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Pa
         time.sleep(0.5)
         for entry in list(running):
             i, task, proc, handle, log, t0 = entry
+            _echo_progress(i, log, seen)
             rc = proc.poll()
             if rc is None:
                 continue
             running.remove(entry)
             handle.close()
+            _echo_progress(i, log, seen)
             print(f"[{i}/{total}] exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
             if rc != 0:
                 failed.append(task)
                 tail = log.read_text(errors="replace").strip().splitlines()[-3:]
                 print("\n".join("    " + line for line in tail), file=sys.stderr)
     return failed
+
+
+# The lines of a task's log worth showing on the terminal while it runs (one per epoch, and how it ended).
+PROGRESS = re.compile(r": (epoch \d+/\d+|after init|finished|held-out)|^epoch \d+/\d+|^error")
+
+
+def _echo_progress(i: int, log: Path, seen: dict[int, int]) -> None:
+    """Print the progress lines ``log`` gained since last time, prefixed with the task number."""
+    try:
+        with log.open("rb") as f:
+            f.seek(seen.get(i, 0))
+            chunk = f.read()
+    except OSError:
+        return
+    end = chunk.rfind(b"\n") + 1  # only whole lines; the rest next time
+    seen[i] = seen.get(i, 0) + end
+    for line in chunk[:end].decode(errors="replace").splitlines():
+        if PROGRESS.search(line):
+            print(f"  [{i}] {line.strip()}", flush=True)
