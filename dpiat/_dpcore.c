@@ -14,6 +14,15 @@
  *   xidx: int32 source leaf indices of all source blocks, concatenated; xoff: int32[nxb+1] their offsets
  *   yidx, yoff: the same for the target blocks; div as for dp, >= (longest target block + 1) entries.
  *   Each DP is the very same code as dp's on the same float64 scores, so its value is bit-identical.
+ *
+ * clip_copy(spec) -> elements written
+ *   The centre clip copies of dpiat/clip.py (`_clip_copy`), done in order, as byte copies between contiguous
+ *   CPU tensors of the same dtype (the caller checks that and passes raw pointers). spec: int64, per copy
+ *   [dst address, src address, itemsize, ndim, src shape[ndim], dst shape[ndim]]. Per dimension a smaller
+ *   source lands in the centre of the target, a larger one is centre cropped ((a - b) // 2), equal sizes are
+ *   copied as they are: the windows of clip_windows. A tensor pair whose memory overlaps is copied with
+ *   memmove, run by run in the same order. Copies of at least CLIP_STREAM_BYTES use non-temporal stores (x86
+ *   SSE2), which write the same bytes without first pulling the target's cache lines in.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -120,10 +129,110 @@ done:
     return result;
 }
 
+
+#define CLIP_MAXDIM 16
+#define CLIP_STREAM_BYTES (1 << 20) /* copies writing at least this much bypass the cache (they exceed L2) */
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+/* memcpy with non-temporal stores: the same bytes, without reading the target's cache lines first */
+static void copy_stream(char *d, const char *s, size_t n) {
+    size_t head = (size_t)(-(uintptr_t)d & 15);
+    if (head > n) head = n;
+    memcpy(d, s, head);
+    d += head; s += head; n -= head;
+    for (; n >= 64; d += 64, s += 64, n -= 64) {
+        __m128i x0 = _mm_loadu_si128((const __m128i *)s), x1 = _mm_loadu_si128((const __m128i *)(s + 16));
+        __m128i x2 = _mm_loadu_si128((const __m128i *)(s + 32)), x3 = _mm_loadu_si128((const __m128i *)(s + 48));
+        _mm_stream_si128((__m128i *)d, x0); _mm_stream_si128((__m128i *)(d + 16), x1);
+        _mm_stream_si128((__m128i *)(d + 32), x2); _mm_stream_si128((__m128i *)(d + 48), x3);
+    }
+    memcpy(d, s, n);
+}
+#define CLIP_FENCE() _mm_sfence()
+#else
+static void copy_stream(char *d, const char *s, size_t n) { memcpy(d, s, n); }
+#define CLIP_FENCE() ((void)0)
+#endif
+
+static PyObject *clip_copy(PyObject *self, PyObject *args) {
+    Py_buffer sb;
+    if (!PyArg_ParseTuple(args, "y*", &sb)) return NULL;
+    const int64_t *q = (const int64_t *)sb.buf;
+    const Py_ssize_t len = sb.len / (Py_ssize_t)sizeof(int64_t);
+    long long total = 0;
+    const char *bad = NULL;
+    Py_ssize_t p = 0;
+    /* validate everything first: nothing is written when the spec is malformed */
+    while (p < len) {
+        if (p + 4 > len) { bad = "clip_copy: truncated spec"; break; }
+        int64_t itemsize = q[p + 2], nd = q[p + 3];
+        if (itemsize <= 0 || nd < 0 || nd > CLIP_MAXDIM || p + 4 + 2 * nd > len) { bad = "clip_copy: bad spec"; break; }
+        for (int64_t d = 0; d < 2 * nd; ++d) if (q[p + 4 + d] < 0) bad = "clip_copy: negative size";
+        if (bad) break;
+        p += 4 + 2 * nd;
+    }
+    if (bad) { PyBuffer_Release(&sb); PyErr_SetString(PyExc_ValueError, bad); return NULL; }
+    int streamed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    p = 0;
+    while (p < len) {
+        char *dst = (char *)(intptr_t)q[p];
+        const char *src = (const char *)(intptr_t)q[p + 1];
+        const int64_t itemsize = q[p + 2], nd = q[p + 3];
+        const int64_t *a = q + p + 4, *b = q + p + 4 + nd;
+        p += 4 + 2 * nd;
+        int64_t cnt[CLIP_MAXDIM], sa[CLIP_MAXDIM], sd[CLIP_MAXDIM], idx[CLIP_MAXDIM];
+        int64_t na = 1, nb = 1, numel = 1, soff = 0, doff = 0;
+        for (int64_t d = nd - 1; d >= 0; --d) {  /* contiguous strides, in elements */
+            sa[d] = na; sd[d] = nb; na *= a[d]; nb *= b[d];
+        }
+        int64_t k = -1;  /* the last dimension whose sizes differ */
+        for (int64_t d = 0; d < nd; ++d) {
+            int64_t c = a[d] < b[d] ? a[d] : b[d];
+            cnt[d] = c; numel *= c;
+            if (a[d] < b[d]) { doff += (b[d] - a[d]) / 2 * sd[d]; k = d; }
+            else if (a[d] > b[d]) { soff += (a[d] - b[d]) / 2 * sa[d]; k = d; }
+        }
+        if (numel == 0) continue;
+        total += numel;
+        /* one run: dimension k (partial) and all full dimensions after it are contiguous on both sides */
+        int64_t run = 1;
+        for (int64_t d = (k < 0 ? 0 : k); d < nd; ++d) run *= cnt[d];
+        const size_t runb = (size_t)(run * itemsize);
+        const int overlap = dst < src + na * itemsize && src < dst + nb * itemsize;
+        const int stream = !overlap && numel * itemsize >= CLIP_STREAM_BYTES;
+        streamed |= stream;
+        char *dp0 = dst + doff * itemsize;
+        const char *sp0 = src + soff * itemsize;
+        if (k <= 0) {  /* a single run */
+            if (overlap) memmove(dp0, sp0, runb); else if (stream) copy_stream(dp0, sp0, runb); else memcpy(dp0, sp0, runb);
+            continue;
+        }
+        for (int64_t d = 0; d < k; ++d) idx[d] = 0;
+        for (;;) {
+            int64_t so = 0, doo = 0;
+            for (int64_t d = 0; d < k; ++d) { so += idx[d] * sa[d]; doo += idx[d] * sd[d]; }
+            if (overlap) memmove(dp0 + doo * itemsize, sp0 + so * itemsize, runb);
+            else if (stream) copy_stream(dp0 + doo * itemsize, sp0 + so * itemsize, runb);
+            else memcpy(dp0 + doo * itemsize, sp0 + so * itemsize, runb);
+            int64_t d = k - 1;
+            while (d >= 0 && ++idx[d] == cnt[d]) idx[d--] = 0;
+            if (d < 0) break;
+        }
+    }
+    if (streamed) CLIP_FENCE();  /* the streamed stores are visible before this returns */
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&sb);
+    return PyLong_FromLongLong(total);
+}
+
 static PyMethodDef methods[] = {
     {"dp", dp, METH_VARARGS, "dp(scores, n, m, div) -> (value, back): the DPIAT alignment DP."},
     {"dp_pairs", dp_pairs, METH_VARARGS,
      "dp_pairs(M, nx, xidx, xoff, yidx, yoff, div) -> float64 bytes: DP values of many leaf-block pairs."},
+    {"clip_copy", clip_copy, METH_VARARGS,
+     "clip_copy(spec) -> elements written: centre clip byte copies between contiguous tensors (raw addresses)."},
     {NULL, NULL, 0, NULL},
 };
 

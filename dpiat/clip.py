@@ -19,10 +19,15 @@ the same bytes on any number of threads, so the values written are the same.
 
 from __future__ import annotations
 
+import os
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from torch.autograd.graph import increment_version as _increment_version
+
+_STRIDED = torch.strided
 
 
 @contextmanager
@@ -111,6 +116,54 @@ def _copy_layer(src_module, dst_module) -> int:
     return written
 
 
+try:  # the centre clip as byte copies in C (absent from the pure-Python build and older extensions)
+    if os.environ.get("DPIAT_PURE_PYTHON"):
+        raise ImportError
+    from dpiat._dpcore import clip_copy as _clip_copy_c
+except ImportError:
+    _clip_copy_c = None
+
+# Tensors the C copy may write through raw addresses: plain (no subclass with __torch_function__), and of a
+# real dtype whose copy_ is a byte copy. Everything else (other devices, layouts, strides, dtypes that differ,
+# inference tensors) goes through torch's copy_.
+_BYTE_DTYPES = frozenset({torch.float32, torch.float64, torch.float16, torch.bfloat16})
+_PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
+
+
+def _copy_layers_c(pairs) -> int:
+    """:func:`copy_layers` with the eligible copies done by one C call (``_dpcore.clip_copy``): the same
+    windows, the same bytes, in the same order. Per copy of a contiguous CPU tensor pair of one dtype it
+    passes raw addresses and shapes; any other pair flushes what is queued and goes through :func:`_clip_copy`.
+    Version counters of the written tensors are bumped as ``copy_`` would."""
+    written, spec, dirty = 0, [], []
+    for src_module, dst_module in pairs:
+        for name in ("weight", "bias"):
+            a, b = _attr(src_module, name), _attr(dst_module, name)
+            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+                continue
+            a_shape, b_shape = a.shape, b.shape
+            nd = len(a_shape)
+            if nd != len(b_shape):
+                continue  # as _clip_copy: never broadcast one shape into another
+            dtype = a.dtype
+            if (dtype is b.dtype and dtype in _BYTE_DTYPES and type(a) in _PLAIN_TENSORS
+                    and type(b) in _PLAIN_TENSORS and a.is_cpu and b.is_cpu and a.layout is _STRIDED
+                    and b.layout is _STRIDED and a.is_contiguous() and b.is_contiguous() and nd <= 16
+                    and not b.is_inference()):
+                spec += (b.data_ptr(), a.data_ptr(), a.element_size(), nd, *a_shape, *b_shape)
+                dirty.append(b)
+                continue
+            if spec:
+                written += _clip_copy_c(array("q", spec))
+                spec = []
+            written += _clip_copy(a, b)
+    if spec:
+        written += _clip_copy_c(array("q", spec))
+    if dirty:
+        _increment_version(dirty)
+    return written
+
+
 def copy_layer(src_module, dst_module) -> int:
     """Copy ``weight`` and ``bias`` (when both sides have them). BatchNorm running stats are NOT copied."""
     with torch.no_grad(), one_thread():
@@ -121,4 +174,6 @@ def copy_layers(pairs) -> int:
     """:func:`copy_layer` for every ``(source module, target module)`` in ``pairs``, in order, under one
     no-grad, one-thread scope; returns the elements written."""
     with torch.no_grad(), one_thread():
+        if _clip_copy_c is not None:
+            return _copy_layers_c(pairs)
         return sum(_copy_layer(a, b) for a, b in pairs)

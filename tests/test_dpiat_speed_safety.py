@@ -3,6 +3,7 @@ scores equal ``shape_score``, and the one-thread copy leaves torch's thread sett
 
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -193,3 +194,82 @@ def test_match_with_and_without_the_batch_is_identical(monkeypatch):
         assert fast.value == slow.value
         assert [(x and x.name, y and y.name, sc) for x, y, sc in fast.layers] == \
             [(x and x.name, y and y.name, sc) for x, y, sc in slow.layers]
+
+
+def _layer_pairs(rng, n):
+    """Random (source, target) modules with random weight/bias shapes, some of other dtypes or strides."""
+    pairs = []
+    for _ in range(n):
+        ndim = rng.randint(0, 5)
+        a_shape = tuple(rng.randint(0, 7) for _ in range(ndim))
+        b_shape = tuple(rng.randint(0, 7) for _ in range(ndim if rng.random() < 0.9 else max(0, ndim - 1)))
+        dtype_a = rng.choice([torch.float32, torch.float32, torch.float64, torch.float16, torch.bfloat16])
+        dtype_b = dtype_a if rng.random() < 0.8 else torch.float32
+        a, b = nn.Module(), nn.Module()
+        a.weight = nn.Parameter(torch.randn(a_shape).to(dtype_a))
+        w = torch.randn(b_shape).to(dtype_b)
+        if ndim >= 2 and rng.random() < 0.1:  # a non-contiguous target: goes through copy_
+            w = torch.randn(tuple(reversed(b_shape))).to(dtype_b).transpose(0, -1)
+        b.weight = nn.Parameter(w)
+        if rng.random() < 0.7:
+            a.bias = nn.Parameter(torch.randn(rng.randint(0, 9)).to(dtype_a))
+            b.bias = nn.Parameter(torch.randn(rng.randint(0, 9)).to(dtype_b))
+        pairs.append((a, b))
+    return pairs
+
+
+def _bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().reshape(-1).contiguous().view(torch.uint8)
+
+
+def test_the_c_copy_of_many_layers_equals_copy_(monkeypatch):
+    """``copy_layers`` through ``_dpcore.clip_copy`` writes the same bytes and counts the same elements as the
+    one-copy-at-a-time torch path, mixing eligible and ineligible pairs, empty and 0-d tensors, aliasing."""
+    import dpiat.clip as C
+
+    if C._clip_copy_c is None:
+        pytest.skip("C extension without clip_copy")
+    rng = random.Random(7)
+    for trial in range(30):
+        pairs = _layer_pairs(random.Random(trial), rng.randint(1, 25))
+        if trial % 3 == 0:  # over 1 MiB: written with non-temporal stores, from an odd offset
+            big_a, big_b = nn.Module(), nn.Module()
+            big_a.weight = nn.Parameter(torch.randn(rng.randint(500, 700), rng.randint(300, 700), 3))
+            big_b.weight = nn.Parameter(torch.randn(rng.randint(500, 700), rng.randint(300, 700), 3))
+            pairs.insert(rng.randint(0, len(pairs)), (big_a, big_b))
+        if trial % 5 == 0:  # a layer copied onto itself (transfer(model, model))
+            pairs.append((pairs[0][1], pairs[0][1]))
+        twin = [(a, copy.deepcopy(b)) for a, b in pairs[:len(pairs) - (trial % 5 == 0)]]
+        if trial % 5 == 0:
+            twin.append((twin[0][1], twin[0][1]))
+        versions = [b.weight._version for _, b in pairs]
+        fast = C.copy_layers(pairs)
+        with monkeypatch.context() as m:
+            m.setattr(C, "_clip_copy_c", None)
+            slow = C.copy_layers(twin)
+        assert fast == slow
+        for (a, b), (_, t) in zip(pairs, twin):
+            for name in ("weight", "bias"):
+                x, y = getattr(b, name, None), getattr(t, name, None)
+                assert (x is None) == (y is None)
+                if x is not None:
+                    assert x.dtype == y.dtype and x.shape == y.shape
+                    assert torch.equal(_bytes(x), _bytes(y))  # bit for bit, NaN payloads and -0.0 too
+        changed = [b.weight._version > v for (_, b), v in zip(pairs, versions)]
+        assert any(changed)
+
+
+def test_the_c_copy_is_used_for_a_model_transfer(monkeypatch):
+    import dpiat.clip as C
+
+    if C._clip_copy_c is None:
+        pytest.skip("C extension without clip_copy")
+    calls = []
+    real = C._clip_copy_c
+    monkeypatch.setattr(C, "_clip_copy_c", lambda spec: calls.append(len(spec)) or real(spec))
+    source, target, expected = seeded("tinynet_e", 0), seeded("mixnet_s", 1), seeded("mixnet_s", 1)
+    dpiat.transfer(source, target)
+    reference_transfer(source, expected)
+    assert calls
+    for key, value in expected.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
