@@ -47,9 +47,8 @@ def fresh_model(name: str, cfg: DictConfig, seed: int) -> torch.nn.Module:
 
 def pin_threads(trainer: Any) -> None:
     """``trainer.threads`` intra-op threads for this process (None leaves torch's default); provenance records it."""
-    n = trainer.get("threads") if hasattr(trainer, "get") else getattr(trainer, "threads", None)
-    if n:
-        torch.set_num_threads(int(n))
+    if trainer.threads:
+        torch.set_num_threads(int(trainer.threads))
 
 
 def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initialised], *, lr: float | None = None,
@@ -74,6 +73,11 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
                                  "not train one folder: wait for it to finish, or stop it and run this again to resume")
         log(f"{folder.label}: run.json says another host trains it ({decision.reason}), which cannot be checked "
             f"from here; training it here all the same (a job requeued onto another node looks the same)")
+    if folder.kind == "source":  # on its way to a target run: say what trains before the target can start
+        log(f"source {folder.network}: trained here first, as the target's source: {folder.epochs} epochs x "
+            f"{cfg.data.train_subset or 'all'} training images of {cfg.data.name} "
+            f"({getattr(cfg.optim.name, 'value', cfg.optim.name)}, lr {lr or cfg.optim.lr:g}); a line after every "
+            "epoch, and the targets that need it wait for it")
     wandb = cfg.logger.wandb and cfg.logger.wandb_mode != "disabled"
     pin_threads(cfg.trainer)
     run = schema.start_segment(existing, folder.identity(cfg.data.name), provenance.collect(cfg.trainer),

@@ -127,11 +127,6 @@ def train_source(cfg: Any, log: Callable[[str], None] = print_rank0) -> dict:
         model = fresh_model(folder.network, own, folder.seed)
         return model, {"init_report": dpiat.initialize("random", model), "similarity": None, "source_weights": None}
 
-    if folder.decide().action != "finished":
-        images = own.data.train_subset or "all"
-        log(f"source {folder.network}: trained here first, as the target's source: {own.source.epochs} epochs x "
-            f"{images} training images of {own.data.name} ({getattr(own.optim.name, 'value', own.optim.name)}, "
-            f"lr {own.optim.lr:g}); a line after every epoch, and the targets that need it wait for it")
     return execute(folder, own, initialise, monitor=("val_loss", "min"), log=log)
 
 
