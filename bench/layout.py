@@ -111,7 +111,7 @@ def default_table_dir(runs_dir: str | Path) -> Path | None:
     '/r/results/default/adhoc'
     """
     runs_dir = Path(runs_dir).resolve()
-    if runs_dir.name == "runs" and runs_dir.parent.parent.name == "results":  # a committed copy: results/<exp>/runs
+    if _committed_copy(runs_dir):
         return runs_dir.parent
     experiment = runs_dir.parent if runs_dir.name == ADHOC else runs_dir
     if experiment.parent.name != "runs":
@@ -124,8 +124,12 @@ def experiment_of(runs_dir: str | Path) -> str:
     """The experiment a runs folder belongs to: ``results/runs/proxy`` and ``results/proxy/runs`` are both
     ``proxy`` (what the table is titled and which published figures it is shown beside)."""
     runs_dir = Path(runs_dir).resolve()
-    return runs_dir.parent.name if runs_dir.name == "runs" and runs_dir.parent.parent.name == "results" \
-        else runs_dir.name
+    return runs_dir.parent.name if _committed_copy(runs_dir) else runs_dir.name
+
+
+def _committed_copy(runs_dir: Path) -> bool:
+    """``results/<experiment>/runs``: the run.json files committed beside their table (resolved path)."""
+    return runs_dir.name == "runs" and runs_dir.parent.parent.name == "results"
 
 
 def table_dir(runs_dir: str | Path) -> Path:
