@@ -137,98 +137,89 @@ class Aligned:
         return f"Aligned(value={self.value!r}, steps={self.steps!r})"
 
 
-def _leaves(block: Block) -> dict[int, Layer]:
-    """One leaf per signature (equal signatures score alike)."""
-    out: dict[int, Layer] = {}
+def _inventory(block: Block) -> tuple[dict[int, Layer], dict[int, Block]]:
+    """One walk of ``block``: its leaves, one per signature (equal signatures score alike), and every nested
+    block (``block`` itself included) whose items are all leaves, one per signature."""
+    leaves: dict[int, Layer] = {}
+    leaf_blocks: dict[int, Block] = {}
+    seen = set()
     stack = [block]
     while stack:
-        for item in stack.pop():
+        b = stack.pop()
+        if b.sig in seen:
+            continue
+        seen.add(b.sig)
+        inner = False
+        for item in b:
             if isinstance(item, Block):
                 stack.append(item)
-            else:
-                out.setdefault(item.sig, item)
-    return out
+                inner = True
+            elif item.sig not in leaves:
+                leaves[item.sig] = item
+        if not inner:
+            leaf_blocks[b.sig] = b
+    return leaves, leaf_blocks
 
 
-def score_leaves(source: Block, target: Block, cache: dict, dense: bool = False):
-    """Put ``score(x, y)`` of every leaf ``x`` of ``source`` and leaf ``y`` of ``target`` into ``cache``
-    (as ``cache[y.sig][x.sig]``), computed for all pairs at once with numpy.
-
-    With ``dense``, also returns ``(matrix, source sigs, target sigs)``: the same scores as a C-contiguous
-    float64 array, ``matrix[t, s]`` = score(source leaf s, target leaf t) (None when nothing was scored).
+def score_leaves(source: Block, target: Block, leaves=None):
+    """``score(x, y)`` of every leaf ``x`` of ``source`` and leaf ``y`` of ``target``, computed for all pairs
+    at once with numpy: ``(matrix, source sigs, target sigs)``, ``matrix[t, s]`` = score(source leaf s,
+    target leaf t) as a C-contiguous float64 array; None when there is nothing to score (or a dimension is
+    too large, below). ``leaves``: the two leaf dicts of :func:`_inventory` when already known.
 
     Bit for bit :func:`dpiat.layers.shape_score` (0 when the PARAM types do not meet): the same float64
     divisions of exactly representable integers, ``min``, and products in dimension order starting from
     1.0 (a dimension one of the two shapes lacks multiplies by 1.0, which changes nothing, as zip stops
-    there). Shapes with an element beyond 2**53 (never in practice) are left to the one-pair path.
+    there). A compared dimension of size 0 makes a ratio 0 (or 0/0 = NaN), so the product is 0 or NaN:
+    both become the 0 shape_score returns. Shapes with an element of 2**53 or more (never in practice) are
+    left to the one-pair path.
     """
-    xs, ys = _leaves(source), _leaves(target)
+    xs, ys = leaves if leaves is not None else (_inventory(source)[0], _inventory(target)[0])
     if not xs or not ys:
         return None
+    nx, ny = len(xs), len(ys)
     xl, yl = list(xs.values()), list(ys.values())
     shapes = [leaf.shape or () for leaf in xl + yl]
-    width = max(map(len, shapes))
-    if width == 0 or max(max(s, default=0) for s in shapes) > 2 ** 53:
+    ndim = np.fromiter(map(len, shapes), dtype=np.int64, count=nx + ny)
+    width = int(ndim.max())
+    if width == 0:
         return None
-    table = np.ones((len(shapes), width), dtype=np.float64)  # shapes padded with 1 (never divided by 0)
-    ndim = np.empty(len(shapes), dtype=np.int64)
-    for r, shape in enumerate(shapes):
-        table[r, :len(shape)] = shape
-        ndim[r] = len(shape)
-    masks = np.array([leaf.mask for leaf in xl + yl], dtype=np.int64)
-    nx, ny = len(xl), len(yl)
+    pad = (1,) * width
+    table = np.array([s + pad[len(s):] for s in shapes], dtype=np.float64)  # padded with 1: never / 0
+    if table.max() >= 2.0 ** 53:  # ints below 2**53 convert exactly, so this is exact
+        return None
+    masks = np.fromiter((leaf.mask for leaf in xl + yl), dtype=np.int64, count=nx + ny)
     b, b_ndim, b_mask = table[None, nx:, :], ndim[None, nx:], masks[None, nx:]  # (1, target, d)
-    columns: list[list[float]] = [[] for _ in range(ny)]
-    matrix = np.empty((ny, nx), dtype=np.float64) if dense else None
+    matrix = np.empty((ny, nx), dtype=np.float64)
     step = max(1, SCORE_CHUNK // (ny * width))  # source leaves per chunk
+    dims = np.arange(width)
     for lo in range(0, nx, step):
         hi = min(lo + step, nx)
         a = table[lo:hi, None, :]  # (source, 1, d)
-        compared = np.arange(width) < np.minimum(ndim[lo:hi, None], b_ndim)[:, :, None]
+        compared = dims < np.minimum(ndim[lo:hi, None], b_ndim)[:, :, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(compared, np.minimum(a / b, b / a), 1.0)
-        value = np.ones((hi - lo, ny), dtype=np.float64)
-        for d in range(width):  # in dimension order, as shape_score multiplies
+        value = ratio[:, :, 0].copy()  # 1.0 * r == r exactly
+        for d in range(1, width):  # in dimension order, as shape_score multiplies
             value *= ratio[:, :, d]
-        zero = (compared & ((a == 0) | (b == 0))).any(axis=2)
-        zero |= (masks[lo:hi, None] & b_mask) == 0
-        value[zero] = 0.0
-        if dense:
-            matrix[:, lo:hi] = value.T
-        for column, part in zip(columns, value.T.tolist()):
-            column.extend(part)
-    xsig = list(xs)
-    for y, column in zip(ys, columns):
-        col = cache.get(y)
-        if col is None:
-            cache[y] = dict(zip(xsig, column))
-        else:
-            col.update(zip(xsig, column))
-    return (matrix, xsig, list(ys)) if dense else None
-
-
-def _leaf_blocks(block: Block, out: dict) -> dict:
-    """Every nested block (and ``block`` itself) whose items are all leaves, one per signature."""
-    if block.sig not in out:
-        if all(not isinstance(item, Block) for item in block):
-            out[block.sig] = block
-        else:
-            for item in block:
-                if isinstance(item, Block):
-                    _leaf_blocks(item, out)
-    return out
+        value[np.isnan(value) | ((masks[lo:hi, None] & b_mask) == 0)] = 0.0
+        matrix[:, lo:hi] = value.T
+    return matrix, list(xs), list(ys)
 
 
 @dataclass
 class Aligner:
     """Aligns standardized structures, caching scores and block alignments by signature.
 
-    One cache holds every score computed so far, ``scores[target sig][source sig]``: leaf shape scores,
-    block-vs-block alignment values, and the zeros of mixed pairs."""
+    ``scores[target sig][source sig]`` holds every score looked up so far: leaf shape scores, block-vs-block
+    alignment values, and the zeros of mixed pairs. ``tables[target sig] = (values, position of source sig)``
+    holds the scores computed in batches (all leaf pairs, all innermost block pairs), read from when a row
+    of scores is built, so that only the scores a DP reads become dict entries."""
 
     scores: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)  # rows[source sig][target item sig] -> row of scores
     blocks: dict = field(default_factory=dict)
+    tables: dict = field(default_factory=dict)
 
     def score(self, x, y) -> float:
         """score(x from source, y from target), docs/method.md §3."""
@@ -237,13 +228,17 @@ class Aligner:
             col = self.scores[y.sig] = {}
         s = col.get(x.sig)
         if s is None:
-            xb, yb = isinstance(x, Block), isinstance(y, Block)
-            if xb and yb:
-                s = self._align(x, y).value  # raw, not normalised
-            elif xb or yb:
-                s = 0.0  # block vs layer
+            table = self.tables.get(y.sig)
+            if table is not None and (p := table[1].get(x.sig)) is not None:
+                s = table[0][p]
             else:
-                s = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
+                xb, yb = isinstance(x, Block), isinstance(y, Block)
+                if xb and yb:
+                    s = self._align(x, y).value  # raw, not normalised
+                elif xb or yb:
+                    s = 0.0  # block vs layer
+                else:
+                    s = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
             col[x.sig] = s
         return s
 
@@ -251,40 +246,40 @@ class Aligner:
         hit = self.blocks.get((source.sig, target.sig))
         if hit is not None:
             return hit
-        dense = score_leaves(source, target, self.scores, dense=_dp_c is not None and _dp_pairs_c is not None)
-        if dense is not None:  # every innermost block pair's value in one C call; the DPs above look them up
-            self._score_leaf_blocks(source, target, *dense)
+        (xl, xb), (yl, yb) = _inventory(source), _inventory(target)
+        dense = score_leaves(source, target, (xl, yl))
+        if dense is not None:
+            matrix, xsig, ysig = dense
+            xpos = {sig: i for i, sig in enumerate(xsig)}
+            for y, values in zip(ysig, matrix.tolist()):
+                self.tables[y] = (values, xpos)
+            if _dp_pairs_c is not None:  # every innermost block pair's value in one C call
+                self._score_leaf_blocks(xb, yb, matrix, xpos, ysig)
         return self._align(source, target)
 
-    def _score_leaf_blocks(self, source: Block, target: Block, matrix, xsig: list, ysig: list) -> None:
-        """``scores[y.sig][x.sig]`` for every block ``x`` of ``source`` and ``y`` of ``target`` made of leaves
-        only: the value of aligning their items, the same DP on the same scores as :meth:`_align`."""
-        cols = self.scores
-        xb, yb = _leaf_blocks(source, {}), _leaf_blocks(target, {})
+    def _score_leaf_blocks(self, xb: dict, yb: dict, matrix, xpos: dict, ysig: list) -> None:
+        """Scores of every block ``x`` of the source and ``y`` of the target made of leaves only (``xb``,
+        ``yb`` by signature): the value of aligning their items, the same DP on the same scores as
+        :meth:`_align`, into ``tables``."""
         if not xb or not yb:
             return
-        ysigs = list(yb)
-        xpos = {sig: i for i, sig in enumerate(xsig)}
         ypos = {sig: i for i, sig in enumerate(ysig)}
         xidx, xoff = array("i"), array("i", [0])
         for block in xb.values():
             xidx.extend([xpos[item.sig] for item in block])
             xoff.append(len(xidx))
         yidx, yoff = array("i"), array("i", [0])
-        n = 0
         for block in yb.values():
             yidx.extend([ypos[item.sig] for item in block])
             yoff.append(len(yidx))
-            n = max(n, len(block))
+        n = max(map(len, yb.values()))
         values = array("d")
-        values.frombytes(_dp_pairs_c(matrix, len(xsig), xidx, xoff, yidx, yoff, _divisors(n)))
+        values.frombytes(_dp_pairs_c(matrix, len(xpos), xidx, xoff, yidx, yoff, _divisors(n)))
+        values = values.tolist()
         k = len(xb)
-        for b, y in enumerate(ysigs):
-            col = cols.get(y)
-            if col is None:
-                col = cols[y] = {}
-            for x, v in zip(xb, values[b * k:(b + 1) * k]):
-                col.setdefault(x, v)
+        bpos = {sig: i for i, sig in enumerate(xb)}
+        for b, y in enumerate(yb):
+            self.tables[y] = (values[b * k:(b + 1) * k], bpos)
 
     def _align(self, source: Block, target: Block) -> Aligned:
         key = (source.sig, target.sig)
@@ -296,16 +291,24 @@ class Aligner:
         rows = self.rows.get(source.sig)
         if rows is None:
             rows = self.rows[source.sig] = {}
+        tables = self.tables
         scores = array("d")
         for y in target:  # hot loop: a row of scores depends only on (source, y), and often repeats
             ys = y.sig
             row = rows.get(ys)
             if row is None:
-                col = cols.get(ys)
-                if col is None:
-                    col = cols[ys] = {}
-                get = col.get
-                row = rows[ys] = array("d", [score(x, y) if (v := get(x.sig)) is None else v for x in source])
+                table = tables.get(ys)
+                if table is not None:  # batch-computed: a list lookup per score
+                    values, pos = table
+                    get = pos.get
+                    row = [score(x, y) if (p := get(x.sig)) is None else values[p] for x in source]
+                else:
+                    col = cols.get(ys)
+                    if col is None:
+                        col = cols[ys] = {}
+                    get = col.get
+                    row = [score(x, y) if (v := get(x.sig)) is None else v for x in source]
+                row = rows[ys] = array("d", row)
             scores.extend(row)
         value, back = dp(scores, n, m)
         result = self.blocks[key] = Aligned(value, None, scores, back, n, m)

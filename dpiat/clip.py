@@ -92,25 +92,25 @@ def clip_copy(src: torch.Tensor, dst: torch.Tensor) -> int:
 _PLAIN: dict[type, bool] = {}  # module class -> defines no class attribute weight / bias
 
 
-def _attr(module, name: str):
-    """``getattr(module, name, None)``; for a registered parameter of a class that defines no attribute of
-    that name, read from ``_parameters`` directly (what ``nn.Module.__getattr__`` would return)."""
+def _weight_and_bias(module) -> tuple:
+    """``(getattr(module, "weight", None), getattr(module, "bias", None))``, read from ``_parameters`` in one
+    step when both are registered there and neither the class nor the instance defines an attribute of
+    that name (then ``nn.Module.__getattr__`` would return exactly these)."""
     d = module.__dict__
     params = d.get("_parameters")
-    if params is not None and name in params and name not in d:
+    if params is not None and "weight" in params and "bias" in params and "weight" not in d and "bias" not in d:
         cls = type(module)
         plain = _PLAIN.get(cls)
         if plain is None:
             plain = _PLAIN[cls] = not hasattr(cls, "weight") and not hasattr(cls, "bias")
         if plain:
-            return params[name]
-    return getattr(module, name, None)
+            return params["weight"], params["bias"]
+    return getattr(module, "weight", None), getattr(module, "bias", None)
 
 
 def _copy_layer(src_module, dst_module) -> int:
     written = 0
-    for name in ("weight", "bias"):
-        a, b = _attr(src_module, name), _attr(dst_module, name)
+    for a, b in zip(_weight_and_bias(src_module), _weight_and_bias(dst_module)):
         if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
             written += _clip_copy(a, b)
     return written
@@ -130,27 +130,30 @@ _BYTE_DTYPES = frozenset({torch.float32, torch.float64, torch.float16, torch.bfl
 _PLAIN_TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 
 
+_ITEMSIZE = {dtype: torch.empty(0, dtype=dtype).element_size() for dtype in _BYTE_DTYPES}
+
+
 def _copy_layers_c(pairs) -> int:
     """:func:`copy_layers` with the eligible copies done by one C call (``_dpcore.clip_copy``): the same
     windows, the same bytes, in the same order. Per copy of a contiguous CPU tensor pair of one dtype it
     passes raw addresses and shapes; any other pair flushes what is queued and goes through :func:`_clip_copy`.
     Version counters of the written tensors are bumped as ``copy_`` would."""
     written, spec, dirty = 0, [], []
+    Tensor, plain_types, itemsize = torch.Tensor, _PLAIN_TENSORS, _ITEMSIZE
     for src_module, dst_module in pairs:
-        for name in ("weight", "bias"):
-            a, b = _attr(src_module, name), _attr(dst_module, name)
-            if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+        for a, b in zip(_weight_and_bias(src_module), _weight_and_bias(dst_module)):
+            if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
                 continue
             a_shape, b_shape = a.shape, b.shape
             nd = len(a_shape)
             if nd != len(b_shape):
                 continue  # as _clip_copy: never broadcast one shape into another
             dtype = a.dtype
-            if (dtype is b.dtype and dtype in _BYTE_DTYPES and type(a) in _PLAIN_TENSORS
-                    and type(b) in _PLAIN_TENSORS and a.is_cpu and b.is_cpu and a.layout is _STRIDED
-                    and b.layout is _STRIDED and a.is_contiguous() and b.is_contiguous() and nd <= 16
-                    and not b.is_inference()):
-                spec += (b.data_ptr(), a.data_ptr(), a.element_size(), nd, *a_shape, *b_shape)
+            size = itemsize.get(dtype)
+            if (size is not None and dtype is b.dtype and type(a) in plain_types and type(b) in plain_types
+                    and a.is_cpu and b.is_cpu and a.layout is _STRIDED and b.layout is _STRIDED
+                    and a.is_contiguous() and b.is_contiguous() and nd <= 16 and not b.is_inference()):
+                spec += (b.data_ptr(), a.data_ptr(), size, nd, *a_shape, *b_shape)
                 dirty.append(b)
                 continue
             if spec:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import random
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -94,21 +95,20 @@ def test_vectorised_leaf_scores_equal_shape_score_bit_for_bit(chunk, monkeypatch
         shape = tuple(rng.choice(sizes) for _ in range(rng.randint(0, 5)))
         leaves.append(_leaf(rng.choice([1, 2, 3, 64, 256, 512, 1 << 9 | 2]), shape))
     xs, ys = leaves[: len(leaves) // 2], leaves[len(leaves) // 2:] + leaves[:20]
-    cache: dict = {}
-    score_leaves(Block(xs, "s"), Block(ys, "t"), cache)
-    assert sum(map(len, cache.values())) == len({x.sig for x in xs}) * len({y.sig for y in ys})
+    matrix, xsig, ysig = score_leaves(Block(xs, "s"), Block(ys, "t"))
+    assert matrix.shape == (len({y.sig for y in ys}), len({x.sig for x in xs}))
+    assert matrix.flags.c_contiguous and matrix.dtype == np.float64
     for x in xs:
         for y in ys:
             want = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
-            got = cache[y.sig][x.sig]
+            got = float(matrix[ysig.index(y.sig), xsig.index(x.sig)])
             assert got.hex() == want.hex(), (x, y)
 
 
 def test_a_huge_dimension_falls_back_to_the_one_pair_path():
     x, y = _leaf(2, (2 ** 54, 3)), _leaf(2, (5, 3))
-    cache: dict = {}
-    score_leaves(Block([x, _leaf(1, (3,))], "s"), Block([y, _leaf(1, (4,))], "t"), cache)
-    assert cache == {}  # left to Aligner.score, which calls shape_score itself
+    assert score_leaves(Block([x, _leaf(1, (3,))], "s"), Block([y, _leaf(1, (4,))], "t")) is None
+    # left to Aligner.score, which calls shape_score itself
     aligner = Aligner()
     assert aligner.score(x, y) == shape_score(x.shape, y.shape)
 
@@ -174,12 +174,12 @@ def test_batched_leaf_block_values_equal_the_one_pair_dp():
         t = dpiat.standardize(dpiat.create_model(b, device="meta"))
         batched, plain = Aligner(), Aligner()
         batched.align(s, t)
-        score_leaves(s, t, plain.scores)
-        xs, ys = A._leaf_blocks(s, {}), A._leaf_blocks(t, {})
+        xs, ys = A._inventory(s)[1], A._inventory(t)[1]
         assert xs and ys
         for y in ys.values():
+            assert batched.tables[y.sig][0]  # came from the batch
             for x in xs.values():
-                assert batched.scores[y.sig][x.sig] == plain._align(x, y).value
+                assert batched.score(x, y) == plain._align(x, y).value  # plain: one pair, shape_score
 
 
 def test_match_with_and_without_the_batch_is_identical(monkeypatch):
@@ -273,3 +273,4 @@ def test_the_c_copy_is_used_for_a_model_transfer(monkeypatch):
     assert calls
     for key, value in expected.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
+
