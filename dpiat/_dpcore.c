@@ -15,14 +15,18 @@
  *   yidx, yoff: the same for the target blocks; div as for dp, >= (longest target block + 1) entries.
  *   Each DP is the very same code as dp's on the same float64 scores, so its value is bit-identical.
  *
- * clip_copy(spec) -> elements written
+ * clip_copy(spec[, stream_bytes, stream_run, line]) -> elements written
  *   The centre clip copies of dpiat/clip.py (`_clip_copy`), done in order, as byte copies between contiguous
  *   CPU tensors of the same dtype (the caller checks that and passes raw pointers). spec: int64, per copy
  *   [dst address, src address, itemsize, ndim, src shape[ndim], dst shape[ndim]]. Per dimension a smaller
  *   source lands in the centre of the target, a larger one is centre cropped ((a - b) // 2), equal sizes are
  *   copied as they are: the windows of clip_windows. A tensor pair whose memory overlaps is copied with
- *   memmove, run by run in the same order. Copies of at least CLIP_STREAM_BYTES use non-temporal stores (x86
- *   SSE2), which write the same bytes without first pulling the target's cache lines in.
+ *   memmove, run by run in the same order. Copies of at least CLIP_STREAM_BYTES (any size by default) whose
+ *   contiguous runs have at least CLIP_STREAM_RUN bytes use non-temporal stores (x86 SSE2) for the whole
+ *   64-byte cache lines of each run (the partial lines at its two ends get ordinary stores): the same bytes,
+ *   written without first pulling the target's lines into the cache. Partial-line streaming stores are slow, so runs too short to
+ *   hold whole lines are not streamed. The three optional arguments override CLIP_STREAM_BYTES,
+ *   CLIP_STREAM_RUN and the line size (a power of two <= 64; bench/copy_stream.py compares settings).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -131,13 +135,15 @@ done:
 
 
 #define CLIP_MAXDIM 16
-#define CLIP_STREAM_BYTES (1 << 20) /* copies writing at least this much bypass the cache (they exceed L2) */
+#define CLIP_STREAM_BYTES 0   /* copies writing at least this much bypass the cache ... */
+#define CLIP_STREAM_RUN 256   /* ... when each of their contiguous runs has this many bytes */
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
-/* memcpy with non-temporal stores: the same bytes, without reading the target's cache lines first */
-static void copy_stream(char *d, const char *s, size_t n) {
-    size_t head = (size_t)(-(uintptr_t)d & 15);
+/* memcpy with non-temporal stores for the whole 64-byte lines of the target range (ordinary stores for the
+   partial lines at both ends): the same bytes, without reading the target's cache lines first */
+static void copy_stream(char *d, const char *s, size_t n, size_t line) {
+    size_t head = (size_t)(-(uintptr_t)d & (line - 1));
     if (head > n) head = n;
     memcpy(d, s, head);
     d += head; s += head; n -= head;
@@ -151,13 +157,19 @@ static void copy_stream(char *d, const char *s, size_t n) {
 }
 #define CLIP_FENCE() _mm_sfence()
 #else
-static void copy_stream(char *d, const char *s, size_t n) { memcpy(d, s, n); }
+static void copy_stream(char *d, const char *s, size_t n, size_t line) { (void)line; memcpy(d, s, n); }
 #define CLIP_FENCE() ((void)0)
 #endif
 
 static PyObject *clip_copy(PyObject *self, PyObject *args) {
     Py_buffer sb;
-    if (!PyArg_ParseTuple(args, "y*", &sb)) return NULL;
+    long long stream_bytes = CLIP_STREAM_BYTES, stream_run = CLIP_STREAM_RUN, line = 64;
+    if (!PyArg_ParseTuple(args, "y*|LLL", &sb, &stream_bytes, &stream_run, &line)) return NULL;
+    if (line < 16 || line > 64 || (line & (line - 1)) != 0) {
+        PyBuffer_Release(&sb);
+        PyErr_SetString(PyExc_ValueError, "clip_copy: line must be 16, 32 or 64");
+        return NULL;
+    }
     const int64_t *q = (const int64_t *)sb.buf;
     const Py_ssize_t len = sb.len / (Py_ssize_t)sizeof(int64_t);
     long long total = 0;
@@ -201,12 +213,12 @@ static PyObject *clip_copy(PyObject *self, PyObject *args) {
         for (int64_t d = (k < 0 ? 0 : k); d < nd; ++d) run *= cnt[d];
         const size_t runb = (size_t)(run * itemsize);
         const int overlap = dst < src + na * itemsize && src < dst + nb * itemsize;
-        const int stream = !overlap && numel * itemsize >= CLIP_STREAM_BYTES;
+        const int stream = !overlap && numel * itemsize >= stream_bytes && (long long)runb >= stream_run;
         streamed |= stream;
         char *dp0 = dst + doff * itemsize;
         const char *sp0 = src + soff * itemsize;
         if (k <= 0) {  /* a single run */
-            if (overlap) memmove(dp0, sp0, runb); else if (stream) copy_stream(dp0, sp0, runb); else memcpy(dp0, sp0, runb);
+            if (overlap) memmove(dp0, sp0, runb); else if (stream) copy_stream(dp0, sp0, runb, (size_t)line); else memcpy(dp0, sp0, runb);
             continue;
         }
         for (int64_t d = 0; d < k; ++d) idx[d] = 0;
@@ -214,7 +226,7 @@ static PyObject *clip_copy(PyObject *self, PyObject *args) {
             int64_t so = 0, doo = 0;
             for (int64_t d = 0; d < k; ++d) { so += idx[d] * sa[d]; doo += idx[d] * sd[d]; }
             if (overlap) memmove(dp0 + doo * itemsize, sp0 + so * itemsize, runb);
-            else if (stream) copy_stream(dp0 + doo * itemsize, sp0 + so * itemsize, runb);
+            else if (stream) copy_stream(dp0 + doo * itemsize, sp0 + so * itemsize, runb, (size_t)line);
             else memcpy(dp0 + doo * itemsize, sp0 + so * itemsize, runb);
             int64_t d = k - 1;
             while (d >= 0 && ++idx[d] == cnt[d]) idx[d--] = 0;
@@ -232,7 +244,8 @@ static PyMethodDef methods[] = {
     {"dp_pairs", dp_pairs, METH_VARARGS,
      "dp_pairs(M, nx, xidx, xoff, yidx, yoff, div) -> float64 bytes: DP values of many leaf-block pairs."},
     {"clip_copy", clip_copy, METH_VARARGS,
-     "clip_copy(spec) -> elements written: centre clip byte copies between contiguous tensors (raw addresses)."},
+     "clip_copy(spec[, stream_bytes, stream_run, line]) -> elements written: centre clip byte copies between "
+     "contiguous tensors (raw addresses)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,6 +4,7 @@ scores equal ``shape_score``, and the one-thread copy leaves torch's thread sett
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import numpy as np
@@ -274,3 +275,36 @@ def test_the_c_copy_is_used_for_a_model_transfer(monkeypatch):
     for key, value in expected.state_dict().items():
         assert torch.equal(target.state_dict()[key], value), key
 
+
+def test_streaming_store_settings_write_the_same_bytes_at_any_alignment():
+    """``clip_copy`` writes identical bytes whatever its streaming settings (every copy streamed, none, whole
+    lines of 16/32/64 bytes) for runs of 1 to ~600 elements starting at any 4-byte alignment; each equals
+    slice assignment with ``clip_windows``."""
+    import array
+
+    from dpiat import _dpcore
+
+    if not hasattr(_dpcore, "clip_copy"):
+        pytest.skip("C extension without clip_copy")
+    settings = [(1 << 62, 1 << 62, 64), (0, 0, 16), (0, 0, 32), (0, 0, 64), (0, 256, 64), (1 << 16, 256, 64), ()]
+    rng = random.Random(11)
+    for _ in range(60):
+        nd = rng.randint(1, 3)
+        a_shape = tuple(rng.randint(1, 9) for _ in range(nd - 1)) + (rng.randint(1, 600),)
+        b_shape = tuple(rng.randint(1, 9) for _ in range(nd - 1)) + (rng.randint(1, 600),)
+        src_off, dst_off = rng.randint(0, 15), rng.randint(0, 15)  # elements: every 4-byte alignment mod 64
+        src = torch.randn(src_off + math.prod(a_shape))[src_off:].view(a_shape)
+        s, d = clip_windows(a_shape, b_shape)
+        results = []
+        for setting in settings:
+            base = torch.full((dst_off + math.prod(b_shape),), -3.5)
+            dst = base[dst_off:].view(b_shape)
+            spec = array.array("q", [dst.data_ptr(), src.data_ptr(), 4, nd, *a_shape, *b_shape])
+            assert _dpcore.clip_copy(spec, *setting) == src[s].numel()
+            results.append(base)
+        expected = torch.full((dst_off + math.prod(b_shape),), -3.5)
+        expected[dst_off:].view(b_shape)[d] = src[s]
+        for setting, got in zip(settings, results):
+            assert torch.equal(_bytes(got), _bytes(expected)), (a_shape, b_shape, src_off, dst_off, setting)
+    with pytest.raises(ValueError, match="line"):
+        _dpcore.clip_copy(array.array("q"), 0, 0, 48)
