@@ -15,6 +15,14 @@
  *   yidx, yoff: the same for the target blocks; div as for dp, >= (longest target block + 1) entries.
  *   Each DP is the very same code as dp's on the same float64 scores, so its value is bit-identical.
  *
+ * leaf_scores(dims, ndim, masks, nx) -> bytes holding float64[(n - nx) * nx], or None
+ *   The shape scores of every (source leaf s < nx, target leaf t >= nx) pair of n leaves, target major:
+ *   out[(t - nx) * nx + s]. dims: int64, the weight shapes concatenated; ndim, masks: int64[n], each
+ *   leaf's number of dimensions and PARAM type mask. Exactly dpiat.layers.shape_score (0 when the masks do
+ *   not meet): r = 1.0, then per dimension both shapes have, in order, 0 if either size is 0, else
+ *   r *= min(a / b, b / a), with a and b converted to double exactly (None when a size is negative or
+ *   2**53 or more, which the caller leaves to the Python path).
+ *
  * clip_copy(spec[, stream_bytes, stream_run, line]) -> elements written
  *   The centre clip copies of dpiat/clip.py (`_clip_copy`), done in order, as byte copies between contiguous
  *   CPU tensors of the same dtype (the caller checks that and passes raw pointers). spec: int64, per copy
@@ -133,6 +141,55 @@ done:
     return result;
 }
 
+static PyObject *leaf_scores(PyObject *self, PyObject *args) {
+    Py_buffer db, nb, mb;
+    Py_ssize_t nx;
+    if (!PyArg_ParseTuple(args, "y*y*y*n", &db, &nb, &mb, &nx)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *off = NULL;
+    const int64_t *dims = (const int64_t *)db.buf, *ndim = (const int64_t *)nb.buf, *mask = (const int64_t *)mb.buf;
+    const Py_ssize_t nd = db.len / 8, n = nb.len / 8;
+    if (mb.len / 8 != n || nx < 0 || nx > n) {
+        PyErr_SetString(PyExc_ValueError, "leaf_scores: bad sizes");
+        goto done;
+    }
+    off = (Py_ssize_t *)malloc((size_t)(n + 1) * sizeof(Py_ssize_t));
+    if (off == NULL) { PyErr_NoMemory(); goto done; }
+    off[0] = 0;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        if (ndim[i] < 0 || off[i] + ndim[i] > nd) { PyErr_SetString(PyExc_ValueError, "leaf_scores: bad ndim"); goto done; }
+        off[i + 1] = off[i] + ndim[i];
+    }
+    if (off[n] != nd) { PyErr_SetString(PyExc_ValueError, "leaf_scores: dims and ndim disagree"); goto done; }
+    for (Py_ssize_t q = 0; q < nd; ++q) {
+        if (dims[q] < 0 || dims[q] >= ((int64_t)1 << 53)) { result = Py_None; Py_INCREF(result); goto done; }
+    }
+    result = PyBytes_FromStringAndSize(NULL, (n - nx) * nx * (Py_ssize_t)sizeof(double));
+    if (result == NULL) goto done;
+    double *out = (double *)PyBytes_AS_STRING(result);
+    for (Py_ssize_t t = nx; t < n; ++t) {
+        const int64_t *b = dims + off[t];
+        for (Py_ssize_t x = 0; x < nx; ++x) {
+            double r = 0.0;
+            if (mask[x] & mask[t]) {
+                const int64_t *a = dims + off[x];
+                const int64_t k = ndim[x] < ndim[t] ? ndim[x] : ndim[t];
+                r = 1.0;
+                for (int64_t d = 0; d < k; ++d) {
+                    if (a[d] == 0 || b[d] == 0) { r = 0.0; break; }
+                    const double p = (double)a[d] / (double)b[d], q = (double)b[d] / (double)a[d];
+                    r *= (q < p) ? q : p;  /* Python's min(p, q): the first unless the second is smaller */
+                }
+            }
+            out[(t - nx) * nx + x] = r;
+        }
+    }
+done:
+    free(off);
+    PyBuffer_Release(&db); PyBuffer_Release(&nb); PyBuffer_Release(&mb);
+    return result;
+}
+
 
 #define CLIP_MAXDIM 16
 #define CLIP_STREAM_BYTES 0   /* copies writing at least this much bypass the cache ... */
@@ -243,6 +300,8 @@ static PyMethodDef methods[] = {
     {"dp", dp, METH_VARARGS, "dp(scores, n, m, div) -> (value, back): the DPIAT alignment DP."},
     {"dp_pairs", dp_pairs, METH_VARARGS,
      "dp_pairs(M, nx, xidx, xoff, yidx, yoff, div) -> float64 bytes: DP values of many leaf-block pairs."},
+    {"leaf_scores", leaf_scores, METH_VARARGS,
+     "leaf_scores(dims, ndim, masks, nx) -> float64 bytes (target major) or None: shape scores of all leaf pairs."},
     {"clip_copy", clip_copy, METH_VARARGS,
      "clip_copy(spec[, stream_bytes, stream_run, line]) -> elements written: centre clip byte copies between "
      "contiguous tensors (raw addresses)."},

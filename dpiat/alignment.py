@@ -7,8 +7,8 @@ of aligning their contents, so the DP recurses; equal-looking blocks share one c
 The DP itself runs in C when the optional extension ``dpiat._dpcore`` was built (``BACKEND == "c"``) and in
 pure Python otherwise (or with ``DPIAT_PURE_PYTHON=1``). Both perform the same float64 operations in the
 same order as the authors' reference, so matchings are bit-identical (checked by the tests). The shape
-scores of all leaf pairs are computed at once with numpy (:func:`score_leaves`), with the same float64
-operations as :func:`dpiat.layers.shape_score`, so they are bit-identical too. With the C backend, the
+scores of all leaf pairs are computed at once (:func:`score_leaves`: one C call, or numpy), with the same
+float64 operations as :func:`dpiat.layers.shape_score`, so they are bit-identical too. With the C backend, the
 values of all innermost block pairs (blocks made of leaves only) are computed in one C call
 (``dp_pairs``: the same DP code on the same scores, values only); the Python recursion then only runs the
 outer DPs and, for a transfer, re-runs the few matched inner pairs with backtracking.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from array import array
+from itertools import chain
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +43,12 @@ try:  # the batch of leaf-block DPs (absent from an extension built before it ex
     from dpiat._dpcore import dp_pairs as _dp_pairs_c
 except ImportError:
     _dp_pairs_c = None
+try:  # all leaf shape scores in one C call (numpy otherwise)
+    if _dp_c is None:
+        raise ImportError
+    from dpiat._dpcore import leaf_scores as _leaf_scores_c
+except ImportError:
+    _leaf_scores_c = None
 
 SCORE_CHUNK = 2_000_000  # elements of score_leaves' temporaries per chunk (~16 MB of float64)
 
@@ -163,24 +170,44 @@ def _inventory(block: Block) -> tuple[dict[int, Layer], dict[int, Block]]:
 
 def score_leaves(source: Block, target: Block, leaves=None):
     """``score(x, y)`` of every leaf ``x`` of ``source`` and leaf ``y`` of ``target``, computed for all pairs
-    at once with numpy: ``(matrix, source sigs, target sigs)``, ``matrix[t, s]`` = score(source leaf s,
-    target leaf t) as a C-contiguous float64 array; None when there is nothing to score (or a dimension is
-    too large, below). ``leaves``: the two leaf dicts of :func:`_inventory` when already known.
+    at once: ``(matrix, source sigs, target sigs)``, where ``matrix`` is a flat float64 ``array`` in target
+    major order, ``matrix[t * len(source sigs) + s]`` = score(source leaf s, target leaf t); None when there
+    is nothing to score (or a size is too large, below). ``leaves``: the two leaf dicts of
+    :func:`_inventory` when already known. One C call (``_dpcore.leaf_scores``) when the extension has it,
+    numpy otherwise.
 
     Bit for bit :func:`dpiat.layers.shape_score` (0 when the PARAM types do not meet): the same float64
     divisions of exactly representable integers, ``min``, and products in dimension order starting from
-    1.0 (a dimension one of the two shapes lacks multiplies by 1.0, which changes nothing, as zip stops
-    there). A compared dimension of size 0 makes a ratio 0 (or 0/0 = NaN), so the product is 0 or NaN:
-    both become the 0 shape_score returns. Shapes with an element of 2**53 or more (never in practice) are
-    left to the one-pair path.
+    1.0. Shapes with a size of 2**53 or more (never in practice) are left to the one-pair path.
     """
     xs, ys = leaves if leaves is not None else (_inventory(source)[0], _inventory(target)[0])
     if not xs or not ys:
         return None
-    nx, ny = len(xs), len(ys)
     xl, yl = list(xs.values()), list(ys.values())
     shapes = [leaf.shape or () for leaf in xl + yl]
-    ndim = np.fromiter(map(len, shapes), dtype=np.int64, count=nx + ny)
+    if _leaf_scores_c is not None:
+        try:
+            dims = array("q", chain.from_iterable(shapes))
+        except OverflowError:  # a size beyond int64
+            return None
+        raw = _leaf_scores_c(dims, array("q", map(len, shapes)), array("q", [leaf.mask for leaf in xl + yl]),
+                             len(xl))
+        if raw is None:
+            return None
+        matrix = array("d")
+        matrix.frombytes(raw)
+        return matrix, list(xs), list(ys)
+    matrix = _score_leaves_numpy(shapes, [leaf.mask for leaf in xl + yl], len(xl))
+    return (array("d", matrix.tobytes()), list(xs), list(ys)) if matrix is not None else None
+
+
+def _score_leaves_numpy(shapes: list, masks: list, nx: int):
+    """:func:`score_leaves` with numpy: a (target, source) float64 array, or None. A compared dimension of
+    size 0 makes a ratio 0 (or 0/0 = NaN), so the product is 0 or NaN: both become the 0 shape_score
+    returns. A dimension one of the two shapes lacks multiplies by 1.0, which changes nothing."""
+    n = len(shapes)
+    ny = n - nx
+    ndim = np.fromiter(map(len, shapes), dtype=np.int64, count=n)
     width = int(ndim.max())
     if width == 0:
         return None
@@ -188,7 +215,7 @@ def score_leaves(source: Block, target: Block, leaves=None):
     table = np.array([s + pad[len(s):] for s in shapes], dtype=np.float64)  # padded with 1: never / 0
     if table.max() >= 2.0 ** 53:  # ints below 2**53 convert exactly, so this is exact
         return None
-    masks = np.fromiter((leaf.mask for leaf in xl + yl), dtype=np.int64, count=nx + ny)
+    masks = np.array(masks, dtype=np.int64)
     b, b_ndim, b_mask = table[None, nx:, :], ndim[None, nx:], masks[None, nx:]  # (1, target, d)
     matrix = np.empty((ny, nx), dtype=np.float64)
     step = max(1, SCORE_CHUNK // (ny * width))  # source leaves per chunk
@@ -204,7 +231,7 @@ def score_leaves(source: Block, target: Block, leaves=None):
             value *= ratio[:, :, d]
         value[np.isnan(value) | ((masks[lo:hi, None] & b_mask) == 0)] = 0.0
         matrix[:, lo:hi] = value.T
-    return matrix, list(xs), list(ys)
+    return matrix
 
 
 @dataclass
@@ -212,9 +239,10 @@ class Aligner:
     """Aligns standardized structures, caching scores and block alignments by signature.
 
     ``scores[target sig][source sig]`` holds every score looked up so far: leaf shape scores, block-vs-block
-    alignment values, and the zeros of mixed pairs. ``tables[target sig] = (values, position of source sig)``
-    holds the scores computed in batches (all leaf pairs, all innermost block pairs), read from when a row
-    of scores is built, so that only the scores a DP reads become dict entries."""
+    alignment values, and the zeros of mixed pairs. ``tables[target sig] = (values, offset, position of
+    source sig)`` holds the scores computed in batches (all leaf pairs, all innermost block pairs):
+    ``values[offset + position[x.sig]]``, read when a row of scores is built, so that only the scores a DP
+    reads become dict entries."""
 
     scores: dict = field(default_factory=dict)
     rows: dict = field(default_factory=dict)  # rows[source sig][target item sig] -> row of scores
@@ -229,8 +257,8 @@ class Aligner:
         s = col.get(x.sig)
         if s is None:
             table = self.tables.get(y.sig)
-            if table is not None and (p := table[1].get(x.sig)) is not None:
-                s = table[0][p]
+            if table is not None and (p := table[2].get(x.sig)) is not None:
+                s = table[0][table[1] + p]
             else:
                 xb, yb = isinstance(x, Block), isinstance(y, Block)
                 if xb and yb:
@@ -251,8 +279,9 @@ class Aligner:
         if dense is not None:
             matrix, xsig, ysig = dense
             xpos = {sig: i for i, sig in enumerate(xsig)}
-            for y, values in zip(ysig, matrix.tolist()):
-                self.tables[y] = (values, xpos)
+            nx, tables = len(xsig), self.tables
+            for t, y in enumerate(ysig):
+                tables[y] = (matrix, t * nx, xpos)
             if _dp_pairs_c is not None:  # every innermost block pair's value in one C call
                 self._score_leaf_blocks(xb, yb, matrix, xpos, ysig)
         return self._align(source, target)
@@ -275,11 +304,10 @@ class Aligner:
         n = max(map(len, yb.values()))
         values = array("d")
         values.frombytes(_dp_pairs_c(matrix, len(xpos), xidx, xoff, yidx, yoff, _divisors(n)))
-        values = values.tolist()
-        k = len(xb)
+        k, tables = len(xb), self.tables
         bpos = {sig: i for i, sig in enumerate(xb)}
         for b, y in enumerate(yb):
-            self.tables[y] = (values[b * k:(b + 1) * k], bpos)
+            tables[y] = (values, b * k, bpos)
 
     def _align(self, source: Block, target: Block) -> Aligned:
         key = (source.sig, target.sig)
@@ -298,10 +326,10 @@ class Aligner:
             row = rows.get(ys)
             if row is None:
                 table = tables.get(ys)
-                if table is not None:  # batch-computed: a list lookup per score
-                    values, pos = table
+                if table is not None:  # batch-computed: an array lookup per score
+                    values, off, pos = table
                     get = pos.get
-                    row = [score(x, y) if (p := get(x.sig)) is None else values[p] for x in source]
+                    row = [score(x, y) if (p := get(x.sig)) is None else values[off + p] for x in source]
                 else:
                     col = cols.get(ys)
                     if col is None:

@@ -66,23 +66,25 @@ _PLAIN_TRAVERSAL: dict[type, bool] = {}
 def _n_parameters(model: nn.Module) -> int:
     """``sum(p.numel() for p in model.parameters())`` (each module and each parameter once), walking
     ``_modules`` / ``_parameters`` directly when no module class overrides nn.Module's traversal."""
-    seen_modules, seen_params, total, stack = set(), set(), 0, [model]
+    seen, params, total, stack = {model}, set(), 0, [model]
+    plain_of = _PLAIN_TRAVERSAL.get
     while stack:
         m = stack.pop()
-        if m in seen_modules:
-            continue
-        seen_modules.add(m)
         cls = type(m)
-        plain = _PLAIN_TRAVERSAL.get(cls)
+        plain = plain_of(cls)
         if plain is None:
             plain = _PLAIN_TRAVERSAL[cls] = all(getattr(cls, f, None) is getattr(nn.Module, f) for f in _TRAVERSAL)
         if not plain:
             return sum(p.numel() for p in model.parameters())
-        for p in m._parameters.values():
-            if p is not None and p not in seen_params:
-                seen_params.add(p)
+        d = m.__dict__
+        for p in d["_parameters"].values():
+            if p is not None and p not in params:
+                params.add(p)
                 total += p.numel()
-        stack.extend(c for c in m._modules.values() if c is not None)
+        for child in d["_modules"].values():
+            if child is not None and child not in seen:
+                seen.add(child)
+                stack.append(child)
     return total
 
 
@@ -140,9 +142,9 @@ def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> Tra
     _check_has_storage(source, "source")
     _check_has_storage(target, "target")
     t0 = time.perf_counter()
+    total = _n_parameters(target)  # first: the module objects are still in the cache, the copies evict them
     matching, written, *extra = METHODS[method](source, target)
     seconds = time.perf_counter() - t0
-    total = _n_parameters(target)
     matched = matching.matched
     return TransferReport(
         method=method,

@@ -7,7 +7,6 @@ import copy
 import math
 import random
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -86,27 +85,39 @@ def _leaf(mask: int, shape) -> Layer:
     return leaf
 
 
-@pytest.mark.parametrize("chunk", [2_000_000, 7])  # one chunk; many chunks of source leaves
-def test_vectorised_leaf_scores_equal_shape_score_bit_for_bit(chunk, monkeypatch):
-    monkeypatch.setattr("dpiat.alignment.SCORE_CHUNK", chunk)
+@pytest.mark.parametrize("path", ["c", "numpy", "numpy-chunked"])  # numpy: one chunk; many chunks of source leaves
+def test_batched_leaf_scores_equal_shape_score_bit_for_bit(path, monkeypatch):
+    import dpiat.alignment as A
+
+    if path == "c" and A._leaf_scores_c is None:
+        pytest.skip("C extension without leaf_scores")
+    if path != "c":
+        monkeypatch.setattr(A, "_leaf_scores_c", None)
+    if path == "numpy-chunked":
+        monkeypatch.setattr(A, "SCORE_CHUNK", 7)
     rng = random.Random(0)
     sizes = [0, 1, 2, 3, 5, 7, 16, 24, 40, 96, 112, 1000, 1280, 2 ** 40 + 1]
-    leaves = [_leaf(0, None)]
+    leaves = [_leaf(0, None), _leaf(1, ())]  # a 0-d weight scores 1.0 against another (empty product)
     for _ in range(300):
         shape = tuple(rng.choice(sizes) for _ in range(rng.randint(0, 5)))
         leaves.append(_leaf(rng.choice([1, 2, 3, 64, 256, 512, 1 << 9 | 2]), shape))
     xs, ys = leaves[: len(leaves) // 2], leaves[len(leaves) // 2:] + leaves[:20]
     matrix, xsig, ysig = score_leaves(Block(xs, "s"), Block(ys, "t"))
-    assert matrix.shape == (len({y.sig for y in ys}), len({x.sig for x in xs}))
-    assert matrix.flags.c_contiguous and matrix.dtype == np.float64
+    nx = len({x.sig for x in xs})
+    assert len(xsig) == nx and len(ysig) == len({y.sig for y in ys}) and len(matrix) == nx * len(ysig)
     for x in xs:
         for y in ys:
             want = shape_score(x.shape, y.shape) if x.mask & y.mask else 0.0
-            got = float(matrix[ysig.index(y.sig), xsig.index(x.sig)])
+            got = matrix[ysig.index(y.sig) * nx + xsig.index(x.sig)]
             assert got.hex() == want.hex(), (x, y)
 
 
-def test_a_huge_dimension_falls_back_to_the_one_pair_path():
+@pytest.mark.parametrize("c", [True, False])
+def test_a_huge_dimension_falls_back_to_the_one_pair_path(c, monkeypatch):
+    import dpiat.alignment as A
+
+    if not c:
+        monkeypatch.setattr(A, "_leaf_scores_c", None)
     x, y = _leaf(2, (2 ** 54, 3)), _leaf(2, (5, 3))
     assert score_leaves(Block([x, _leaf(1, (3,))], "s"), Block([y, _leaf(1, (4,))], "t")) is None
     # left to Aligner.score, which calls shape_score itself

@@ -190,3 +190,36 @@ def test_meta_target_cannot_receive_weights():
 def test_unknown_transfer_method():
     with pytest.raises(dpiat.UnknownNameError, match="transfer method"):
         dpiat.transfer(nn.Linear(2, 2), nn.Linear(2, 2), method="dpiat_bn_typo")
+
+
+def test_the_parameter_count_behind_fraction_overwritten_equals_model_parameters():
+    """Shared modules and tied parameters count once, a None parameter not at all, and a class that overrides
+    the traversal sends the count through ``model.parameters()``, exactly as ``fraction_overwritten`` needs."""
+    from dpiat.pipeline import _n_parameters
+
+    shared = nn.Conv2d(3, 4, 3)
+    tied = nn.Linear(4, 4)
+    model = nn.Sequential(shared, nn.Sequential(shared, nn.BatchNorm2d(4)), tied, nn.Linear(4, 4, bias=False))
+    model[3].weight = tied.weight
+    model.register_parameter("scale", nn.Parameter(torch.ones(5)))
+    model.register_parameter("absent", None)
+    want = sum(p.numel() for p in model.parameters())
+    assert _n_parameters(model) == want == 3 * 4 * 9 + 4 + 8 + 16 + 4 + 5
+
+    class Hidden(nn.Module):  # parameters() of this class also yields an extra tensor
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(2, 2)
+            self.extra = torch.nn.Parameter(torch.zeros(7))
+
+        def named_parameters(self, *args, **kwargs):
+            yield from super().named_parameters(*args, **kwargs)
+            yield "outside", nn.Parameter(torch.zeros(11))
+
+    hidden = Hidden()
+    assert _n_parameters(hidden) == sum(p.numel() for p in hidden.parameters()) == 6 + 7 + 11
+    nested = nn.Sequential(Hidden(), nn.Linear(2, 3))  # the root's parameters() does not call the child's
+    assert _n_parameters(nested) == sum(p.numel() for p in nested.parameters()) == 6 + 7 + 9
+    for m in ("tinynet_e", "mixnet_s"):
+        net = timm.create_model(m)
+        assert _n_parameters(net) == sum(p.numel() for p in net.parameters())
