@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 from array import array
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
