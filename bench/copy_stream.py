@@ -34,10 +34,7 @@ import dpiat.clip as clip
 from dpiat.matching import match
 from dpiat.pipeline import copy_matched
 
-try:
-    from bench.transfer_speed import PAIRS, Busy, load
-except ImportError:  # run as a script: python bench/copy_stream.py
-    from transfer_speed import PAIRS, Busy, load
+from bench.speed import PAIRS, Busy, load
 
 NEVER = 1 << 62
 SETTINGS = {  # name -> (stream_bytes, stream_run, line)

@@ -35,7 +35,6 @@ import os
 import platform
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -44,19 +43,9 @@ import torch
 
 import dpiat
 import dpiat.alignment as alignment
+from bench.speed import PAIRS, Busy, load
 
-PAIRS = [
-    ("tf_efficientnet_b2", "tf_efficientnet_b0"),
-    ("mixnet_l", "tf_efficientnet_b0"),
-    ("rexnet_100", "tf_efficientnet_b0"),
-    ("resnet50", "efficientnet_b0"),
-    ("tf_efficientnet_b0", "tf_efficientnet_b7"),
-]
 INSTALL_HINT = "pip install --no-deps iatransfer==1.0.3 inflection==0.5.1"
-
-# A background process that keeps one core busy, and exits when its parent (this script) is gone.
-SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for _ in range(200000):\n        pass\n"
-
 
 CPU = {}  # (what, pair, phase) -> median CPU milliseconds of the calling thread
 
@@ -73,31 +62,6 @@ def median_ms(fn, repeats: int, cpu_key=None) -> float:
     if cpu_key is not None:
         CPU[cpu_key] = 1000 * statistics.median(cpu)
     return 1000 * statistics.median(times)
-
-
-def load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-class Busy:
-    """``n`` processes spinning on one core each for the duration of a ``with`` block."""
-
-    def __init__(self, n: int):
-        self.n, self.procs = n, []
-
-    def __enter__(self):
-        for _ in range(self.n):
-            self.procs.append(subprocess.Popen([sys.executable, "-c", SPIN], stdin=subprocess.DEVNULL))
-        time.sleep(1.0)  # let them get scheduled
-        return self
-
-    def __exit__(self, *exc):
-        for p in self.procs:
-            p.kill()
-        for p in self.procs:
-            p.wait()
-        self.procs = []
-        return False
 
 
 class _Inert:

@@ -11,7 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 ENTRY_POINTS = {"bench.run", "bench.sweep", "bench.aggregate", "bench.train_source", "bench.train_ghn",
-                "bench.overhead", "bench.ghn_speed", "bench.transfer_speed"}
+                "bench.overhead", "bench.ghn_speed", "bench.transfer_speed", "bench.copy_stream"}
 
 
 def module_name(path: Path) -> str:
