@@ -183,21 +183,21 @@ def score_leaves(source: Block, target: Block, leaves=None):
     xs, ys = leaves if leaves is not None else (_inventory(source)[0], _inventory(target)[0])
     if not xs or not ys:
         return None
-    xl, yl = list(xs.values()), list(ys.values())
-    shapes = [leaf.shape or () for leaf in xl + yl]
+    both = [*xs.values(), *ys.values()]  # source leaves first
+    shapes = [leaf.shape or () for leaf in both]
+    masks = [leaf.mask for leaf in both]
     if _leaf_scores_c is not None:
         try:
             dims = array("q", chain.from_iterable(shapes))
         except OverflowError:  # a size beyond int64
             return None
-        raw = _leaf_scores_c(dims, array("q", map(len, shapes)), array("q", [leaf.mask for leaf in xl + yl]),
-                             len(xl))
+        raw = _leaf_scores_c(dims, array("q", map(len, shapes)), array("q", masks), len(xs))
         if raw is None:
             return None
         matrix = array("d")
         matrix.frombytes(raw)
         return matrix, list(xs), list(ys)
-    matrix = _score_leaves_numpy(shapes, [leaf.mask for leaf in xl + yl], len(xl))
+    matrix = _score_leaves_numpy(shapes, masks, len(xs))
     return (array("d", matrix.tobytes()), list(xs), list(ys)) if matrix is not None else None
 
 
