@@ -47,20 +47,18 @@ SETTINGS = {  # name -> (stream_bytes, stream_run, line)
 DEFAULT = "stream runs >= 256 B, whole lines (default)"
 
 
-def recorded_spec(source, target):
+def recorded_spec(source, target) -> list:
     """The raw-address copy list the faithful transfer of ``source`` into ``target`` hands to C."""
-    if clip._clip_copy_c is None:
-        raise SystemExit("dpiat._dpcore has no clip_copy (pure-Python build): nothing to measure")
     specs, real = [], clip._clip_copy_c
     clip._clip_copy_c = lambda spec: (specs.append(spec), real(spec))[1]
     try:
         copy_matched(match(source, target))
     finally:
         clip._clip_copy_c = real
-    return specs, real
+    return specs
 
 
-def check_identical(specs, target, real) -> None:
+def check_identical(specs, target) -> None:
     """Every setting writes the target tensors exactly as ordinary stores do (starting each time from a
     target filled with a value no source holds, so that a setting that wrote nothing would show)."""
     params = list(target.parameters())
@@ -70,7 +68,7 @@ def check_identical(specs, target, real) -> None:
             for p in params:
                 p.fill_(-7.25)
         for spec in specs:
-            real(spec, *args)
+            clip._clip_copy_c(spec, *args)
         now = [p.detach().clone() for p in params]
         if reference is None:
             reference = now
@@ -78,7 +76,7 @@ def check_identical(specs, target, real) -> None:
             raise SystemExit(f"setting {name!r} wrote different values: a bug in clip_copy")
 
 
-def measure(specs, real, repeats: int, cold: bool) -> dict[str, float]:
+def measure(specs, repeats: int, cold: bool) -> dict[str, float]:
     junk = torch.empty(16_000_000) if cold else None  # 64 MB, twice the L3 of the machine this was tuned on
     times: dict[str, list[float]] = {name: [] for name in SETTINGS}
     for _ in range(repeats):
@@ -87,7 +85,7 @@ def measure(specs, real, repeats: int, cold: bool) -> dict[str, float]:
                 junk.add_(1.0)
             c0 = time.thread_time()
             for spec in specs:
-                real(spec, *args)
+                clip._clip_copy_c(spec, *args)
             times[name].append(time.thread_time() - c0)
     return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
@@ -98,23 +96,25 @@ def main(argv=None) -> None:
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help="only the first N pairs (default: all)")
     ap.add_argument("--busy", type=int, default=1, help="spinning processes in the loaded round (0: skip it)")
     args = ap.parse_args(argv)
+    if clip._clip_copy_c is None:
+        raise SystemExit("dpiat._dpcore has no clip_copy (pure-Python build): nothing to measure")
     torch.set_num_threads(1)
     print(f"{platform.machine()} {platform.processor() or ''} torch {torch.__version__}; "
           f"CPU time of the calling thread, medians of {args.repeats}; the C copy is single-threaded")
     prepared = []
     for a, b in PAIRS[: args.pairs]:
         source, target = dpiat.create_model(a), dpiat.create_model(b)
-        specs, real = recorded_spec(source, target)
-        check_identical(specs, target, real)
-        prepared.append((f"{a} -> {b}", specs, real, (source, target)))  # the models own the addresses
+        specs = recorded_spec(source, target)
+        check_identical(specs, target)
+        prepared.append((f"{a} -> {b}", specs, (source, target)))  # the models own the addresses
     print("all settings write identical tensors (checked on every pair)")
     rounds = [("idle", 0)] + ([("loaded", args.busy)] if args.busy else [])
     for phase, busy in rounds:
         with Busy(busy):
             print(f"\n{phase}: load average {load()}" + (f", {busy} busy process(es)" if busy else ""))
-            for label, specs, real, _models in prepared:
-                warm = measure(specs, real, args.repeats, cold=False)
-                cold = measure(specs, real, args.repeats, cold=True)
+            for label, specs, _models in prepared:
+                warm = measure(specs, args.repeats, cold=False)
+                cold = measure(specs, args.repeats, cold=True)
                 print(f"  {label}")
                 for name in SETTINGS:
                     print(f"    {name:58s} warm {warm[name]:6.2f} ms ({warm[name] / warm[DEFAULT]:.2f}x)"
