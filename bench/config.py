@@ -192,6 +192,10 @@ class GridConfig:
 
     pairs: List[str] = field(default_factory=list)  # names of conf/pair/*.yaml
     models: List[str] = field(default_factory=list)  # all ordered (source, target) pairs, via pair=custom
+    # every (source, target) pair of these two lists with source != target, via pair=custom (an all-pairs grid
+    # where only some models are also targets)
+    sources: List[str] = field(default_factory=list)
+    targets: List[str] = field(default_factory=list)
     inits: List[str] = field(default_factory=list)  # init methods (init=<name>)
     seeds: List[int] = field(default_factory=list)  # run seeds (seed=<k>)
     # options for one init method only, e.g. {ghn: ["init.checkpoint=results/runs/proxy/ghn/ghn.pt"]}

@@ -62,10 +62,18 @@ def _axis(grid: Mapping | None, key: str) -> list:
     return list((grid or {}).get(key) or [])
 
 
-def grid_pairs(grid: Mapping | None) -> list[str]:
-    """The pair folders of a grid: ``grid.pairs``, then every ordered pair of ``grid.models``."""
+def model_pairs(grid: Mapping | None) -> list[tuple[str, str]]:
+    """The (source, target) pairs a grid names by model: every ordered pair of ``grid.models``, then every
+    pair of ``grid.sources`` x ``grid.targets`` whose source is not its target (target by target), no repeats."""
     models = _axis(grid, "models")
-    return [*_axis(grid, "pairs"), *(custom_pair_name(s, t) for s, t in itertools.permutations(models, 2))]
+    pairs = list(itertools.permutations(models, 2))
+    pairs += [(s, t) for t in _axis(grid, "targets") for s in _axis(grid, "sources") if s != t]
+    return list(dict.fromkeys(pairs))
+
+
+def grid_pairs(grid: Mapping | None) -> list[str]:
+    """The pair folders of a grid: ``grid.pairs``, then :func:`model_pairs`."""
+    return [*_axis(grid, "pairs"), *(custom_pair_name(s, t) for s, t in model_pairs(grid))]
 
 
 def outside_grid(grid: Mapping | None, pair: str, init: str, seed: int) -> list[str]:

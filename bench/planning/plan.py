@@ -1,7 +1,8 @@
 """Plan a sweep: expand an experiment's grid into tasks and leave out what is finished.
 
 An experiment's ``grid`` (``conf/experiment/*.yaml``) names ``pairs`` (or ``models``: every ordered pair of
-them, as ``pair=custom pair.source=S pair.target=T``), ``inits``, ``seeds`` and optional ``prerequisites``
+them, as ``pair=custom pair.source=S pair.target=T``; or ``sources`` and ``targets``: each target with every other
+model of ``sources``), ``inits``, ``seeds`` and optional ``prerequisites``
 (command lines such as ``bench/train_ghn.py ...``) and ``init_overrides`` (options for one init method, e.g.
 the GHN checkpoint). A plan has two stages:
 
@@ -50,7 +51,7 @@ from bench.baselines import pick_baseline, source_free
 from bench.config import CONF_DIR, check_config, register_configs
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
-from bench.layout import ADHOC, experiment_path
+from bench.layout import ADHOC, experiment_path, model_pairs
 from bench.planning.needs import missing_files
 from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
@@ -239,7 +240,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
             pairs = [PairPoint("custom", ov.custom["source"], ov.custom["target"])]
         else:
             pairs = [PairPoint(p) for p in grid.pairs]
-            pairs += [PairPoint("custom", s, t) for s, t in itertools.permutations(grid.models, 2)]
+            pairs += [PairPoint("custom", s, t) for s, t in model_pairs(grid)]
             if not pairs:  # no grid: the experiment's own pair
                 c = choices.pair
                 pairs = [PairPoint(c, base.pair.source, base.pair.target) if c == "custom" else PairPoint(c)]
