@@ -204,11 +204,11 @@ def compute_predictors(runs_dir: Path, records: list[dict], log=print) -> dict:
         probe = ridge_probe(feats[0], fit_y, feats[1], score_y, nc)
         t["probe_top1"] = t["transfer_top1"] + time.perf_counter() - t0
         out[rec["pair"]] = {"source": rec["source"], "target": rec["target"], "similarity": float(sim),
-                            "overwritten": float(report["fraction_overwritten"]), "transfer_top1": top1,
+                            "overwritten": float(report.fraction_overwritten), "transfer_top1": top1,
                             "probe_top1": probe, "source_top1": sw.get("best_val_top1"), "seconds": t,
                             "source_weights": str(path)}
         log(f"  {rec['source']:>24} -> {rec['target']:<22} similarity {sim:.3f}  overwritten "
-            f"{report['fraction_overwritten']:.2f}  transfer top-1 {top1:.3f}  probe {probe:.3f}  "
+            f"{report.fraction_overwritten:.2f}  transfer top-1 {top1:.3f}  probe {probe:.3f}  "
             f"({sum(t.values()):.1f} s)")
     return out
 

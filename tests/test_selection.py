@@ -109,3 +109,31 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     empty.mkdir(parents=True)
     assert selection.main([str(empty), "--out", str(tmp_path / "o")]) == 1
     assert "no run.json" in capsys.readouterr().err
+
+
+def test_grid_analyses_are_planned_and_run_after_the_table(tmp_path, capsys):
+    from bench.planning.plan import plan_sweep
+    from bench.sweep import run_analyses
+
+    plan = plan_sweep(["experiment=selection", f"paths.runs={tmp_path}"])
+    assert plan.analyses == [f"bench/selection.py {tmp_path}/selection"]
+    script = tmp_path / "touch.py"
+    script.write_text("import sys, pathlib; pathlib.Path(sys.argv[1]).write_text('ran')\n")
+    assert run_analyses([f"{script} {tmp_path / 'flag'}"]) == 0
+    assert (tmp_path / "flag").read_text() == "ran"
+    assert run_analyses([f"{script}"]) == 1  # a failing analysis is reported, not ignored
+    assert "the analysis exited with 1" in capsys.readouterr().err
+
+
+def test_selection_grid_shape():
+    """experiment=selection as the issue asks: >= 7 models, >= 5 families, >= 4 targets, each target with every
+    other model as a source, both directions inside a family, similarities from low to above 0.9."""
+    from bench.planning.plan import plan_sweep
+
+    plan = plan_sweep(["experiment=selection", "paths.runs=/nonexistent/runs"])
+    pairs = [p.split("_to_") for p in plan.axes["pair"]]
+    sources, targets = {s for s, _ in pairs}, {t for _, t in pairs}
+    assert len(sources | targets) >= 7 and len(targets) >= 4 and len(pairs) >= 24
+    assert all({m for m in sources if m != t} == {s for s, tt in pairs if tt == t} for t in targets)
+    assert ["tinynet_d", "tinynet_e"] in pairs and ["tinynet_e", "tinynet_d"] in pairs
+    assert plan.axes["seed"] == ["0", "1", "2"] and set(plan.axes["init"]) == {"random", "dpiat"}
