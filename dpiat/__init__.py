@@ -21,6 +21,7 @@ from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources, similarity, similari
 from dpiat.structure import Block, Layer, standardize
 from dpiat.pipeline import METHODS, TransferReport, register_method, transfer
 from dpiat import variants  # noqa: F401  (registers the named variants of the method)
+from dpiat import struct  # noqa: F401  (registers dpiat_struct, the structure-aware variant)
 from dpiat.weights import load_weights, read_state_dict, save_weights
 
 __version__ = "0.1.0"

@@ -110,16 +110,25 @@ def _faithful(source: nn.Module, target: nn.Module) -> tuple[Matching, int]:
 # name -> fn(source, target) -> (Matching, parameter elements written[, details dict]).
 TransferMethod = Callable[[nn.Module, nn.Module], tuple]
 METHODS: dict[str, TransferMethod] = {}
+# name -> the standardization a method matches on, for methods that do not use the faithful one
+# (``similarity(a, b, method=name)`` reads it); absent: ``dpiat.standardize``.
+STRUCTURES: dict[str, Callable[[nn.Module], object]] = {}
 
 
-def register_method(name: str, fn: TransferMethod, *, summary: str) -> None:
+def register_method(name: str, fn: TransferMethod, *, summary: str, structure: Callable | None = None) -> None:
     """Make ``fn`` available as ``transfer(source, target, method=name)`` and as the init method ``name``
     (so the harness runs it with ``init=name``): one registration, one name everywhere.
 
     ``fn(source, target)`` copies in place and returns ``(matching, elements_written)`` or
-    ``(matching, elements_written, details)``; ``details`` (JSON-able) lands in the report.
+    ``(matching, elements_written, details)``; ``details`` (JSON-able) lands in the report. ``structure``:
+    the method's own standardization (model -> Block) when it does not match on the faithful one; the
+    similarity of ``method=name`` then aligns those structures.
     """
     METHODS[name] = fn
+    if structure is not None:
+        STRUCTURES[name] = structure
+    else:
+        STRUCTURES.pop(name, None)
     register_init(name, needs_source=True, summary=summary)(partial(_transfer_init, method=name))
 
 
@@ -162,4 +171,4 @@ def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> Tra
     )
 
 
-__all__ = ["transfer", "TransferReport", "METHODS", "register_method", "copy_matched", "clip_windows"]
+__all__ = ["transfer", "TransferReport", "METHODS", "STRUCTURES", "register_method", "copy_matched", "clip_windows"]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from dpiat.alignment import Aligner
+from dpiat.errors import UnknownNameError
 from dpiat.matching import check_transferable
 from dpiat.models import as_model
 from dpiat.structure import Block, standardize
@@ -35,17 +36,34 @@ DEFAULT_CANDIDATES: tuple[str, ...] = (
 )
 
 
+def _structure_of(method: str):
+    """The standardization ``method`` matches on, and the check that a model has something to transfer;
+    an unknown method name fails with the close names."""
+    from dpiat.pipeline import METHODS, STRUCTURES
+
+    if method not in METHODS:
+        raise UnknownNameError("transfer method", method, METHODS)
+    structure = STRUCTURES.get(method)
+    if structure is None:
+        return standardize, check_transferable
+    from dpiat.struct import check_struct_transferable
+
+    return structure, check_struct_transferable
+
+
 class _Structures:
     """Standardized structures and self-values, computed once per model within a call."""
 
-    def __init__(self, aligner: Aligner):
+    def __init__(self, aligner: Aligner, method: str = "dpiat"):
         self.aligner = aligner
+        self.structure, self.check = (standardize, check_transferable) if method == "dpiat" else _structure_of(method)
 
     def get(self, model: nn.Module | str) -> tuple[Block, float]:
         m = as_model(model)
-        blocks = standardize(m)
-        n = check_transferable(blocks, "model", m)
-        # V(X->X) equals the number of PARAM layers of X (each layer matches itself with score 1).
+        blocks = self.structure(m)
+        n = self.check(blocks, "model", m)
+        # V(X->X) equals the number of PARAM layers of X (each layer matches itself with score 1); for
+        # dpiat_struct the number of its transferable leaves, for the same reason.
         return blocks, float(n)
 
 
@@ -55,15 +73,17 @@ def _sim(aligner: Aligner, a: tuple[Block, float], b: tuple[Block, float]) -> fl
     return (ab * ba / (a[1] * b[1])) ** 0.5
 
 
-def similarity(a: nn.Module | str, b: nn.Module | str) -> float:
-    """Symmetric architecture similarity in [0, 1]; ``a``/``b`` are modules or timm names."""
-    structs = _Structures(Aligner())
+def similarity(a: nn.Module | str, b: nn.Module | str, method: str = "dpiat") -> float:
+    """Symmetric architecture similarity in [0, 1]; ``a``/``b`` are modules or timm names. ``method``: the
+    transfer method whose matching is measured (``dpiat_struct`` counts its own layers: q/k/v, norms,
+    tokens...; the other named variants match as ``dpiat`` does)."""
+    structs = _Structures(Aligner(), method)
     return _sim(structs.aligner, structs.get(a), structs.get(b))
 
 
-def similarity_matrix(models: Sequence[nn.Module | str]) -> list[list[float]]:
-    """``M[i][j] = similarity(models[i], models[j])`` (symmetric, ones on the diagonal)."""
-    structs = _Structures(Aligner())
+def similarity_matrix(models: Sequence[nn.Module | str], method: str = "dpiat") -> list[list[float]]:
+    """``M[i][j] = similarity(models[i], models[j], method)`` (symmetric, ones on the diagonal)."""
+    structs = _Structures(Aligner(), method)
     built = [structs.get(m) for m in models]
     k = len(built)
     out = [[1.0] * k for _ in range(k)]
@@ -74,9 +94,10 @@ def similarity_matrix(models: Sequence[nn.Module | str]) -> list[list[float]]:
 
 
 def rank_sources(target: nn.Module | str, candidates: Sequence[nn.Module | str] = DEFAULT_CANDIDATES,
-                 ) -> list[tuple[nn.Module | str, float]]:
-    """Candidates sorted by similarity to ``target``, most similar first, as ``(candidate, sim)``."""
-    structs = _Structures(Aligner())
+                 method: str = "dpiat") -> list[tuple[nn.Module | str, float]]:
+    """Candidates sorted by similarity to ``target`` (of ``method``'s matching), most similar first, as
+    ``(candidate, sim)``."""
+    structs = _Structures(Aligner(), method)
     t = structs.get(target)
     scored = [(c, _sim(structs.aligner, t, structs.get(c))) for c in candidates]
     return sorted(scored, key=lambda cs: -cs[1])
