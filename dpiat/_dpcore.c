@@ -34,7 +34,7 @@
  *   64-byte cache lines of each run (the partial lines at its two ends get ordinary stores): the same bytes,
  *   written without first pulling the target's lines into the cache. Partial-line streaming stores are
  *   slow, so runs too short to hold whole lines are not streamed. The three optional arguments override
- *   CLIP_STREAM_BYTES, CLIP_STREAM_RUN and the line size (16, 32 or 64; bench/copy_stream.py compares
+ *   CLIP_STREAM_BYTES, CLIP_STREAM_RUN and the line size (16, 32 or 64; bench/measure/copy_stream.py compares
  *   settings).
  */
 #define PY_SSIZE_T_CLEAN

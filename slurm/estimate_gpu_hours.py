@@ -2,9 +2,9 @@
 
     python slurm/estimate_gpu_hours.py                                  # the two paper experiments
     python slurm/estimate_gpu_hours.py experiment=paper_imagenet seed=0 # any sweep, as bench/sweep.py takes it
-    python slurm/estimate_gpu_hours.py --measured path/gpu_check.json   # bench/gpu_check.py's figures
+    python slurm/estimate_gpu_hours.py --measured path/gpu_check.json   # bench/measure/gpu_check.py's figures
 
-Uses our GPU's measured throughput when ``results/gpu/gpu_check.json`` (bench/gpu_check.py) is committed, or
+Uses our GPU's measured throughput when ``results/gpu/gpu_check.json`` (bench/measure/gpu_check.py) is committed, or
 the file ``--measured`` names; timm's published figures otherwise; it prints which.
 
 Counts exactly what ``bench/sweep.py`` would submit for the same overrides; the throughput tables, their
@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
     measured = MEASURED
     if argv[:1] == ["--measured"]:
         if len(argv) < 2:
-            print("error: --measured needs the path of a bench/gpu_check.py JSON", file=sys.stderr)
+            print("error: --measured needs the path of a bench/measure/gpu_check.py JSON", file=sys.stderr)
             return 2
         measured, argv = Path(argv[1]), argv[2:]
         if not measured.exists():

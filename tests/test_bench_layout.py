@@ -11,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
 ENTRY_POINTS = {"bench.run", "bench.sweep", "bench.aggregate", "bench.train_source", "bench.train_ghn",
-                "bench.overhead", "bench.ghn_speed", "bench.transfer_speed", "bench.copy_stream"}
+                "bench.measure.overhead", "bench.measure.ghn_speed", "bench.measure.transfer_speed",
+                "bench.measure.copy_stream", "bench.measure.gpu_check"}
 
 
 def module_name(path: Path) -> str:

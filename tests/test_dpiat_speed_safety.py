@@ -165,7 +165,7 @@ def test_clip_copy_outside_no_grad_and_across_dtypes():
 
 
 def test_the_speed_benchmark_stops_its_busy_processes_also_on_errors():
-    from bench.speed import Busy
+    from bench.measure.speed import Busy
 
     with pytest.raises(KeyboardInterrupt):
         with Busy(1) as busy:

@@ -1,4 +1,4 @@
-"""bench/gpu_check.py --smoke: the GPU check's code path on a CPU (tiny model, 32 px), and the JSON it writes."""
+"""bench/measure/gpu_check.py --smoke: the GPU check's code path on a CPU (tiny model, 32 px), and its JSON."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_check_smoke_writes_the_json(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--smoke", "--out", str(tmp_path)],
+    script = REPO / "bench" / "measure" / "gpu_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "gpu_check.json").read_text())

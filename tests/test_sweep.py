@@ -326,5 +326,5 @@ def test_gpu_hour_estimate_uses_measured_throughput_when_there_is_a_file(tmp_pat
     assert estimate_gpu_hours.main(["--measured", str(tmp_path / "absent.json")]) == 2
     assert "no such file" in capsys.readouterr().err
     check.write_text("{}")
-    with pytest.raises(SweepError, match="is not a bench/gpu_check.py result"):
+    with pytest.raises(SweepError, match="is not a bench/measure/gpu_check.py result"):
         estimate(paper, measured=check)

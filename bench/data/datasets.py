@@ -198,7 +198,7 @@ def image_transforms(decoder: str, in_chans: int, resolution: int, scale: tuple[
     ``pil``: PIL decodes, torchvision's PIL transforms crop and resize, ToTensor; ``torchvision``:
     torchvision.io decodes to a uint8 tensor, the v2 transforms crop and resize it (antialiased bilinear, as
     PIL's), then it becomes float. Both give float (C, res, res) normalised tensors; the pixels differ by
-    rounding only (bench/loader_speed.py measures the two).
+    rounding only (bench/measure/loader_speed.py measures the two).
     """
     if decoder not in DECODERS:
         raise DataError(f"data.decoder={decoder!r} is not a decoder; choose from {', '.join(DECODERS)}")

@@ -1,7 +1,7 @@
 """How the C copy of a transfer writes its bytes: streaming-store settings side by side, on the real copies.
 
-    python bench/copy_stream.py                 # the five pairs of bench/transfer_speed.py (~1 min on 2 cores)
-    python bench/copy_stream.py --pairs 2 --busy 0
+    .venv/bin/python bench/measure/copy_stream.py                 # transfer_speed.py's five pairs (~1 min, 2 cores)
+    .venv/bin/python bench/measure/copy_stream.py --pairs 2 --busy 0
 
 A transfer's copies (the centre clips of every matched layer) go to ``dpiat._dpcore.clip_copy`` as one list of
 raw-address copies. Large copies can be written with non-temporal (streaming) stores, which skip reading
@@ -16,7 +16,7 @@ Each figure is the median CPU time of the calling thread over ``--repeats`` call
 interleaved call by call so that a change of machine load hits them alike, in two cache states: *warm*
 (the same copy repeated) and *cold* (64 MB of other memory written before each call, as when a transfer
 follows model construction or training). ``--busy`` processes spinning on a core each (started and
-stopped by this script, as in bench/transfer_speed.py) run during a second, loaded round. The 1-minute
+stopped by this script, as in bench/measure/transfer_speed.py) run during a second, loaded round. The 1-minute
 load average is printed with each round.
 """
 
@@ -34,7 +34,7 @@ import dpiat.clip as clip
 from dpiat.matching import match
 from dpiat.pipeline import copy_matched
 
-from bench.speed import PAIRS, Busy, load
+from bench.measure.speed import PAIRS, Busy, load
 
 NEVER = 1 << 62
 SETTINGS = {  # name -> (stream_bytes, stream_run, line)

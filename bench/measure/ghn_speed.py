@@ -1,8 +1,9 @@
 """How long GHN-2 parameter prediction takes: graph construction and prediction, median of repeats.
 
-    python bench/ghn_speed.py                                  # tf_efficientnet_b0, ImageNet-sized GHN
-    python bench/ghn_speed.py --model resnet50 --repeats 5
-    python bench/ghn_speed.py --checkpoint results/runs/ghn/fashion_mnist/ghn.pt --in-chans 1 --num-classes 10
+    .venv/bin/python bench/measure/ghn_speed.py                       # tf_efficientnet_b0, ImageNet-sized GHN
+    .venv/bin/python bench/measure/ghn_speed.py --model resnet50 --repeats 5
+    .venv/bin/python bench/measure/ghn_speed.py --checkpoint results/runs/ghn/fashion_mnist/ghn.pt \
+        --in-chans 1 --num-classes 10
 
 Without ``--checkpoint`` a randomly initialised GHN with the ``ghn2_imagenet.pt`` layout (the largest
 official one) is timed: the cost does not depend on the weights. The target is <= 1 s in total for

@@ -1,8 +1,8 @@
 """One prepared GPU check (under 8 minutes on one GPU): the smoke experiment on the GPU, training throughput of
 the harness against a bare bf16 loop, and the input pipeline's images/s per worker.
 
-    python bench/gpu_check.py --out results/gpu            # on a GPU machine: writes results/gpu/gpu_check.json
-    python bench/gpu_check.py --smoke --out /tmp/check     # the same code on a CPU, tiny, in about a minute
+    .venv/bin/python bench/measure/gpu_check.py --out results/gpu         # on a GPU: writes results/gpu/gpu_check.json
+    .venv/bin/python bench/measure/gpu_check.py --smoke --out /tmp/check  # the same code on a CPU, tiny, ~1 minute
 
 1. ``bench/run.py experiment=smoke trainer=gpu`` in a subprocess (the whole harness, run folder and all, under
    ``<out>/runs``): its exit status, seconds and final val_top1.
@@ -12,7 +12,7 @@ the harness against a bare bf16 loop, and the input pipeline's images/s per work
    autotuning, the divergence check's per-step sync, metrics) and through a bare loop (bf16 autocast,
    channels_last, Adam, forward/backward/step). Reported: images/s of each and their ratio (target >= 0.9).
    ``--compile`` adds the harness with ``trainer.compile=true``.
-3. The input pipeline: :func:`bench.loader_speed.measure` (images/s per worker for each ``data.decoder``, and
+3. The input pipeline: :func:`bench.measure.loader_speed.measure` (images/s per worker for each ``data.decoder``, and
    torchvision's GPU decoder), and the workers one GPU needs at the measured b0 speed.
 
 The JSON (``<out>/gpu_check.json``, rewritten after each part so that a cut-off run leaves what it measured):
@@ -34,7 +34,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import lightning.pytorch as pl  # noqa: E402
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["throughput"] = throughput(spec, device, args.compile, log)
         save()
     if "loader" not in args.skip:
-        from bench.loader_speed import measure
+        from bench.measure.loader_speed import measure
 
         threads = torch.get_num_threads()
         loader = measure(spec["loader_images"], spec["loader_repeats"], spec["resolution"],

@@ -1,7 +1,7 @@
 """The ImageNet input pipeline's speed per DataLoader worker: PIL against torchvision.io, on this machine.
 
-    python bench/loader_speed.py                         # 200 JPEGs of ImageNet's sizes, 224 px crops
-    python bench/loader_speed.py --images 400 --repeats 5 --json out.json
+    .venv/bin/python bench/measure/loader_speed.py                         # 200 JPEGs of ImageNet's sizes, 224 px crops
+    .venv/bin/python bench/measure/loader_speed.py --images 400 --repeats 5 --json out.json
 
 Writes a small ImageFolder of JPEGs into a temporary folder: sizes around ImageNet's (sides 500 x 375 or
 375 x 500, +-20 %), quality 90, content with ImageNet's spread of detail (smooth fields at several scales plus
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.config import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from bench.data.datasets import DECODERS, image_transforms  # noqa: E402
@@ -109,7 +109,7 @@ def loadavg() -> str:
 
 def measure(n_images: int = 200, repeats: int = 3, resolution: int = 224, device: str | None = None,
             folder: Path | None = None) -> dict:
-    """The figures as a dict (what ``--json`` writes and bench/gpu_check.py records)."""
+    """The figures as a dict (what ``--json`` writes and bench/measure/gpu_check.py records)."""
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(folder or tmp)
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default=None, help="also time GPU decoding on this device (default: cuda if any)")
     ap.add_argument("--gpu-img-s", type=float, default=2750.0,
                     help="the training speed to feed, images/s (default 2750: an ASSUMED H100/H200 figure for "
-                         "tf_efficientnet_b0, bf16, 224 px; replace with bench/gpu_check.py's)")
+                         "tf_efficientnet_b0, bf16, 224 px; replace with bench/measure/gpu_check.py's)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)
     out = measure(args.images, args.repeats, args.resolution, args.device)

@@ -1,8 +1,8 @@
 """Training throughput of the harness against a bare PyTorch loop: same model, data, batch, side by side.
 
-    python bench/overhead.py                                  # tinynet_e, Fashion-MNIST 32 px, batch 128, CPU
-    python bench/overhead.py --model resnet10t --steps 30 --rounds 5
-    python bench/overhead.py experiment=paper_imagenet ...     # any harness overrides after the options
+    .venv/bin/python bench/measure/overhead.py                         # tinynet_e, Fashion-MNIST 32 px, batch 128, CPU
+    .venv/bin/python bench/measure/overhead.py --model resnet10t --steps 30 --rounds 5
+    .venv/bin/python bench/measure/overhead.py experiment=paper_imagenet ...  # harness overrides after the options
 
 Both sides train the same timm model from the same initial weights on the same batches (bench.data's
 loader, augmentation included) with the paper's Adam. The bare side is the textbook loop (forward, loss,

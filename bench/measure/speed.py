@@ -1,4 +1,4 @@
-"""What the speed benchmarks (bench/transfer_speed.py, bench/copy_stream.py) share: the model pairs they
+"""What the speed benchmarks (transfer_speed.py, copy_stream.py, beside this file) share: the model pairs they
 time, the load average as printed, and background processes that keep cores busy."""
 
 from __future__ import annotations

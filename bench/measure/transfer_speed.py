@@ -1,8 +1,8 @@
 """Speed of the dpiat library, idle and under load, side by side with the authors' code when it is installed.
 
-    python bench/transfer_speed.py                      # all pairs, idle and loaded (~3-5 min on 2 CPU cores)
-    python bench/transfer_speed.py --pairs 1 --busy 1   # only tf_efficientnet_b2 -> tf_efficientnet_b0
-    python bench/transfer_speed.py --python-dp          # also time the pure-Python DP fallback
+    .venv/bin/python bench/measure/transfer_speed.py                      # all pairs, idle and loaded (~3-5 min, 2 cores)
+    .venv/bin/python bench/measure/transfer_speed.py --pairs 1 --busy 1   # only tf_efficientnet_b2 -> b0
+    .venv/bin/python bench/measure/transfer_speed.py --python-dp          # also time the pure-Python DP fallback
 
 Each figure is the median over ``--repeats`` calls (the authors' code: ``--authors-repeats``) on the same
 model instances; model construction is excluded, and every call starts from fresh caches as a user's call
@@ -43,7 +43,7 @@ import torch
 
 import dpiat
 import dpiat.alignment as alignment
-from bench.speed import PAIRS, Busy, load
+from bench.measure.speed import PAIRS, Busy, load
 
 INSTALL_HINT = "pip install --no-deps iatransfer==1.0.3 inflection==0.5.1"
 

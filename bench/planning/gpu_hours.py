@@ -15,7 +15,7 @@ channels-last, PyTorch 1.12 / CUDA 11.3, on synthetic tensors already on the GPU
 
 Our runs use a global batch of 128 and read JPEGs, so expect them slower: read the figures as lower bounds.
 
-MEASURED instead, when ``results/gpu/gpu_check.json`` exists (``bench/gpu_check.py`` on our GPU, committed):
+MEASURED instead, when ``results/gpu/gpu_check.json`` exists (``bench/measure/gpu_check.py`` on our GPU, committed):
 its harness images/s at its resolution, scaled to a run's resolution by pixel count, for the networks it
 measured; every other network gets its published figures times the median ratio measured / published of
 the measured ones (the GPU's speed relative to the RTX 3090), inference too. :func:`throughput_table` says
@@ -54,7 +54,7 @@ THROUGHPUT = {
     "semnasnet_100": (2279.15, 9728.29, 224),
     "resnet50": (1218.01, 3676.35, 224),
 }
-# bench/gpu_check.py's figures on our GPU, when committed
+# bench/measure/gpu_check.py's figures on our GPU, when committed
 MEASURED = Path(__file__).resolve().parents[2] / "results" / "gpu" / "gpu_check.json"
 # (training images, validation images) per epoch
 DATA = {"imagenet": (1_281_167, 50_000), "cifar100": (50_000, 10_000), "cifar10": (50_000, 10_000)}
@@ -63,7 +63,7 @@ DATA = {"imagenet": (1_281_167, 50_000), "cifar100": (50_000, 10_000), "cifar10"
 def throughput_table(measured: Path | None = MEASURED) -> tuple[dict, str]:
     """(model -> (train images/s, inference images/s, image size), where the figures come from).
 
-    From ``measured`` (bench/gpu_check.py's JSON) when that file exists, else the published :data:`THROUGHPUT`.
+    From ``measured`` (bench/measure/gpu_check.py's JSON) when that file exists, else the published :data:`THROUGHPUT`.
     """
     if measured is None or not Path(measured).exists():
         return dict(THROUGHPUT), f"published: {SOURCE.format(kind='train|infer')} (RTX 3090)"
@@ -71,9 +71,10 @@ def throughput_table(measured: Path | None = MEASURED) -> tuple[dict, str]:
         check = json.loads(Path(measured).read_text())
         rows = [r for r in check["throughput"] if r["model"] in THROUGHPUT and r.get("harness_img_s")]
     except (ValueError, KeyError, TypeError) as e:
-        raise SweepError(f"{measured} is not a bench/gpu_check.py result ({type(e).__name__}: {e}); fix or delete it")
+        raise SweepError(f"{measured} is not a bench/measure/gpu_check.py result ({type(e).__name__}: {e}); "
+                         "fix or delete it")
     if not rows:
-        raise SweepError(f"{measured} has no harness throughput of a known network; rerun bench/gpu_check.py")
+        raise SweepError(f"{measured} has no harness throughput of a known network; rerun bench/measure/gpu_check.py")
     table, factors = dict(THROUGHPUT), []
     for r in rows:
         train, infer, size = THROUGHPUT[r["model"]]
