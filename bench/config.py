@@ -54,6 +54,11 @@ class PairConfig:
     source: Optional[str] = None  # timm name of the network whose weights are transferred
     target: str = MISSING  # timm name of the network that is trained
     note: str = ""  # free text about the pair, kept in the config and run.json
+    # extra timm arguments of each network, e.g. {img_size: 32, patch_size: 4, depth: 6} for a ViT (dpiat.create_model);
+    # recorded in run.json with the config. A source's cache folder is named by its timm name only, so two pairs of
+    # one experiment with the same source name must not differ in source_kwargs
+    source_kwargs: Dict[str, Any] = field(default_factory=dict)
+    target_kwargs: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -256,6 +261,15 @@ def check_config(cfg: DictConfig) -> None:
         if not cfg.pair.source:
             raise ConfigError(f"init {cfg.init.name!r} needs a source network, and pair {cfg.pair.name!r} has none")
         dpiat.models.check_model_name(cfg.pair.source)
+    for role in ("source", "target"):  # extra timm arguments: build on the meta device now, not after hours
+        kwargs = cfg.pair.get(f"{role}_kwargs")
+        if kwargs and cfg.pair.get(role):
+            try:
+                dpiat.create_model(cfg.pair[role], device="meta", **OmegaConf.to_container(kwargs, resolve=True))
+            except Exception as e:  # timm raises TypeError, ValueError, AssertionError for arguments it refuses
+                message = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ConfigError(f"pair.{role}_kwargs={dict(kwargs)}: timm could not build {cfg.pair[role]!r} with "
+                                  f"them ({message}); fix or remove the argument") from None
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
     schedules = [s.value for s in Schedule]

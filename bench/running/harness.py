@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import dpiat
 from bench.data.module import build_datamodule
@@ -39,10 +39,19 @@ def print_rank0(message: str) -> None:
         print(message, flush=True)
 
 
-def fresh_model(name: str, cfg: DictConfig, seed: int) -> torch.nn.Module:
-    """``name`` with timm's initialisation, as a function of the seed alone (whatever ran before)."""
+def model_kwargs(cfg: Any, role: str) -> dict:
+    """The pair's extra timm arguments of its ``source`` or ``target`` (``pair.source_kwargs`` /
+    ``pair.target_kwargs``, e.g. ``{img_size: 32, patch_size: 4, depth: 6}`` for a ViT), as a plain dict."""
+    kwargs = cfg.pair.get(f"{role}_kwargs") or {}
+    return dict(OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else kwargs)
+
+
+def fresh_model(name: str, cfg: DictConfig, seed: int, role: str = "target") -> torch.nn.Module:
+    """``name`` with timm's initialisation, as a function of the seed alone (whatever ran before); ``role``
+    (target | source) chooses the pair's extra timm arguments."""
     reseed(seed)
-    return dpiat.create_model(name, num_classes=cfg.data.num_classes, in_chans=cfg.data.in_chans)
+    return dpiat.create_model(name, num_classes=cfg.data.num_classes, in_chans=cfg.data.in_chans,
+                              **model_kwargs(cfg, role))
 
 
 def pin_threads(trainer: Any) -> None:
@@ -106,7 +115,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             model, made = initialise()
             save(**made)
         else:  # the checkpoint holds the weights; the init was recorded by the first segment
-            model = fresh_model(folder.network, cfg, folder.seed)
+            model = fresh_model(folder.network, cfg, folder.seed, role="source" if folder.kind == "source" else "target")
         n_bn = int(cfg.eval.bn_batches)
         module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,
                             seed=folder.seed, lr=lr, max_loss=cfg.trainer.max_loss,

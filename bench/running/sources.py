@@ -41,7 +41,7 @@ from bench.errors import ConfigError, SourceError
 from bench.files import atomic_write_json
 from bench.running import heartbeat
 from bench.running.folder import SOURCE_ORIGIN, SOURCE_WEIGHTS, RunFolder
-from bench.running.harness import Initialised, execute, fresh_model, print_rank0
+from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
 from bench.running.lit import global_rank
 from dpiat.errors import DpiatError, WeightsError
 
@@ -68,7 +68,7 @@ def new_launch() -> None:
 
 def build_source_model(cfg: Any, **kwargs) -> nn.Module:
     return dpiat.create_model(cfg.pair.source, num_classes=cfg.source.num_classes or cfg.data.num_classes,
-                              in_chans=cfg.source.in_chans or cfg.data.in_chans, **kwargs)
+                              in_chans=cfg.source.in_chans or cfg.data.in_chans, **model_kwargs(cfg, "source"), **kwargs)
 
 
 def get_source(cfg: Any, *, log: Callable[[str], None] = print_rank0) -> tuple[nn.Module, dict]:
@@ -124,7 +124,7 @@ def train_source(cfg: Any, log: Callable[[str], None] = print_rank0) -> dict:
     own = source_config(cfg)  # the experiment's data and recipe with the source's budget and schedule
 
     def initialise() -> Initialised:  # a source starts from timm's random init
-        model = fresh_model(folder.network, own, folder.seed)
+        model = fresh_model(folder.network, own, folder.seed, role="source")
         return model, {"init_report": dpiat.initialize("random", model), "similarity": None, "source_weights": None}
 
     return execute(folder, own, initialise, monitor=("val_loss", "min"), log=log)

@@ -27,7 +27,7 @@ import dpiat
 from bench.config import check_config, init_options
 from bench.running import sources
 from bench.running.folder import RunFolder
-from bench.running.harness import Initialised, execute, fresh_model, print_rank0
+from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
 from bench.running.lit import global_rank
 from dpiat.errors import DpiatError
 
@@ -50,7 +50,7 @@ def initialise(cfg: DictConfig, log: Callable[[str], None] = print_rank0) -> Ini
     if cfg.pair.source and global_rank() == 0:
         try:  # of the two networks as built here (their classes and input channels), on the meta device
             target_net = dpiat.create_model(cfg.pair.target, device="meta", num_classes=cfg.data.num_classes,
-                                            in_chans=cfg.data.in_chans)
+                                            in_chans=cfg.data.in_chans, **model_kwargs(cfg, "target"))
             similarity = float(dpiat.similarity(sources.build_source_model(cfg, device="meta"), target_net))
         except DpiatError as e:
             log(f"note: no similarity for {cfg.pair.source} -> {cfg.pair.target}: {e}")
