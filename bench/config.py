@@ -54,6 +54,9 @@ class PairConfig:
     source: Optional[str] = None  # timm name of the network whose weights are transferred
     target: str = MISSING  # timm name of the network that is trained
     note: str = ""  # free text about the pair, kept in the config and run.json
+    # the pair in words for plots, e.g. "TinyNet-D -> TinyNet-E (same family)"; a label, not part of the run's
+    # identity. None: "<source> -> <target>" (bench/results/titles.py)
+    title: Optional[str] = None
     # extra timm arguments of each network, e.g. {img_size: 32, patch_size: 4, depth: 6} for a ViT (dpiat.create_model);
     # recorded in run.json with the config. A source's cache folder is named by its timm name only, so two pairs of
     # one experiment with the same source name must not differ in source_kwargs

@@ -57,7 +57,7 @@ SOURCE_ORIGIN = "weights.json"  # which epoch's checkpoint SOURCE_WEIGHTS holds
 # Config keys that may change between the segments of one run without changing what it computes.
 RESUMABLE_CHANGES = ("epochs", "paths", "logger", "grid", "data.root", "data.num_workers", "data.download",
                      "trainer.devices", "trainer.num_nodes", "trainer.strategy", "trainer.enable_progress_bar",
-                     "trainer.log_every_n_steps")
+                     "trainer.log_every_n_steps", "pair.title")  # pair.title: a label for plots
 # Keys added to the schema after runs were recorded, with their defaults: a record without one ran as if it
 # had the default (bench/config.py), so absent equals that default and those runs keep their identity.
 ADDED_KEYS = {"data.decoder": "pil", "data.pin_memory": None, "data.persistent_workers": False,

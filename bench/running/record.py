@@ -318,6 +318,8 @@ class RunRecord:
     init_top1_bn: float | None = None  # the same, BatchNorm recalibrated (absent in runs without it)
     top1_bn: dict[int, float] = field(default_factory=dict)  # epoch -> val_top1_bn
     status_why: str = ""  # running / interrupted: what says so (Liveness.why)
+    title: str | None = None  # config.pair.title: the pair in words, for plots (bench/results/titles.py)
+    source_weights: str | None = None  # config.source.weights (train, none, timm, zoo:<name>, a path)
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -399,4 +401,14 @@ def load_record(path: str | os.PathLike) -> RunRecord:
     return RunRecord(path, raw["pair"], raw["init"], raw["seed"], live.state,
                      None if reason is None else str(reason), raw.get("source"), raw["target"], raw["data"],
                      raw["epochs"], None if similarity is None else float(similarity), init_top1, top1,
-                     init_top1_bn, top1_bn, live.why)
+                     init_top1_bn, top1_bn, live.why, **_labels(raw.get("config")))
+
+
+def _labels(config: Any) -> dict[str, str | None]:
+    """The words a plot may show for the run's pair, from its recorded config (absent in older records)."""
+    config = config if isinstance(config, dict) else {}
+    pair, source = config.get("pair"), config.get("source")
+    title = pair.get("title") if isinstance(pair, dict) else None
+    weights = source.get("weights") if isinstance(source, dict) else None
+    return {"title": title if isinstance(title, str) and title else None,
+            "source_weights": weights if isinstance(weights, str) else None}

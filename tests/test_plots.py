@@ -1,0 +1,191 @@
+"""bench/results/plots.py and titles.py on hand-written run folders: what a reader of the pictures relies on.
+
+Pairs are titled in words, every legend sits outside the data it explains and names every line style and
+marker, an interval is drawn only where one exists (two seeds or more) and the legend says so, and points
+of equal similarity do not hide each other. The figures are captured before saving (``save_png``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.container import ErrorbarContainer
+
+from bench.results import plots
+from bench.results.table import aggregate
+from bench.results.titles import derived_title
+from tests.test_aggregate import write_run
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """name -> Figure of every plot an aggregation makes (nothing is written)."""
+    captured = {}
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: captured.__setitem__(path.name, fig))
+    return captured
+
+
+def with_config(path, **pair):
+    """Add what the harness records under config (pair.title, source.weights) to a written run.json."""
+    run = json.loads(path.read_text())
+    weights = pair.pop("weights", "train")
+    run["config"] = {"pair": {"name": run["pair"], "source": run["source"], "target": run["target"], **pair},
+                     "source": {"weights": weights}}
+    path.write_text(json.dumps(run))
+
+
+def proxy_like(root, seeds=3, extra_pairs=0):
+    """The proxy's shape on a 2-epoch scale: random and ghn once per seed in tinynet_d_to_e, dpiat per pair;
+    two pairs share a similarity (0.915), as the trained and untrained TinyNet-D do."""
+    pairs = [("tinynet_d_to_e", "tinynet_d", 0.915, 0.7), ("tinynet_d_untrained_to_e", "tinynet_d", 0.915, 0.5),
+             ("rexnet_100_to_tinynet_e", "rexnet_100", 0.525, 0.55),
+             ("resnet10t_to_tinynet_e", "resnet10t", 0.246, 0.52)]
+    pairs += [(f"m{k}_to_tinynet_e", f"m{k}", 0.3 + 0.1 * k, 0.5 + 0.01 * k) for k in range(extra_pairs)]
+    for seed in range(seeds):
+        for init, top1 in (("random", 0.5), ("ghn", 0.45)):
+            write_run(root, "tinynet_d_to_e", init, seed, [0.3, top1 + 0.01 * seed], target="tinynet_e",
+                      init_top1=0.1, bn=[0.35, top1 + 0.02], init_top1_bn=0.1)
+        for pair, source, sim, top1 in pairs:
+            path = write_run(root, pair, "dpiat", seed, [0.4, top1 + 0.02 * seed], source=source, target="tinynet_e",
+                             similarity=sim, init_top1=0.1, bn=[0.45, top1 + 0.03], init_top1_bn=0.6)
+            if pair == "tinynet_d_untrained_to_e":
+                with_config(path, weights="none")  # as recorded before pair.title existed
+
+
+def renderer_of(fig):
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def legends(fig):
+    return list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+
+
+def legend_text(fig) -> str:
+    return "\n".join(t.get_text() for leg in legends(fig) for t in leg.get_texts())
+
+
+def assert_legends_cover_no_data(fig):
+    r = renderer_of(fig)
+    data_axes = [ax for ax in fig.axes if ax.axison and ax.has_data()]
+    assert legends(fig) and data_axes
+    for leg in legends(fig):
+        box = leg.get_window_extent(r)
+        for ax in data_axes:
+            assert not box.overlaps(ax.get_window_extent(r)), f"legend over the data of {ax.get_title()!r}"
+
+
+def test_titles_are_words_from_the_record_the_pair_config_or_the_model_names(tmp_path, figures):
+    root = tmp_path / "runs" / "exp"
+    proxy_like(root)
+    for seed in range(3):  # a custom pair (pair=custom): no title anywhere, its names read as "a -> b"
+        write_run(root, "mixnet_m_to_tinynet_e", "dpiat", seed, [0.4, 0.6], source="mixnet_m", target="tinynet_e",
+                  similarity=0.4)
+        with_config(root / "rexnet_100_to_tinynet_e" / "dpiat" / f"seed{seed}" / "run.json",
+                    title="ReXNet, as recorded")
+    aggregate(root, tmp_path / "out")
+    titles = [ax.get_title().replace("\n", " ") for ax in figures["curves.png"].axes if ax.axison]
+    assert "TinyNet-D -> TinyNet-E (same family)" in titles  # from conf/pair/tinynet_d_to_e.yaml
+    assert "untrained TinyNet-D -> TinyNet-E (control)" in titles
+    assert "ReXNet, as recorded" in titles  # run.json's config.pair.title wins
+    assert "mixnet_m -> tinynet_e" in titles
+    assert not any("_to_" in t for t in titles)  # no folder names
+    ticks = " ".join(t.get_text().replace("\n", " ") for t in figures["ratios.png"].axes[-1].get_xticklabels())
+    assert "TinyNet-D -> TinyNet-E (same family)" in ticks and "mean over pairs" in ticks and "_to_" not in ticks
+    assert "TinyNet-D -> TinyNet-E (same family)" in figures["curves_tinynet_d_to_e.png"].axes[0].get_title()
+
+
+def test_derived_titles_say_where_the_source_weights_come_from():
+    assert derived_title("a", "b", "train") == "a -> b"
+    assert derived_title("a", "b", None) == "a -> b"
+    assert derived_title("a", "b", "none") == "untrained a -> b (control)"
+    assert derived_title("a", "b", "zoo:lite0_imagenet") == "a (zoo: lite0_imagenet) -> b"
+    assert derived_title(None, "b", None) == "b alone (no source)"
+
+
+def test_a_conf_title_is_not_used_for_runs_of_other_networks(tmp_path, figures):
+    root = tmp_path / "runs" / "exp"
+    for seed in range(2):  # named like conf/pair/tinynet_d_to_e.yaml, but another source
+        write_run(root, "tinynet_d_to_e", "random", seed, [0.3, 0.5], target="tinynet_e")
+        write_run(root, "tinynet_d_to_e", "dpiat", seed, [0.4, 0.6], source="mixnet_s", target="tinynet_e")
+    aggregate(root, tmp_path / "out")
+    assert "mixnet_s -> tinynet_e" in figures["curves_tinynet_d_to_e.png"].axes[0].get_title()
+
+
+@pytest.mark.parametrize("extra_pairs", [0, 4])  # 4 panels (one spare: the legend goes there), 8 (below)
+def test_curve_legends_cover_no_data_and_explain_every_line_and_marker(tmp_path, figures, extra_pairs):
+    root = tmp_path / "runs" / "exp"
+    proxy_like(root, extra_pairs=extra_pairs)
+    aggregate(root, tmp_path / "out")
+    for name in ("curves.png", "curves_tinynet_d_to_e.png"):
+        fig = figures[name]
+        assert_legends_cover_no_data(fig)
+        text = legend_text(fig)
+        for words in ("random (n=3 seeds", "dpiat (n=3 seeds)", "ghn (n=3 seeds", "solid, filled circle",
+                      "dashed, filled square", "hollow circle / square: before training", "band: min..max"):
+            assert words in text, (name, words)
+    titles = [ax.get_title() for ax in figures["curves.png"].axes if ax.axison]
+    assert all("solid" not in t and "dashed" not in t for t in titles)  # said once, in the legend
+
+
+def test_ratio_and_similarity_legends_cover_no_data(tmp_path, figures):
+    root = tmp_path / "runs" / "exp"
+    proxy_like(root)
+    aggregate(root, tmp_path / "out")
+    for name in ("ratios.png", "similarity_vs_ratio.png"):
+        assert_legends_cover_no_data(figures[name])
+        assert "whisker: 95% interval over seeds (Student's t)" in legend_text(figures[name])
+    assert any(isinstance(c, ErrorbarContainer) for ax in figures["ratios.png"].axes for c in ax.containers)
+
+
+def test_one_seed_draws_no_interval_and_the_legend_says_so(tmp_path, figures):
+    root = tmp_path / "runs" / "exp"
+    proxy_like(root, seeds=1, extra_pairs=4)  # one seed, eight pairs
+    aggregate(root, tmp_path / "out")
+    for name in ("ratios.png", "similarity_vs_ratio.png"):
+        fig = figures[name]
+        assert not any(isinstance(c, ErrorbarContainer) for ax in fig.axes for c in ax.containers), name
+        text = legend_text(fig)
+        assert "95%" not in text and "no whisker: one seed, no interval" in text, name
+        assert not any("95%" in ax.get_title() for ax in fig.axes), name  # no interval claimed in a title either
+        assert_legends_cover_no_data(fig)
+
+
+def test_the_defaults_shape_one_pair_one_seed(tmp_path, figures):
+    root = tmp_path / "runs" / "default"
+    for init in ("random", "dpiat", "ghn"):
+        write_run(root, "tinynet_d_to_e", init, 0, [0.4, 0.5, 0.6], source="tinynet_d" if init == "dpiat" else None,
+                  target="tinynet_e", epochs=3, similarity=0.915 if init == "dpiat" else None, init_top1=0.1,
+                  bn=[0.5, 0.6, 0.7], init_top1_bn=0.8)
+    aggregate(root, tmp_path / "out")
+    assert set(figures) == {"curves_tinynet_d_to_e.png", "ratios.png"}  # one pair: no panels, no correlation
+    for fig in figures.values():
+        assert_legends_cover_no_data(fig)
+    assert "95%" not in legend_text(figures["ratios.png"])
+    assert "n=1 seeds" in legend_text(figures["curves_tinynet_d_to_e.png"])
+    assert "band" not in legend_text(figures["curves_tinynet_d_to_e.png"])  # one seed: no min..max band drawn
+
+
+def test_points_of_equal_similarity_are_side_by_side_and_labels_stay_inside(tmp_path, figures):
+    root = tmp_path / "runs" / "exp"
+    proxy_like(root)
+    aggregate(root, tmp_path / "out")
+    fig = figures["similarity_vs_ratio.png"]
+    r = renderer_of(fig)
+    ax = fig.axes[0]
+    xy = [ax.transData.transform(p) for line in ax.lines if line.get_gid() == "points" for p in line.get_xydata()]
+    assert len(xy) == 4
+    for i in range(len(xy)):
+        for j in range(i):
+            assert abs(xy[i][0] - xy[j][0]) > 5, "two points (and their whiskers) drawn on one x"
+    inside = ax.get_window_extent(r)
+    assert len(ax.texts) == 4
+    for text in ax.texts:
+        box = text.get_window_extent(r)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, \
+            f"label {text.get_text()!r} runs off the axes"
+    keys = legend_text(fig)
+    assert "TinyNet-D -> TinyNet-E (same family), similarity 0.915" in keys and "side by side" in keys
