@@ -24,6 +24,7 @@ Compose the real config without the command line (what the tests do)::
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -34,7 +35,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 import dpiat
 from bench.errors import ConfigError
-from bench.layout import hydra_dir
+from bench.layout import ADHOC, MANIFESTS, SOURCES, hydra_dir
+from dpiat.errors import close_matches
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -54,14 +56,14 @@ class PairConfig:
     source: Optional[str] = None  # timm name of the network whose weights are transferred
     target: str = MISSING  # timm name of the network that is trained
     note: str = ""  # free text about the pair, kept in the config and run.json
-    # the pair in words for plots, e.g. "TinyNet-D -> TinyNet-E (same family)"; a label, not part of the run's
-    # identity. None: "<source> -> <target>" (bench/results/titles.py)
-    title: Optional[str] = None
     # extra timm arguments of each network, e.g. {img_size: 32, patch_size: 4, depth: 6} for a ViT (dpiat.create_model);
     # recorded in run.json with the config. A source's cache folder is named by its timm name only, so two pairs of
     # one experiment with the same source name must not differ in source_kwargs
     source_kwargs: Dict[str, Any] = field(default_factory=dict)
     target_kwargs: Dict[str, Any] = field(default_factory=dict)
+    # the pair in words for plots, e.g. "TinyNet-D -> TinyNet-E (same family)"; a label, not part of the run's
+    # identity. None: "<source> -> <target>" (bench/results/titles.py)
+    title: Optional[str] = None
 
 
 @dataclass
@@ -109,6 +111,10 @@ class DataConfig:
     train_subset: Optional[int] = None  # an "epoch" = this many images, a fixed seeded subset
     val_subset: Optional[int] = None  # validate on this many images, a fixed seeded subset; None: all
     subset_seed: int = 0  # fixed across run seeds: every init sees the same images
+    # a fixed slice of this many training-split images that training never sees, drawn with the training
+    # subset (disjoint from it, the same for every run seed and init) and evaluated after every epoch
+    # (heldout_top1 in run.json): what a choice among recipes may be made on, never the validation set. 0: off
+    heldout: int = 0
     crop_scale: Optional[List[float]] = None  # None: (0.1, 1), or (0.5, 1) below 100 px (protocol)
     hflip: bool = True  # random horizontal flips in training
     # DataLoader worker processes per training process (image files only: in-memory data sets never use them).
@@ -116,7 +122,8 @@ class DataConfig:
     # (SLURM_CPUS_PER_TASK, else the CPUs it may run on divided by the processes of a ddp run on this machine)
     num_workers: Any = 0
     # who decodes JPEGs: pil (PIL + torchvision's PIL transforms) or torchvision (torchvision.io to uint8
-    # tensors + v2 transforms; ~1.6x the images/s per worker, bench/loader_speed.py); the pixels differ by rounding
+    # tensors + v2 transforms; ~1.6x the images/s per worker, bench/measure/loader_speed.py); the pixels
+    # differ by rounding
     decoder: str = "pil"
     pin_memory: Optional[bool] = None  # page-locked batches for asynchronous copies to the GPU; None: on with a GPU
     # keep workers between epochs: saves their start-up (seconds per epoch) but their random crops then depend
@@ -149,7 +156,9 @@ class OptimConfig:
     schedule: Schedule = Schedule.mocked_cosine
     mock_epochs: int = 100  # mocked_cosine only: the length of the mocked cosine, in epochs
     min_factor: float = 0.1  # the lr factor never goes below this (per-epoch schedules)
-    warmup_steps: int = 0  # cosine_steps only: steps of linear warm-up from lr/warmup_steps to lr
+    # steps of linear warm-up from lr/warmup_steps to lr: cosine_steps ramps into its cosine; a per-epoch
+    # schedule is then stepped per step, its epoch's factor times the warm-up's (0: none, the epoch schedule as is)
+    warmup_steps: int = 0
 
 
 @dataclass
@@ -214,6 +223,13 @@ class GridConfig:
     # experiments whose runs of this grid's pairs join its table (e.g. variants: proxy's random and dpiat);
     # their runs are theirs to make: run those experiments first
     compare_with: List[str] = field(default_factory=list)
+    # analyses run after the table by `bench/sweep.py --local` (python script + arguments, idempotent), e.g.
+    # "bench/selection.py ${paths.runs}/${experiment_name}"; on SLURM, run them yourself once the runs are done
+    analyses: List[str] = field(default_factory=list)
+    # fine-tuning recipes, each a name and the optim.<key>=value settings it applies, e.g.
+    # {adam_lr1e-3: ["optim.lr=0.001"]}: every run of the grid is made once per recipe (recipe=<name>), in
+    # <experiment>/<recipe>/<pair>/<init>/seed<k>/ (bench/layout.py); empty: no recipe axis
+    recipes: Dict[str, List[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -232,6 +248,9 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
+    # the fine-tuning recipe of this run: a name in grid.recipes, whose settings apply_recipe() puts in optim;
+    # part of the run folder. None: the experiment's optim as composed
+    recipe: Optional[str] = None
 
 
 def register_configs() -> None:
@@ -291,6 +310,89 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.decoder={cfg.data.decoder!r} is not a decoder; choose from pil, torchvision")
     if cfg.eval.bn_batches < 0:
         raise ConfigError(f"eval.bn_batches must be 0 (off) or more, got {cfg.eval.bn_batches}")
+    if cfg.data.get("heldout", 0) < 0:
+        raise ConfigError(f"data.heldout must be 0 (off) or a number of training images to hold out, got "
+                          f"{cfg.data.heldout}")
+    if cfg.optim.warmup_steps < 0:
+        raise ConfigError(f"optim.warmup_steps must be 0 (no warm-up) or more, got {cfg.optim.warmup_steps}")
+    check_recipes(cfg.get("grid"))
+    if cfg.get("recipe") is not None:
+        settings = recipe_settings(cfg.grid, cfg.recipe)
+        if method.needs_source and cfg.source.weights == "train":
+            loose = [line for line in settings if line.split("=", 1)[0] in SOURCE_TWINS
+                     and cfg.source.get(SOURCE_TWINS[line.split("=", 1)[0]]) is None]
+            loose += [line for line in settings if line.split("=", 1)[0] not in SOURCE_TWINS]
+            if loose:
+                raise ConfigError(f"recipe {cfg.recipe}: {', '.join(loose)} would also change how the source is "
+                                  "trained here (a recipe is how targets are fine-tuned); set the source's own value "
+                                  "(" + ", ".join(f"source.{SOURCE_TWINS[k]}" for k in SOURCE_TWINS) + "), or "
+                                  "leave that key out of the recipe")
+
+
+# optim keys a recipe may set, and the source.* key that gives a trained source its own value instead
+SOURCE_TWINS = {"optim.lr": "lr", "optim.schedule": "schedule", "optim.warmup_steps": "warmup_steps",
+                "optim.name": "optimizer", "optim.weight_decay": "weight_decay"}
+_RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_recipes(grid: Any) -> None:
+    """``grid.recipes``: folder-safe names, each with ``optim.<key>=value`` settings only."""
+    for name, settings in ((grid or {}).get("recipes") or {}).items():
+        if not _RECIPE_NAME.fullmatch(str(name)) or name in (SOURCES, ADHOC, MANIFESTS, "ghn", "local_logs"):
+            raise ConfigError(f"grid.recipes: {name!r} cannot name a recipe (it becomes a folder: letters, digits and "
+                              f"_ . + - only, and not {SOURCES}, {ADHOC}, {MANIFESTS}, ghn or local_logs)")
+        for line in settings or []:
+            key = str(line).split("=", 1)[0]
+            if "=" not in str(line) or not key.startswith("optim.") or key.count(".") != 1:
+                raise ConfigError(f"grid.recipes.{name}: {line!r} - a recipe holds optim.<key>=value settings only, "
+                                  "e.g. optim.lr=0.001")
+            if key.split(".", 1)[1] not in OptimConfig.__dataclass_fields__:
+                close = close_matches(key.split(".", 1)[1], list(OptimConfig.__dataclass_fields__))
+                raise ConfigError(f"grid.recipes.{name}: {line!r} - optim has no key {key.split('.', 1)[1]!r}"
+                                  + (f"; did you mean {', '.join('optim.' + c for c in close)}?" if close else ""))
+
+
+def recipe_settings(grid: Any, name: str) -> list[str]:
+    """The ``optim.<key>=value`` settings of recipe ``name`` in ``grid.recipes``; ConfigError naming the recipes
+    (close ones first) when there is no such recipe."""
+    recipes = (grid or {}).get("recipes") or {}
+    if name not in recipes:
+        if not recipes:
+            raise ConfigError(f"recipe={name}: this experiment's grid has no recipes (grid.recipes); drop recipe= or "
+                              "define the recipe in grid.recipes")
+        close = close_matches(str(name), list(recipes))
+        raise ConfigError(f"unknown recipe {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+                          + f" This experiment's recipes: {', '.join(recipes)}")
+    return [str(line) for line in recipes[name] or []]
+
+
+def apply_recipe(cfg: DictConfig) -> DictConfig:
+    """Put the settings of ``cfg.recipe`` (a name in ``grid.recipes``) into ``cfg.optim``, in place, and return
+    ``cfg``; nothing when ``cfg.recipe`` is None. The recipe's values replace the composed ones. Idempotent:
+    bench/run.py and the sweep plan both apply it, and get the same run identity.
+
+    >>> cfg = OmegaConf.structured(Config)
+    >>> cfg.grid.recipes = {"slow": ["optim.lr=0.001", "optim.warmup_steps=20"]}
+    >>> cfg.recipe = "slow"
+    >>> apply_recipe(cfg).optim.lr, cfg.optim.warmup_steps
+    (0.001, 20)
+    """
+    if cfg.get("recipe") is None:
+        return cfg
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    check_recipes(cfg.grid)
+    parser = OverridesParser.create()
+    for line in recipe_settings(cfg.grid, cfg.recipe):
+        try:
+            override = parser.parse_override(line)
+            OmegaConf.update(cfg, override.key_or_group, override.value(), merge=False)
+        except (HydraException, OmegaConfBaseException) as e:
+            message = " ".join(str(e).split())
+            raise ConfigError(f"grid.recipes.{cfg.recipe}: {line!r} cannot be applied: {message}") from None
+    return cfg
 
 
 def source_config(cfg: DictConfig) -> DictConfig:

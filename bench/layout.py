@@ -4,6 +4,8 @@
 
     <paths.runs>/<experiment>/           experiment_path
         <pair>/<init>/seed<k>/           target_path: one target run (bench/running/folder.py says what is in it)
+        <recipe>/<pair>/<init>/seed<k>/  a target run with a fine-tuning recipe (config ``recipe``, one of
+                                         ``grid.recipes``): each recipe's folder is laid out like an experiment's
         adhoc/<pair>/<init>/seed<k>/     a target run outside the experiment's grid (:func:`run_path`): never
                                          in the experiment's table, which reads <pair>/<init>/seed<k> only
         sources/<model>/seed<k>/         source_path: a source's training, shared by the experiment's targets
@@ -76,9 +78,15 @@ def grid_pairs(grid: Mapping | None) -> list[str]:
     return [*_axis(grid, "pairs"), *(custom_pair_name(s, t) for s, t in model_pairs(grid))]
 
 
-def outside_grid(grid: Mapping | None, pair: str, init: str, seed: int) -> list[str]:
-    """Why (pair, init, seed) is not a point of ``grid``, one phrase per axis; empty when it is one."""
+def outside_grid(grid: Mapping | None, pair: str, init: str, seed: int, recipe: str | None = None) -> list[str]:
+    """Why (pair, init, seed, recipe) is not a point of ``grid``, one phrase per axis; empty when it is one.
+
+    A grid with recipes has no point without one: every run of it is made with one of its recipes."""
     why = []
+    recipes = list((grid or {}).get("recipes") or {})
+    if recipes and recipe not in recipes:
+        why.append(f"recipe {recipe} is not in the grid's recipes ({', '.join(recipes)})" if recipe else
+                   f"no recipe given (recipe=<name>; the grid's recipes are {', '.join(recipes)})")
     for axis, value, values in (("pair", pair, grid_pairs(grid)), ("init", init, _axis(grid, "inits")),
                                 ("seed", seed, _axis(grid, "seeds"))):
         if values and value not in values:
@@ -87,17 +95,37 @@ def outside_grid(grid: Mapping | None, pair: str, init: str, seed: int) -> list[
     return why
 
 
-def run_path(runs: str | Path, experiment: str, grid: Mapping | None, pair: str, init: str, seed: int) -> Path:
-    """A target run's folder: ``target_path`` in the experiment folder, or in its ``adhoc/`` when off the grid."""
+def run_path(runs: str | Path, experiment: str, grid: Mapping | None, pair: str, init: str, seed: int,
+             recipe: str | None = None) -> Path:
+    """A target run's folder: ``target_path`` in the experiment folder, or in its ``adhoc/`` when off the grid;
+    with a recipe, in that recipe's folder there.
+
+    >>> grid = {"recipes": {"adam_lr1e-3": ["optim.lr=0.001"]}}
+    >>> str(run_path("results/runs", "recipe", grid, "tinynet_d_to_e", "dpiat", 0, "adam_lr1e-3"))
+    'results/runs/recipe/adam_lr1e-3/tinynet_d_to_e/dpiat/seed0'
+    """
     base = experiment_path(runs, experiment)
-    if outside_grid(grid, pair, init, seed):
+    if outside_grid(grid, pair, init, seed, recipe):
         base = base / ADHOC
+    if recipe:
+        base = base / recipe
     return target_path(base, pair, init, seed)
+
+
+def recipe_folders(experiment_dir: str | Path) -> list[Path]:
+    """The recipe folders of an experiment folder: those holding ``<pair>/<init>/seed<k>/run.json`` runs one
+    level down (not ``sources/``, ``adhoc/``, ``manifests/``), in name order."""
+    found = []
+    for d in sorted(Path(experiment_dir).iterdir()) if Path(experiment_dir).is_dir() else []:
+        if d.is_dir() and d.name not in (SOURCES, ADHOC, MANIFESTS) and next(d.glob("*/*/seed*/run.json"), None):
+            found.append(d)
+    return found
 
 
 def target_run_path(cfg: Any) -> Path:
     """The folder of the target run a composed config describes (RunFolder.target, Hydra, the sweep plan)."""
-    return run_path(cfg.paths.runs, cfg.experiment_name, cfg.get("grid"), cfg.pair.name, cfg.init.name, cfg.seed)
+    return run_path(cfg.paths.runs, cfg.experiment_name, cfg.get("grid"), cfg.pair.name, cfg.init.name, cfg.seed,
+                    cfg.get("recipe"))
 
 
 def target_folders(experiment_dir: str | Path) -> Iterator[Path]:

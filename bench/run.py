@@ -13,8 +13,9 @@ the groups, the init methods and every config key with its value and meaning (be
 folder results/runs/<experiment>/<pair>/<init>/seed<k>/ is the run: the same command again resumes it from
 its newest checkpoint, or says it is finished. A run outside the experiment's grid (a pair, init or seed that
 its grid does not list) is ad hoc: it goes to results/runs/<experiment>/adhoc/<pair>/<init>/seed<k>/, so it
-never enters the experiment's table. Never combine a `-m` sweep with strategy=ddp. Exit status: 0 finished
-(or already finished), 1 failed (the reason is in run.json).
+never enters the experiment's table. Never combine a `-m` sweep with strategy=ddp. Ctrl-C (or SIGTERM) stops it with one line,
+"interrupted after epoch K of N (...): rerun the same command to resume", and the rerun says after which epoch it
+resumes. Exit status: 0 finished (or already finished), 1 failed (the reason is in run.json), 130 interrupted.
 """
 
 import sys
@@ -22,12 +23,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from bench.errors import USER_ERRORS, DivergedError
+from bench.errors import USER_ERRORS, DivergedError, Interrupted
 from bench.layout import ADHOC, experiment_path, outside_grid, table_dir
 from bench.running.folder import RunFolder
 from bench.running.lit import global_rank
 from bench.running.target import run
 
+INTERRUPTED_EXIT = 130  # as a shell reports a command stopped by Ctrl-C
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
@@ -37,6 +39,10 @@ def main(cfg: DictConfig) -> None:
             print(note, flush=True)
     try:
         record = run(cfg)
+    except Interrupted as e:  # Ctrl-C or SIGTERM: the run is saved as interrupted, resumable
+        if global_rank() == 0:
+            print(str(e), file=sys.stderr, flush=True)
+        sys.exit(INTERRUPTED_EXIT)
     except USER_ERRORS as e:
         if global_rank() == 0:
             print(f"error: {e}", file=sys.stderr)
@@ -53,13 +59,13 @@ def main(cfg: DictConfig) -> None:
 
 def adhoc_note(cfg: DictConfig) -> str | None:
     """For a run outside its experiment's grid: that it is ad hoc, where it goes, and how to get its table."""
-    why = outside_grid(cfg.get("grid"), cfg.pair.name, cfg.init.name, cfg.seed)
+    why = outside_grid(cfg.get("grid"), cfg.pair.name, cfg.init.name, cfg.seed, cfg.get("recipe"))
     if not why:
         return None
     adhoc = experiment_path(cfg.paths.runs, cfg.experiment_name) / ADHOC
     return (f"ad hoc run: {'; '.join(why)} of experiment {cfg.experiment_name}, so it goes to "
             f"{RunFolder.target(cfg).path}, not into that experiment's table; the table of its ad hoc runs: "
-            f"python bench/aggregate.py {adhoc} --out {table_dir(adhoc)}")
+            f".venv/bin/python bench/aggregate.py {adhoc} --out {table_dir(adhoc)}")
 
 
 def help_requested(argv: list[str]) -> bool:
@@ -96,4 +102,8 @@ if __name__ == "__main__":
         sys.exit(default_slice())
     if help_requested(sys.argv[1:]):
         sys.exit(print_help(sys.argv[1:]))
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before the run started training (config, imports): nothing to resume yet
+        print("interrupted before training started: run the same command again", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)

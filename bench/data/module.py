@@ -38,7 +38,7 @@ from bench.data.datasets import (
     load_in_memory,
 )
 from bench.data.loaders import InMemoryLoader
-from bench.data.sampling import EpochSampler, fixed_subset
+from bench.data.sampling import EpochSampler, fixed_subset, train_and_heldout
 from bench.data.synthetic import generate_synthetic
 from bench.errors import ConfigError, DataError
 from bench.seeding import RECAL, epoch_seed, generator, subset_seeds
@@ -137,7 +137,9 @@ class ImageDataModule(pl.LightningDataModule):
         if int(labels.max()) >= cfg.num_classes:
             raise DataError(f"{cfg.name} has labels up to {int(labels.max())} but data.num_classes={cfg.num_classes}")
         train_seed, val_seed = subset_seeds(cfg.subset_seed)
-        self.train_idx = fixed_subset(n_train, cfg.train_subset, train_seed)
+        # the held-out slice (data.heldout) comes from the training subset's own draw: disjoint from it, and
+        # the training subset is the same with or without it
+        self.train_idx, self.heldout_idx = train_and_heldout(n_train, cfg.train_subset, int(cfg.heldout), train_seed)
         self.val_idx = fixed_subset(n_val, cfg.val_subset, val_seed)
         self._ready = True
 
@@ -148,6 +150,10 @@ class ImageDataModule(pl.LightningDataModule):
     @property
     def num_val(self) -> int:
         return len(self.val_idx)
+
+    @property
+    def num_heldout(self) -> int:
+        return len(self.heldout_idx)
 
     # -- loaders -------------------------------------------------------------------------------------
     def _placement(self) -> tuple[int, int, torch.device]:
@@ -222,6 +228,22 @@ class ImageDataModule(pl.LightningDataModule):
 
     def val_dataloader(self):
         return self._loader(train=False)
+
+    def heldout_dataloader(self):
+        """The held-out training images (``data.heldout``) with the eval transform, this process's share of
+        them (strided, unpadded, as validation), or None when there are none. Draws no random numbers."""
+        self.setup()
+        if not self.num_heldout:
+            return None
+        rank, world, device = self._placement()
+        batch = self.per_device_batch(world, train=False)
+        sampler = EpochSampler(self.heldout_idx, shuffle=False, rank=rank, world=world)
+        if self.cfg.name in IN_MEMORY:
+            return InMemoryLoader(self.train_x, self.train_y, sampler, batch_size=batch, train=False,
+                                  resolution=self.resolution, mean=list(self.cfg.mean), std=list(self.cfg.std),
+                                  scale=self.scale, hflip=False, device=device)
+        return torch.utils.data.DataLoader(self.files.train_as_val, batch_size=batch, sampler=sampler,
+                                           generator=torch.Generator(), **self._loader_options(device))
 
 
 def build_datamodule(cfg: Any, *, model_name: str | None = None, seed: int = 0) -> ImageDataModule:

@@ -29,6 +29,34 @@ def fixed_subset(n: int, size: int | None, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=generator(seed))[:size].sort().values
 
 
+def train_and_heldout(n: int, size: int | None, heldout: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed training subset and a fixed held-out slice of ``heldout`` images, disjoint, from one draw.
+
+    Both come from the same permutation of the ``n`` images (``seed``): training takes its head, the held-out
+    slice its tail, so they never share an image, the training subset is exactly :func:`fixed_subset`'s (a
+    held-out slice changes nothing about training), and the slice depends on ``seed`` alone (the same for
+    every run seed and init). ``size`` None: training takes every image not held out. ``heldout`` 0: none.
+
+    >>> train, held = train_and_heldout(10, 4, 3, seed=0)
+    >>> torch.equal(train, fixed_subset(10, 4, 0)), len(held), set(train.tolist()) & set(held.tolist())
+    (True, 3, set())
+    """
+    if heldout < 0:
+        raise DataError(f"data.heldout must be 0 (off) or a number of images, got {heldout}")
+    if heldout == 0:
+        return fixed_subset(n, size, seed), torch.arange(0)
+    room = n - heldout
+    if room < 1 or (size is not None and size > room):
+        need = f"data.train_subset={size} + data.heldout={heldout}" if size is not None else f"data.heldout={heldout}"
+        raise DataError(f"{need} leaves no room: the training split holds {n} images; lower data.heldout"
+                        + (" or data.train_subset" if size is not None else ""))
+    if size is not None and size <= 0:
+        raise DataError(f"a subset must hold at least one image, got {size}")
+    order = torch.randperm(n, generator=generator(seed))
+    take = room if size is None else size
+    return order[:take].sort().values, order[room:].sort().values
+
+
 class EpochSampler(torch.utils.data.Sampler):
     """Indices of one process's shard for the current epoch.
 

@@ -48,7 +48,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.baselines import pick_baseline, source_free
-from bench.config import CONF_DIR, check_config, register_configs
+from bench.config import CONF_DIR, apply_recipe, check_config, check_recipes, register_configs
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
 from bench.layout import ADHOC, experiment_path, model_pairs
@@ -57,7 +57,7 @@ from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
 RUN_SCRIPT = "bench/run.py"
 SOURCE_SCRIPT = "bench/train_source.py"
-AXES = ("pair", "init", "seed")
+AXES = ("pair", "init", "seed", "recipe")
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,7 @@ class Plan:
     trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
     missing: list[str] = field(default_factory=list)  # one line per file the runs need that nobody makes
     compare_dirs: list[Path] = field(default_factory=list)  # grid.compare_with: their runs join the table
+    analyses: list[str] = field(default_factory=list)  # grid.analyses: scripts run after the table (--local)
 
     @property
     def adhoc_dir(self) -> Path:
@@ -125,11 +126,12 @@ class Plan:
 
     def summary(self) -> str:
         a = self.axes
+        recipes = (f" x {len(a['recipe'])} recipes ({', '.join(a['recipe'])})" if a.get("recipe") else "")
         lines = [f"experiment {self.experiment}: {len(a['pair'])} pairs x {len(a['init'])} inits "
-                 f"({', '.join(a['init'])}) x {len(a['seed'])} seeds ({', '.join(a['seed'])}) = "
+                 f"({', '.join(a['init'])}) x {len(a['seed'])} seeds ({', '.join(a['seed'])}){recipes} = "
                  f"{self.n_points + len(self.shared)} points"
                  + (f", {len(self.shared)} of them served by a source-free run of another pair with the same "
-                    f"target" if self.shared else "")
+                    f"target" + (" and recipe" if a.get("recipe") else "") if self.shared else "")
                  + f": {self.n_points} runs, {len(self.finished)} finished, {len(self.runs)} to run"
                  + (f" ({len(self.interrupted)} of them interrupted, resumable)" if self.interrupted else "")
                  + (f", {len(self.running)} running now (left out)" if self.running else "")
@@ -144,8 +146,8 @@ class Plan:
         lines.append(f"  run folders: {self.runs_dir}")
         if self.adhoc:
             lines.append(f"  {len(self.adhoc)} of the runs are outside the experiment's grid: ad hoc, in "
-                         f"{self.adhoc_dir} (not in the experiment's table; their own: python bench/aggregate.py "
-                         f"{self.adhoc_dir} --out <folder>)")
+                         f"{self.adhoc_dir} (not in the experiment's table; their own: "
+                         f".venv/bin/python bench/aggregate.py {self.adhoc_dir} --out <folder>)")
         lines += [f"  missing file: {m}" for m in self.missing]
         lines += [f"  the table also takes this grid's pairs from {d}" + ("" if d.is_dir() else
                   " (not there yet: run that experiment first)") for d in self.compare_dirs]
@@ -178,17 +180,20 @@ def _split_overrides(overrides: list[str]) -> _Overrides:
         key = o.key_or_group
         if key == "hydra" or key.startswith(("hydra.", "hydra/")):
             raise SweepError(f"{o.input_line}: the sweep submits through slurm/array.sbatch and takes no hydra "
-                             "settings; for the submitit launcher use: python bench/run.py -m hydra/launcher=slurm ...")
+                             "settings; for the submitit launcher use: "
+                             ".venv/bin/python bench/run.py -m hydra/launcher=slurm ...")
         if key in AXES and not o.is_delete():
             values = o.value().list if o.is_sweep_override() else [o.value()]
             if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in values):
                 raise SweepError(f"{o.input_line}: give {key} as a value or a comma list, e.g. {key}=a,b")
             out.axes[key] = [str(v) for v in values]
         elif o.is_sweep_override():
-            raise SweepError(f"{o.input_line}: only pair, init and seed take comma lists (they are the grid's axes; "
-                             "grid.pairs / grid.models / grid.inits / grid.seeds set them too)")
+            raise SweepError(f"{o.input_line}: only pair, init, seed and recipe take comma lists (they are the grid's "
+                             "axes; grid.pairs / grid.models / grid.inits / grid.seeds / grid.recipes set them too)")
         elif key in ("pair.source", "pair.target"):
             out.custom[key.split(".")[1]] = str(o.value())
+        elif key == "grid.recipes" or key.startswith("grid.recipes."):  # a run applies its recipe from there
+            out.passthrough.append(o.input_line)
         elif key == "grid" or key.startswith("grid."):
             out.grid.append(o.input_line)
         elif key.startswith("init."):
@@ -251,6 +256,16 @@ def plan_sweep(overrides: list[str]) -> Plan:
         except ValueError:
             raise SweepError(f"seeds must be integers, got {ov.axes.get('seed')}") from None
         seeds = list(dict.fromkeys(seeds))
+        try:
+            check_recipes(grid)
+        except USER_ERRORS as e:
+            raise SweepError(str(e)) from None
+        recipes: list[str | None] = list(dict.fromkeys(ov.axes.get("recipe") or list(grid.get("recipes") or {})))
+        unknown = [r for r in recipes if r not in (grid.get("recipes") or {})]
+        if unknown:
+            known = ", ".join(grid.get("recipes") or {}) or "none: grid.recipes is empty"
+            raise SweepError(f"recipe={','.join(unknown)}: not a recipe of this experiment (its recipes: {known})")
+        recipes = recipes or [None]
 
         # -- init options go to the inits that have them --------------------------------------------------
         _check_inits(inits)
@@ -270,19 +285,24 @@ def plan_sweep(overrides: list[str]) -> Plan:
 
         experiment = experiment_path(base.paths.runs, base.experiment_name)
         plan = Plan(experiment=base.experiment_name, runs_dir=experiment, overrides=list(overrides),
-                    axes={"pair": [str(p) for p in pairs], "init": inits, "seed": [str(s) for s in seeds]},
-                    compare_dirs=[experiment_path(base.paths.runs, e) for e in grid.get("compare_with") or []])
+                    axes={"pair": [str(p) for p in pairs], "init": inits, "seed": [str(s) for s in seeds],
+                          "recipe": [r for r in recipes if r is not None]},
+                    compare_dirs=[experiment_path(base.paths.runs, e) for e in grid.get("compare_with") or []],
+                    analyses=[str(a) for a in grid.get("analyses") or []])
         points: list[_Point] = []
         for choice, init in itertools.product(dict.fromkeys(p.choice for p in pairs), inits):
             # one compose per (pair file, init): composing costs ~0.3 s
             cell = _compose(ov.passthrough + [f"pair={choice}", f"init={init}"] + init_overrides(init))
-            for pair, seed in itertools.product([p for p in pairs if p.choice == choice], seeds):
+            for recipe, pair, seed in itertools.product(recipes, [p for p in pairs if p.choice == choice], seeds):
                 cfg = copy.deepcopy(cell)
                 if pair.choice == "custom":
                     cfg.pair.source, cfg.pair.target = pair.source, pair.target
                 cfg.seed = seed
                 argv = [RUN_SCRIPT, *ov.passthrough, *init_overrides(init), *pair.overrides(), f"init={init}",
                         f"seed={seed}"]
+                if recipe is not None:  # the run applies the recipe's settings itself (bench.config.apply_recipe)
+                    cfg.recipe = recipe
+                    argv.append(f"recipe={recipe}")
                 points.append(_point(cfg, argv, pair))
 
         baselines = _baseline_folders(points)
@@ -324,6 +344,7 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
     """A grid point, its config checked before anything is submitted, and its run folder's decision."""
     line = " ".join(shlex.quote(a) for a in argv)
     try:
+        apply_recipe(cfg)  # as bench/run.py does: the same run identity
         check_config(cfg)  # missing values, unknown models or init methods
         check_data_root(cfg.data)  # else every task in the queue would fail on it
         folder = RunFolder.target(cfg)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.errors import AggregateError
-from bench.layout import default_table_dir, experiment_of
+from bench.layout import default_table_dir, experiment_of, recipe_folders, target_folders
 from bench.results.cells import all_rows, build_cells, cell_row, summarize_cell
 from bench.results.columns import COMPARE_INIT, REFERENCE_INIT
 from bench.results.runs import find_runs
@@ -57,6 +57,16 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
         raise AggregateError(f"--epochs must be >= 1, got {epochs}")
     explicit_out = out_dir
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(runs_dir)
+    if recipe_folders(runs_dir) and next(target_folders(runs_dir), None) is None:  # grid.recipes: a folder each
+        if also or pairs or inits:
+            raise AggregateError(f"{runs_dir} holds one folder per recipe: its recipe table takes no --also, --pairs "
+                                 "or --inits (give a recipe's folder for its ordinary table with them)")
+        from bench.results.recipe import write_recipe_tables
+
+        return write_recipe_tables(runs_dir, out_dir, epochs=epochs, plots=plots, experiment=experiment_of(runs_dir),
+                                   command=f"python bench/aggregate.py {runs_dir}" + (f" --epochs {epochs}" if epochs
+                                                                                      else "")
+                                   + ("" if explicit_out is None else f" --out {explicit_out}"))
     runs, problems = find_runs(runs_dir)
     borrowed: dict[tuple[str, str], set[str]] = {}
     for extra in map(Path, also):

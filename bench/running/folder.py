@@ -61,7 +61,7 @@ RESUMABLE_CHANGES = ("epochs", "paths", "logger", "grid", "data.root", "data.num
 # Keys added to the schema after runs were recorded, with their defaults: a record without one ran as if it
 # had the default (bench/config.py), so absent equals that default and those runs keep their identity.
 ADDED_KEYS = {"data.decoder": "pil", "data.pin_memory": None, "data.persistent_workers": False,
-              "trainer.compile": False, "trainer.cudnn_benchmark": None}
+              "trainer.compile": False, "trainer.cudnn_benchmark": None, "data.heldout": 0, "recipe": None}
 # bench/train_ghn.py settings that do not change the GHN it trains: not part of its recorded identity.
 GHN_NOT_IDENTITY = ("out_dir", "eval", "threads", "device")
 
@@ -113,13 +113,15 @@ class RunFolder:
     pair: str = ""
     init: str = ""
     source_network: str | None = None  # the pair's source (recorded by every run of the pair)
+    recipe: str | None = None  # the target's fine-tuning recipe (grid.recipes), or None
 
     @classmethod
     def target(cls, cfg: Any) -> RunFolder:
         """The run of ``cfg.pair.target`` from ``cfg.init`` with run seed ``cfg.seed``."""
         path = target_run_path(cfg)  # in the experiment folder, or its adhoc/ when off the experiment's grid
         return cls("target", path, OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), cfg.epochs,
-                   cfg.seed, cfg.pair.target, cfg.experiment_name, cfg.pair.name, cfg.init.name, cfg.pair.source)
+                   cfg.seed, cfg.pair.target, cfg.experiment_name, cfg.pair.name, cfg.init.name, cfg.pair.source,
+                   cfg.get("recipe"))
 
     @classmethod
     def source(cls, cfg: Any) -> RunFolder:
@@ -156,7 +158,7 @@ class RunFolder:
     def label(self) -> str:
         """How log lines name the run."""
         if self.kind == "target":
-            return f"target {self.network} ({self.pair}/{self.init}/seed{self.seed})"
+            return f"target {self.network} ({self._recipe_part}{self.pair}/{self.init}/seed{self.seed})"
         if self.kind == "source":
             return f"source {self.network} seed {self.seed}"
         return f"GHN-2 meta-training {self.path}"
@@ -164,8 +166,12 @@ class RunFolder:
     @property
     def wandb_name(self) -> str:
         """The W&B run's name; the seeds of one experiment, pair (or source) and init form a W&B group."""
-        middle = f"{self.pair}/{self.init}" if self.kind == "target" else f"{SOURCES}/{self.network}"
+        middle = f"{self._recipe_part}{self.pair}/{self.init}" if self.kind == "target" else f"{SOURCES}/{self.network}"
         return f"{self.experiment}/{middle}/seed{self.seed}"
+
+    @property
+    def _recipe_part(self) -> str:
+        return f"{self.recipe}/" if self.recipe else ""
 
     @property
     def wandb_group(self) -> str:
@@ -179,8 +185,8 @@ class RunFolder:
     def identity(self, data: str) -> dict:
         """The identity keys of run.json (:mod:`bench.running.record`), ``data`` being the data set's name."""
         return {"experiment": self.experiment, "pair": self.pair, "init": self.init, "seed": self.seed,
-                "source": self.source_network, "target": self.network, "data": data, "epochs": self.epochs,
-                "config": self.config}
+                "recipe": self.recipe, "source": self.source_network, "target": self.network, "data": data,
+                "epochs": self.epochs, "config": self.config}
 
     # -- files ---------------------------------------------------------------------------------------------
     @property

@@ -13,6 +13,7 @@ source's training).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,21 @@ def pin_threads(trainer: Any) -> None:
         torch.set_num_threads(int(trainer.threads))
 
 
+def init_loss_text(metrics: dict, num_classes: int) -> str:
+    """``val_loss X`` of the initialised target for the log, explained when it is far above a uniform guess's
+    ln(classes): with running statistics that do not fit the weights (faithful DPIAT copies weights and leaves
+    the target's BatchNorm statistics at their defaults, mean 0 and variance 1), eval-mode activations grow
+    layer after layer and the cross-entropy explodes, while the recalibrated evaluation beside it does not."""
+    loss = metrics["val_loss"]
+    text = f"val_loss {loss:.4f}"
+    if not math.isfinite(loss) or loss <= 10 * math.log(max(num_classes, 2)):
+        return text
+    bn = f"; recalibrated: val_loss_bn {metrics['val_loss_bn']:.4f}" if "val_loss_bn" in metrics else ""
+    return (f"{text} (huge because the protocol evaluates with BatchNorm running statistics that do not fit "
+            f"these weights: the init set weights, not statistics, e.g. faithful DPIAT leaves the defaults, mean 0 "
+            f"and variance 1{bn})")
+
+
 def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initialised], *, lr: float | None = None,
             monitor: tuple[str, str] = ("val_top1", "max"), log: Callable[[str], None] = print_rank0) -> dict:
     """Train ``folder``'s run: skip it when finished, resume it when started, else start it; return its run.json.
@@ -95,7 +111,9 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
     if writer:
         folder.write(run)
     was = f" (interrupted before: {decision.interrupted})" if decision.interrupted else ""
-    log(f"{folder.label}: {'resuming from ' + str(ckpt) if ckpt else 'starting'} in {folder.path}{was}")
+    done = len((existing or {}).get(folder.files.results_key) or [])  # epochs finished before this segment
+    resuming = f"resuming after epoch {done} of {folder.epochs} from {ckpt}" if ckpt else "starting"
+    log(f"{folder.label}: {resuming} in {folder.path}{was}")
     t0 = time.perf_counter()
     wall0 = float(run.get("wall_seconds") or 0.0)
 
@@ -120,7 +138,8 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,
                             seed=folder.seed, lr=lr, max_loss=cfg.trainer.max_loss,
                             channels_last=cfg.trainer.channels_last, compile=bool(cfg.trainer.get("compile", False)),
-                            recalibration=(lambda: dm.recalibration_batches(n_bn)) if n_bn else None)
+                            recalibration=(lambda: dm.recalibration_batches(n_bn)) if n_bn else None,
+                            heldout=dm.heldout_dataloader if dm.num_heldout else None)
         recorder = EpochRecorder(folder, run, global_batch=cfg.data.batch_size, write=writer, log=log)
         loggers = build_loggers(cfg, folder.path, segment=run["segments"], wandb_id=run.get("wandb_run_id"),
                                 wandb_name=folder.wandb_name, wandb_group=folder.wandb_group)
@@ -130,10 +149,11 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             (res,) = trainer.validate(module, datamodule=dm, verbose=False)
             init_metrics = {k: float(res[k]) for k in ("val_top1", "val_top5", "val_loss")}
             init_metrics["val_samples"] = int(res["val_samples"])
-            init_metrics.update({k: float(res[k]) for k in ("val_top1_bn", "val_loss_bn") if k in res})
+            init_metrics.update({k: float(res[k]) for k in ("val_top1_bn", "val_loss_bn", "heldout_top1",
+                                                             "heldout_top1_bn") if k in res})
             bn = f" (BatchNorm recalibrated: {init_metrics['val_top1_bn']:.4f})" if "val_top1_bn" in res else ""
             log(f"{folder.label}: after init, val_top1 {init_metrics['val_top1']:.4f}{bn}, "
-                f"val_loss {init_metrics['val_loss']:.4f}")
+                f"{init_loss_text(init_metrics, cfg.data.num_classes)}")
             save(init_metrics=init_metrics)
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
         if len(run["metrics"]) < folder.epochs or trainer.interrupted:
@@ -145,9 +165,13 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         log(f"{folder.label}: finished, val_top1 {metrics[-1]['val_top1']:.4f} (best {run['best_val_top1']:.4f}) "
             f"after {folder.epochs} epochs, {run['wall_seconds']:.0f} s")
         return run
-    except (Interrupted, KeyboardInterrupt, SystemExit):
+    except Interrupted:
         save(owner=None)  # interrupted, not failed: status stays "running", nobody owns it, the next attempt resumes
         raise
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C; Lightning turns it (and SIGTERM) into a SystemExit
+        save(owner=None)
+        raise Interrupted(f"interrupted after epoch {len(run['metrics'])} of {folder.epochs} ({folder.label}): "
+                          "rerun the same command to resume") from None
     except DivergedError as e:
         save(status="failed", failure_reason=str(e), failure_kind="diverged")
         raise

@@ -76,13 +76,29 @@ def step_lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * t))
 
 
+def warmed_lr_factor(step: int, steps_per_epoch: int, warmup: int, optim: Any, epochs: int) -> float:
+    """A per-epoch schedule with a linear warm-up (``optim.warmup_steps``): the factor of the step's epoch
+    (:func:`lr_factor`) times ``(step + 1) / warmup`` for the first ``warmup`` steps, times 1 after them.
+
+    >>> from bench.config import OptimConfig
+    >>> o = OptimConfig(schedule="constant")
+    >>> [warmed_lr_factor(s, 39, 4, o, 3) for s in (0, 1, 3, 4, 100)]
+    [0.25, 0.5, 1.0, 1.0, 1.0]
+    """
+    ramp = (step + 1) / warmup if step < warmup else 1.0
+    return lr_factor(step // steps_per_epoch, optim, epochs) * ramp
+
+
 class Classifier(pl.LightningModule):
     """``recalibration``: a function giving the fixed training batches of the BatchNorm-recalibrated
-    evaluation (:mod:`bench.running.bn_eval`), or None to evaluate only as the protocol does."""
+    evaluation (:mod:`bench.running.bn_eval`), or None to evaluate only as the protocol does. ``heldout``: a
+    function giving (images, labels) batches of held-out training images (``data.heldout``), evaluated after
+    each validation like it (``heldout_top1``, and ``heldout_top1_bn`` through the recalibrated copy), or None."""
 
     def __init__(self, model: nn.Module, *, num_classes: int, optim: Any, epochs: int, seed: int,
                  lr: float | None = None, max_loss: float = 1000.0, channels_last: bool = False,
-                 recalibration: Callable[[], Iterable[torch.Tensor]] | None = None, compile: bool = False):
+                 recalibration: Callable[[], Iterable[torch.Tensor]] | None = None, compile: bool = False,
+                 heldout: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None):
         super().__init__()
         self.model, self.optim_cfg, self.epochs, self.seed = model, optim, epochs, seed
         self.lr = lr if lr is not None else optim.lr
@@ -99,6 +115,10 @@ class Classifier(pl.LightningModule):
             self.val_loss_bn = MeanMetric(nan_strategy="disable")
             self.val_top1_bn = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self._recalibrated: list[nn.Module] = []  # a list, so the copy is no submodule (not in checkpoints)
+        self.heldout = heldout
+        if heldout is not None:  # torchmetrics states are not persistent: checkpoints are the same without them
+            self.heldout_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+            self.heldout_top1_bn = MulticlassAccuracy(num_classes, top_k=1, average="micro")
 
     def setup(self, stage: str) -> None:
         if self.channels_last:
@@ -170,7 +190,29 @@ class Classifier(pl.LightningModule):
                           on_epoch=True)
 
     def on_validation_epoch_end(self) -> None:
+        if self.heldout is not None:
+            self._evaluate_heldout()
         self._recalibrated = []
+
+    @torch.no_grad()
+    def _evaluate_heldout(self) -> None:
+        """Top-1 on the held-out training images, as validated (the network as it is, and its recalibrated copy
+        when there is one). Eval mode, no gradients, no random numbers: training is the same with it or without."""
+        was_training = self.model.training
+        self.model.eval()
+        self.heldout_top1.reset()
+        self.heldout_top1_bn.reset()
+        with self.trainer.strategy.precision_plugin.val_step_context():
+            for x, y in self.heldout():
+                x, y = self.prepare(x), y.to(self.device)
+                self.heldout_top1.update(self(x).float(), y)
+                if self._recalibrated:
+                    self.heldout_top1_bn.update(self._recalibrated[0](x).float(), y)
+        self.model.train(was_training)
+        # compute() reduces over DDP processes (each evaluated its own share); the values are then logged as is
+        self.log("heldout_top1", self.heldout_top1.compute(), on_step=False, on_epoch=True)
+        if self._recalibrated:
+            self.log("heldout_top1_bn", self.heldout_top1_bn.compute(), on_step=False, on_epoch=True)
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -186,6 +228,12 @@ class Classifier(pl.LightningModule):
         if getattr(o.schedule, "value", o.schedule) == "cosine_steps":
             total = int(self.trainer.estimated_stepping_batches)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: step_lr_factor(s, total, o.warmup_steps))
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        warmup = int(getattr(o, "warmup_steps", 0) or 0)
+        if warmup:  # the epoch's factor times a linear warm-up, stepped per step (its state is checkpointed)
+            per_epoch = max(int(self.trainer.estimated_stepping_batches) // max(int(self.trainer.max_epochs), 1), 1)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: warmed_lr_factor(s, per_epoch, warmup, o, self.epochs))
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(e, o, self.epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

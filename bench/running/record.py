@@ -58,6 +58,8 @@ FIELDS: tuple[Field, ...] = (
     Field("pair", None, "the pair's name (a conf/pair/ file; 'sources' for a source's training)", segment=True),
     Field("init", None, "the init method's name ('random' for a source's training)", segment=True),
     Field("seed", None, "the run seed (a source's: source.seed)", segment=True),
+    Field("recipe", None, "the fine-tuning recipe's name (config recipe, one of grid.recipes), or null",
+          segment=True),
     Field("source", None, "timm name of the pair's source network, or null", segment=True),
     Field("target", None, "timm name of the network trained", segment=True),
     Field("data", None, "the data set's name", segment=True),
@@ -78,7 +80,7 @@ FIELDS: tuple[Field, ...] = (
           segment=True),
     Field("similarity", None, "dpiat.similarity(source, target) when the pair has a source"),
     Field("init_metrics", None, "val_top1, val_top5, val_loss, val_samples of the initialised target, before "
-          "training, and val_top1_bn, val_loss_bn unless eval.bn_batches=0"),
+          "training, and val_top1_bn, val_loss_bn unless eval.bn_batches=0, heldout_top1(_bn) when data.heldout > 0"),
     Field("metrics", [], "one entry per finished epoch (EPOCH_FIELDS)"),
     Field("best_val_top1", None, "highest val_top1 over the epochs so far"),
     Field("final_val_top1", None, "val_top1 of the last planned epoch, once finished"),
@@ -106,6 +108,9 @@ EPOCH_FIELDS: dict[str, str] = {
     "val_top1_bn": "validation top-1 with BatchNorm statistics recomputed on eval.bn_batches fixed training "
                    "batches (bench/running/bn_eval.py); absent when eval.bn_batches=0",
     "val_loss_bn": "validation cross-entropy, BatchNorm recalibrated",
+    "heldout_top1": "top-1 on the held-out training images (data.heldout: a fixed slice of the training split "
+                    "that no run trains on; what a recipe is selected on); absent when data.heldout=0",
+    "heldout_top1_bn": "the same, BatchNorm recalibrated; absent when data.heldout=0 or eval.bn_batches=0",
 }
 EPOCH_REQUIRED = tuple(EPOCH_FIELDS)[:8]  # every entry has these; the keys after them are optional
 
@@ -320,6 +325,10 @@ class RunRecord:
     status_why: str = ""  # running / interrupted: what says so (Liveness.why)
     title: str | None = None  # config.pair.title: the pair in words, for plots (bench/results/titles.py)
     source_weights: str | None = None  # config.source.weights (train, none, timm, zoo:<name>, a path)
+    recipe: str | None = None  # the fine-tuning recipe (grid.recipes), or None
+    recipe_settings: tuple[str, ...] | None = None  # its optim settings, as config.grid.recipes recorded them
+    heldout_top1: dict[int, float] = field(default_factory=dict)  # epoch -> heldout_top1 (data.heldout > 0)
+    heldout_top1_bn: dict[int, float] = field(default_factory=dict)  # epoch -> heldout_top1_bn
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -386,7 +395,7 @@ def load_record(path: str | os.PathLike) -> RunRecord:
     init = raw.get("init_metrics") or {}
     init_top1, init_top1_bn = (None if init.get(k) is None else _fraction(init[k], f"init_metrics.{k}", path)
                                for k in ("val_top1", "val_top1_bn"))
-    top1, top1_bn = {}, {}
+    top1, top1_bn, heldout, heldout_bn = {}, {}, {}, {}
     for i, m in enumerate(raw["metrics"]):
         if not isinstance(m, dict):
             raise ValueError(f"{path}: metrics[{i}] must be an object, got {m!r}")
@@ -396,12 +405,28 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         top1[epoch] = _fraction(m.get("val_top1"), f"metrics[{i}].val_top1", path)  # a resumed epoch: last wins
         if m.get("val_top1_bn") is not None:
             top1_bn[epoch] = _fraction(m["val_top1_bn"], f"metrics[{i}].val_top1_bn", path)
+        for key, values in (("heldout_top1", heldout), ("heldout_top1_bn", heldout_bn)):
+            if m.get(key) is not None:
+                values[epoch] = _fraction(m[key], f"metrics[{i}].{key}", path)
     reason, similarity = raw.get("failure_reason"), raw.get("similarity")
     live = liveness(raw)  # a "running" run whose process is gone reads as interrupted
     return RunRecord(path, raw["pair"], raw["init"], raw["seed"], live.state,
                      None if reason is None else str(reason), raw.get("source"), raw["target"], raw["data"],
                      raw["epochs"], None if similarity is None else float(similarity), init_top1, top1,
-                     init_top1_bn, top1_bn, live.why, **_labels(raw.get("config")))
+                     init_top1_bn, top1_bn, live.why, **_labels(raw.get("config")), **_recipe(raw, path),
+                     heldout_top1=heldout, heldout_top1_bn=heldout_bn)
+
+
+def _recipe(raw: dict, path: Path) -> dict[str, Any]:
+    """The run's recipe and the settings its recorded config gives it (grid.recipes); None without one."""
+    recipe = raw.get("recipe")
+    if not (recipe is None or _name(recipe)):
+        raise ValueError(f"{path}: 'recipe' must be a recipe name or null, got {recipe!r}")
+    config = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    recipes = (config.get("grid") or {}).get("recipes") if isinstance(config.get("grid"), dict) else None
+    settings = recipes.get(recipe) if recipe and isinstance(recipes, dict) else None
+    return {"recipe": recipe, "recipe_settings": None if not isinstance(settings, list) else
+            tuple(str(x) for x in settings)}
 
 
 def _labels(config: Any) -> dict[str, str | None]:

@@ -51,7 +51,8 @@ class EpochRecorder(pl.Callback):
             return
         m = trainer.callback_metrics
         epoch = trainer.current_epoch + 1
-        optional = {k: float(m[k]) for k in ("val_top1_bn", "val_loss_bn") if k in m}
+        optional = {k: float(m[k]) for k in ("val_top1_bn", "val_loss_bn", "heldout_top1", "heldout_top1_bn")
+                    if k in m}
         entry = schema.epoch_entry(
             epoch=epoch, val_top1=float(m["val_top1"]), val_top5=float(m["val_top5"]),
             val_loss=float(m["val_loss"]), train_loss=float(module.train_loss.compute()),
@@ -63,6 +64,8 @@ class EpochRecorder(pl.Callback):
         if self.write:
             self.folder.write(self.run)
         bn = f" (BatchNorm recalibrated {entry['val_top1_bn']:.4f})" if "val_top1_bn" in entry else ""
+        if "heldout_top1" in entry:
+            bn += f", heldout_top1 {entry['heldout_top1']:.4f}"
         self.say(f"{self.folder.label}: epoch {epoch}/{self.folder.epochs}: train_loss {entry['train_loss']:.4f}, "
                  f"val_top1 {entry['val_top1']:.4f}{bn}, val_loss {entry['val_loss']:.4f}, "
                  f"{entry['wall_seconds']:.0f} s")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 import dpiat
-from bench.config import check_config, init_options
+from bench.config import apply_recipe, check_config, init_options
 from bench.running import sources
 from bench.running.folder import RunFolder
 from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
@@ -34,6 +34,7 @@ from dpiat.errors import DpiatError
 
 def run(cfg: DictConfig, *, log: Callable[[str], None] = print_rank0) -> dict:
     """Run (or resume, or skip) the run ``cfg`` describes; return its run.json."""
+    apply_recipe(cfg)  # recipe=<name>: its optim settings (grid.recipes), before the run's identity is taken
     check_config(cfg)
     sources.new_launch()
     return execute(RunFolder.target(cfg), cfg, lambda: initialise(cfg, log), log=log)
