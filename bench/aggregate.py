@@ -1,13 +1,19 @@
 """Aggregate a folder of runs into the paper's table (csv, md, tex) and plots, with its uncertainty.
 
-    python bench/aggregate.py results/runs/proxy                     # writes results/proxy/
+    python bench/aggregate.py results/runs/proxy                     # your runs: writes results/runs/proxy/table/
     python bench/aggregate.py results/runs/paper_imagenet --epochs 50
     python bench/aggregate.py results/runs/proxy --out /tmp/proxy_table --no-plots
-    python bench/aggregate.py results/runs/default/adhoc             # runs outside the grid: results/default/adhoc/
+    python bench/aggregate.py results/runs/default/adhoc             # runs outside the grid: .../adhoc/table/
+    python bench/aggregate.py results/proxy/runs                     # the committed runs: the committed results/proxy/
+
+Output: ``--out DIR``, else ``<runs_dir>/table/``, so that aggregating your own (or a partial) reproduction
+never overwrites the committed tables it is to be compared with (``bench/compare.py``). Only the committed
+copy of an experiment's runs, ``results/<experiment>/runs``, writes the committed ``results/<experiment>/``
+by default (the same inputs give the same table); ``--out results/<experiment>`` writes there explicitly.
 
 Input: ``<runs_dir>/<pair>/<init>/seed<k>/run.json`` (schema: ``bench/running/record.py``); the ``sources``
 folder (source training) is not part of the table, nor is ``adhoc`` (runs outside the experiment's grid,
-``bench/layout.py``): give that folder itself for their table (default output ``results/<experiment>/adhoc``).
+``bench/layout.py``): give that folder itself for their table.
 Metric (``docs/protocol.md``, "Ratio metric"):
 
 - best = max val_top1 over epochs 1..N, final = val_top1 at epoch N; N = ``--epochs``, default each run's
@@ -34,19 +40,24 @@ import sys
 from pathlib import Path
 
 from bench.errors import USER_ERRORS
-from bench.layout import ADHOC, default_table_dir
+from bench.layout import default_table_dir
 from bench.results.columns import ALL
-from bench.results.table import aggregate, default_out_dir
+from bench.results.table import aggregate
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Aggregate results/runs/<experiment> into the paper's table "
-                                            "and plots (results/<experiment>/).")
+    p = argparse.ArgumentParser(
+        description="Aggregate results/runs/<experiment> into the paper's table and plots, written to "
+                    "<runs_dir>/table/ unless --out says otherwise: your runs never overwrite the committed "
+                    "results/<experiment>/ (only its committed copy results/<experiment>/runs, or "
+                    "--out results/<experiment>, writes there).",
+        epilog="Then: .venv/bin/python bench/compare.py <runs_dir> sets your runs beside the committed ones.")
     p.add_argument("runs_dir", type=Path, help="results/runs/<experiment> (or its adhoc/: the runs outside its grid)")
     p.add_argument("--epochs", type=int, default=None,
                    help="N: best over epochs 1..N and final = epoch N (default: the planned epochs)")
     p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: results/<experiment>, results/<experiment>/adhoc for adhoc/)")
+                   help="output folder (default: <runs_dir>/table; results/<experiment> for its committed "
+                        "copy results/<experiment>/runs)")
     p.add_argument("--no-plots", action="store_true", help="write the tables only")
     p.add_argument("--also", type=Path, action="append", default=[], metavar="DIR",
                    help="another results/runs/<experiment> whose runs join the table (repeatable; "
@@ -54,20 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", nargs="+", default=None, help="only these pairs (default: all)")
     p.add_argument("--inits", nargs="+", default=None, help="only these inits (default: all)")
     args = p.parse_args(argv)
-    out = args.out
-    if out is None and args.runs_dir.name == ADHOC:
-        out = default_table_dir(args.runs_dir)
-        if out is None:
-            print(f"error: {args.runs_dir} is not inside a 'runs' folder (results/runs/<experiment>/adhoc): pass "
-                  "--out to say where its table goes", file=sys.stderr)
-            return 1
+    out = args.out or default_table_dir(args.runs_dir)
     try:
-        rows = aggregate(args.runs_dir, out, epochs=args.epochs, plots=not args.no_plots, also=args.also,
+        rows = aggregate(args.runs_dir, args.out, epochs=args.epochs, plots=not args.no_plots, also=args.also,
                          pairs=args.pairs, inits=args.inits)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    out = out or default_out_dir(args.runs_dir)
     n_pairs = len({r["pair"] for r in rows} - {ALL})
     print(f"wrote {out}/table.csv, table.md, table.tex{'' if args.no_plots else ' and plots'} "
           f"({n_pairs} pair{'s' * (n_pairs != 1)}, {len(rows)} rows)")

@@ -10,6 +10,7 @@
                                          in the experiment's table, which reads <pair>/<init>/seed<k> only
         sources/<model>/seed<k>/         source_path: a source's training, shared by the experiment's targets
         manifests/                       bench/sweep.py's task lists, submission records and job logs
+        table/                           the table of these runs (bench/aggregate.py's default: default_table_dir)
         ghn/                             a GHN-2 meta-training, where an experiment's grid puts one (out_dir)
 
 :class:`bench.running.folder.RunFolder` builds a run's folder from these, Hydra's output folder is the same
@@ -41,6 +42,7 @@ from typing import Any
 SOURCES = "sources"
 MANIFESTS = "manifests"  # never named seed*, so no target folder is found in it
 ADHOC = "adhoc"  # target runs outside the experiment's grid: <experiment>/adhoc/<pair>/<init>/seed<k>/
+TABLE = "table"  # the table of a runs folder, inside it (default_table_dir): never a pair folder
 
 
 def experiment_path(runs: str | Path, experiment: str) -> Path:
@@ -117,7 +119,7 @@ def recipe_folders(experiment_dir: str | Path) -> list[Path]:
     level down (not ``sources/``, ``adhoc/``, ``manifests/``), in name order."""
     found = []
     for d in sorted(Path(experiment_dir).iterdir()) if Path(experiment_dir).is_dir() else []:
-        if d.is_dir() and d.name not in (SOURCES, ADHOC, MANIFESTS) and next(d.glob("*/*/seed*/run.json"), None):
+        if d.is_dir() and d.name not in (SOURCES, ADHOC, MANIFESTS, TABLE) and next(d.glob("*/*/seed*/run.json"), None):
             found.append(d)
     return found
 
@@ -134,26 +136,28 @@ def target_folders(experiment_dir: str | Path) -> Iterator[Path]:
     Not ``sources/`` nor ``adhoc/`` (give the adhoc folder itself to read its runs).
     """
     for seed_dir in sorted(Path(experiment_dir).glob("*/*/seed*")):
-        if seed_dir.parent.parent.name not in (SOURCES, ADHOC) and seed_dir.is_dir():
+        if seed_dir.parent.parent.name not in (SOURCES, ADHOC, TABLE) and seed_dir.is_dir():
             yield seed_dir
 
 
-def default_table_dir(runs_dir: str | Path) -> Path | None:
-    """bench/aggregate.py's default output: ``results/runs/<experiment>`` -> ``results/<experiment>``, its
-    ``adhoc/`` -> ``results/<experiment>/adhoc``, the committed copy ``results/<experiment>/runs`` ->
-    ``results/<experiment>``; None for a folder that is not inside a ``runs/`` folder.
+def default_table_dir(runs_dir: str | Path) -> Path:
+    """Where a table of ``runs_dir`` goes unless ``--out`` says otherwise (bench/aggregate.py, the sweep).
+
+    Your own runs are never aggregated over committed results: a runs folder's table goes into it, as
+    ``<runs_dir>/table/`` (``results/runs/proxy`` -> ``results/runs/proxy/table``, its ``adhoc/`` ->
+    ``results/runs/proxy/adhoc/table``, a scratch or partial copy anywhere -> its own ``table/``). Only the
+    committed copy of a table's runs, ``results/<experiment>/runs``, regenerates the committed table beside it
+    (``results/<experiment>``): the same inputs, so the same table.
 
     >>> str(default_table_dir("/r/results/runs/default/adhoc"))
-    '/r/results/default/adhoc'
+    '/r/results/runs/default/adhoc/table'
+    >>> str(default_table_dir("/r/results/proxy/runs"))
+    '/r/results/proxy'
     """
     runs_dir = Path(runs_dir).resolve()
     if _committed_copy(runs_dir):
         return runs_dir.parent
-    experiment = runs_dir.parent if runs_dir.name == ADHOC else runs_dir
-    if experiment.parent.name != "runs":
-        return None
-    out = experiment.parent.parent / experiment.name
-    return out / ADHOC if experiment != runs_dir else out
+    return runs_dir / TABLE
 
 
 def experiment_of(runs_dir: str | Path) -> str:
@@ -168,16 +172,7 @@ def _committed_copy(runs_dir: Path) -> bool:
     return runs_dir.name == "runs" and runs_dir.parent.parent.name == "results"
 
 
-def table_dir(runs_dir: str | Path) -> Path:
-    """Where bench/sweep.py writes a table: :func:`default_table_dir`, else next to the experiment folder
-    (``<experiment>_table``, ``<experiment>_adhoc_table``), e.g. for a scratch ``paths.runs``."""
-    out = default_table_dir(runs_dir)
-    if out is not None:
-        return out
-    runs_dir = Path(runs_dir).resolve()
-    if runs_dir.name == ADHOC:
-        return runs_dir.parent.parent / f"{runs_dir.parent.name}_{ADHOC}_table"
-    return runs_dir.parent / f"{runs_dir.name}_table"
+table_dir = default_table_dir  # the name bench/sweep.py and bench/selection.py import
 
 
 def hydra_dir(kind: str, cfg: Any) -> Path:

@@ -325,8 +325,9 @@ def test_nothing_to_aggregate_is_a_clear_error(tmp_path, capsys):
     assert main([str(tmp_path / "runs" / "nope")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "no such folder" in err and "Traceback" not in err
-    with pytest.raises(AggregateError, match="--out"):  # not results/runs/<experiment>: say where to write
+    with pytest.raises(AggregateError, match="no readable run.json"):  # a folder above the experiment's
         aggregate(tmp_path / "runs")
+    assert not (tmp_path / "runs" / "table").exists()  # nothing written when there is nothing to aggregate
 
 
 def test_load_run_reads_the_curve(runs):
@@ -340,7 +341,7 @@ def test_csv_md_and_tex_show_the_same_numbers(runs):
     write_run(runs, "a_to_t", "dpiat", 3, [0.1], status="failed", source="a", reason="loss is NaN")
     write_run(runs, "x_to_t", "dpiat", 0, [0.7, 0.5], source="x")  # one seed: std '-', no interval
     rows = aggregate(runs)
-    out = runs.parent.parent / "exp"  # results/runs/exp -> results/exp
+    out = runs / "table"  # results/runs/exp -> results/runs/exp/table (never results/exp)
     with open(out / "table.csv") as f:
         csv_rows = {(r["pair"], r["init"]): r for r in csv.DictReader(f)}
     assert len(csv_rows) == len(rows)
@@ -371,7 +372,7 @@ def test_paper_figure_is_shown_beside_ours(tmp_path):
         write_run(root, "a_to_t", "dpiat", seed, DPIAT_A[seed], source="a")
     a = {(r["pair"], r["init"]): r for r in aggregate(root, plots=False)}["ALL", "dpiat"]
     assert a["paper_figure"] == 1.6 and "not 50" in a["note"]  # ours is 2 epochs: said, not hidden
-    md = (tmp_path / "results" / "paper_imagenet" / "table.md").read_text()
+    md = (root / "table" / "table.md").read_text()  # your runs' table goes inside their folder
     assert "Paper: 1.6x" in md and "1.57 (paper definition)" in md
 
 
@@ -399,11 +400,12 @@ def test_plots_are_valid_pngs_and_stale_ones_go(tmp_path):
     assert "dpiat: Pearson r = 1.00, n = 3 pairs" in (out / "table.md").read_text()
 
 
-def test_cli_writes_results_next_to_runs(runs):
+def test_cli_writes_your_runs_table_inside_their_folder_never_over_results_exp(runs):
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "aggregate.py"), str(runs), "--no-plots"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert (runs.parent.parent / "exp" / "table.csv").exists() and "table.md" in proc.stdout
+    assert (runs / "table" / "table.csv").exists() and "table.md" in proc.stdout
+    assert not (runs.parent.parent / "exp").exists()  # results/exp: where a committed table would be
 
 
 # ----------------------------------------------------------------------------- both evaluations, vs dpiat

@@ -255,17 +255,17 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
     folder = runs / "smoke" / "test_resnet_to_effnet" / "random" / "seed0"
     assert read_run(folder)["status"] == "finished"
     assert "[1/1] exit 0" in proc.stdout and "aggregated" in proc.stdout
-    assert (tmp_path / "smoke").is_dir()  # the table, next to runs/ (bench/aggregate.py's default)
+    assert (runs / "smoke" / "table" / "table.md").exists()  # the table, inside the runs (never results/smoke)
     assert len(list((runs / "smoke" / "manifests").glob("*-runs.txt"))) == 1
 
     rc, out = cli(*TINY, f"paths.runs={runs}", "--local")
     assert rc == 0 and "1 finished, 0 to run" in out and "nothing to run" in out
 
-    # paths.runs not named runs/ (e.g. a scratch folder): the table goes next to the experiment's runs
+    # paths.runs not named runs/ (e.g. a scratch folder): the same rule, the table inside the experiment's runs
     scratch = tmp_path / "scratch"
     shutil.copytree(runs / "smoke", scratch / "smoke")
     rc, out = cli(*TINY, f"paths.runs={scratch}", "--local")
-    assert rc == 0 and (scratch / "smoke_table" / "table.md").exists(), out
+    assert rc == 0 and (scratch / "smoke" / "table" / "table.md").exists(), out
     assert len(list((runs / "smoke" / "manifests").glob("*-runs.txt"))) == 1
 
     plan = plan_sweep([*TINY[:2], "init=random,dpiat", *TINY[3:], f"paths.runs={runs}"])

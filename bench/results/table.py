@@ -1,7 +1,7 @@
 """Aggregate an experiment folder into the paper's table (csv, md, tex) and plots: runs -> cells -> rows -> files.
 
     from bench.results.table import aggregate
-    rows = aggregate("results/runs/proxy")           # also writes results/proxy/
+    rows = aggregate("results/runs/proxy")           # also writes results/runs/proxy/table/
     [(r["init"], r["ratio_best_mean"]) for r in rows if r["pair"] == "ALL"]
 
 Reading (:mod:`~bench.results.runs`), cells and rows (:mod:`~bench.results.cells`), statistics
@@ -31,19 +31,11 @@ PAPER_FIGURES = {
 }
 
 
-def default_out_dir(runs_dir: Path) -> Path:
-    """results/runs/<experiment> (or the committed copy results/<experiment>/runs) -> results/<experiment>."""
-    out = default_table_dir(runs_dir)
-    if out is None:
-        raise AggregateError(f"{runs_dir} is not inside a 'runs' folder (results/runs/<experiment>): "
-                             f"pass --out to say where the table goes.")
-    return out
-
-
 def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: int | None = None,
               plots: bool = True, also: list[str | Path] = (), pairs: list[str] | None = None,
               inits: list[str] | None = None) -> list[dict]:
-    """Aggregate ``runs_dir`` into ``out_dir`` (default ``results/<experiment>``); return the table rows.
+    """Aggregate ``runs_dir`` into ``out_dir`` (default :func:`bench.layout.default_table_dir`: ``<runs_dir>/table``,
+    or ``results/<experiment>`` for its committed copy ``results/<experiment>/runs``); return the table rows.
 
     ``also``: more experiment folders whose runs join the table (e.g. the proxy's random and dpiat rows beside
     the variants'); a run of the same pair, init and seed in ``runs_dir`` wins, and the note names the folder
@@ -56,7 +48,7 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
     if epochs is not None and epochs < 1:
         raise AggregateError(f"--epochs must be >= 1, got {epochs}")
     explicit_out = out_dir
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(runs_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_table_dir(runs_dir)
     if recipe_folders(runs_dir) and next(target_folders(runs_dir), None) is None:  # grid.recipes: a folder each
         if also or pairs or inits:
             raise AggregateError(f"{runs_dir} holds one folder per recipe: its recipe table takes no --also, --pairs "
@@ -64,8 +56,8 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
         from bench.results.recipe import write_recipe_tables
 
         return write_recipe_tables(runs_dir, out_dir, epochs=epochs, plots=plots, experiment=experiment_of(runs_dir),
-                                   command=f"python bench/aggregate.py {runs_dir}" + (f" --epochs {epochs}" if epochs
-                                                                                      else "")
+                                   command=f".venv/bin/python bench/aggregate.py {runs_dir}"
+                                   + (f" --epochs {epochs}" if epochs else "")
                                    + ("" if explicit_out is None else f" --out {explicit_out}"))
     runs, problems = find_runs(runs_dir)
     borrowed: dict[tuple[str, str], set[str]] = {}
@@ -108,7 +100,7 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
     notes += [f"similarity vs ratio (best over epochs 1..N) for {init}: Pearson r = "
               + ("undefined" if math.isnan(r) else f"{r:.2f}") + f", n = {n} pairs"
               for init, (r, n) in similarity_correlations(rows).items()]
-    command = f"python bench/aggregate.py {runs_dir}" + "".join(f" --also {a}" for a in also) \
+    command = f".venv/bin/python bench/aggregate.py {runs_dir}" + "".join(f" --also {a}" for a in also) \
         + (f" --pairs {' '.join(pairs)}" if pairs else "") + (f" --inits {' '.join(inits)}" if inits else "") \
         + (f" --epochs {epochs}" if epochs else "") + ("" if explicit_out is None else f" --out {explicit_out}")
 

@@ -1,0 +1,204 @@
+"""Does a reproduction agree with a reference table? Per (pair, init), your seeds beside the reference's.
+
+What bench/compare.py prints and decides. Both folders are read as a table reads them (:mod:`~bench.results.runs`,
+:mod:`~bench.results.cells`: the same shared baselines, the same runs left out); the measure judged is the best
+top-1 over epochs 1..N of each seed, as the protocol evaluates and BatchNorm-recalibrated (each where both
+sides have it). The ratio to random is shown beside them, not judged: it is computed from the same accuracies.
+
+The rule (:func:`judge`). A reproduction is another sample of seeds, on another machine most likely, where
+results differ by seed noise and never bit-exactly; with 3 seeds a cell's own standard deviation is barely
+known (2 degrees of freedom), so the seed noise ``s`` of a cell is the larger of its own sample std in the
+reference and the std pooled over every reference cell of that measure (``pooled``: the sum of (n - 1) s^2 over
+cells, divided by the sum of (n - 1); that sum is the degrees of freedom). A cell agrees when
+
+    |your mean - reference mean| <= t * s * sqrt(1/n_yours + 1/n_reference)
+
+with ``t`` Student's two-sided quantile at the pooled degrees of freedom for level ``alpha / k`` (Bonferroni
+over the ``k`` comparisons of the whole table): when both are fair samples of the same runs, the chance that
+any comparison of the table disagrees is at most about ``alpha`` (5% by default).
+
+    >>> judge([0.66], [0.60, 0.62, 0.64], Pooled(0.02, 10), k=1).agree
+    True
+    >>> round(judge([0.50, 0.52], [0.60, 0.62, 0.64], Pooled(0.02, 10), k=1).tolerance, 4)
+    0.0407
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bench.results.cells import Cell, build_cells, cell_row, summarize_cell
+from bench.results.columns import COMPARE_INIT, REFERENCE_INIT
+from bench.results.runs import find_runs
+from bench.results.stats import mean_std
+from bench.running.record import RunRecord, read_run
+
+ALPHA = 0.05
+MEASURES = {"top1": "best top-1", "top1_bn": "best top-1, BN"}  # the key of Side.best -> how it is named
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """The seed noise of one measure, pooled over the reference's cells."""
+
+    std: float | None  # None without a cell of 2 or more seeds
+    df: int  # degrees of freedom: sum of (n - 1)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    agree: bool
+    difference: float  # your mean - reference mean
+    tolerance: float  # the largest |difference| that agrees
+
+
+@dataclass
+class Side:
+    """One (pair, init) cell of one folder, as compared: per-seed best top-1 of the runs averaged in."""
+
+    cell: Cell
+    best: dict[str, list[float]]  # measure -> per-seed values (seed order)
+    ratio: tuple[float | None, float | None]  # mean ratio to random, best over epochs: protocol, BN
+
+    @property
+    def n(self) -> int:
+        return len(self.best["top1"])
+
+    def summary(self, measure: str) -> str:
+        mean, std = mean_std(self.best[measure])
+        if mean is None:
+            return "-"
+        return f"{mean:.3f}" + (f" +- {std:.3f}" if std is not None else "")
+
+
+@dataclass
+class Row:
+    pair: str
+    init: str
+    mine: Side | None
+    ref: Side | None
+    judged: dict[str, Judgement] = field(default_factory=dict)
+    problem: str = ""  # why it is not judged, or (with disagree) what differs in the set-up
+
+    @property
+    def status(self) -> str:
+        """agree | disagree | not judged | only in yours | only in the reference"""
+        if self.mine is None:
+            return "only in the reference"
+        if self.ref is None:
+            return "only in yours"
+        if self.problem.startswith("different set-up"):
+            return "disagree"
+        if not self.judged:
+            return "not judged"
+        return "agree" if all(j.agree for j in self.judged.values()) else "disagree"
+
+
+def read_sides(runs_dir: Path, epochs: int | None) -> tuple[dict[tuple[str, str], Side], list[RunRecord]]:
+    """The cells of ``runs_dir`` as the table builds them, and every run averaged into one."""
+    runs, problems = find_runs(runs_dir)
+    cells, _ = build_cells(runs, problems)
+    for cell in cells:
+        summarize_cell(cell, epochs)
+    ref = {c.pair: c for c in cells if c.init == REFERENCE_INIT}
+    compare = {c.pair: c for c in cells if c.init == COMPARE_INIT}
+    sides, used = {}, []
+    for cell in cells:
+        row = cell_row(cell, ref.get(cell.pair), compare.get(cell.pair))
+        best = {"top1": [max(c) for _, c in sorted(cell.curves().items())],
+                "top1_bn": [max(c) for _, c in sorted(cell.curves(bn=True).items())]}
+        sides[cell.pair, cell.init] = Side(cell, best, (row["ratio_best_mean"], row["ratio_best_bn_mean"]))
+        if cell.shared_from is None:
+            used += cell.used
+    return sides, used
+
+
+def pooled(sides: dict[tuple[str, str], Side], measure: str) -> Pooled:
+    """The reference's seed noise of ``measure``, pooled over its own cells (shared ones count once)."""
+    squares, df = 0.0, 0
+    for side in sides.values():
+        values = side.best[measure]
+        if side.cell.shared_from is None and len(values) >= 2:
+            squares += (len(values) - 1) * float(np.var(values, ddof=1))
+            df += len(values) - 1
+    return Pooled(math.sqrt(squares / df) if df else None, df)
+
+
+def judge(mine: list[float], ref: list[float], noise: Pooled, k: int, alpha: float = ALPHA) -> Judgement:
+    """The rule of the module docstring, for one measure of one cell (``mine``, ``ref``: per-seed values)."""
+    from scipy.stats import t
+
+    own = float(np.std(ref, ddof=1)) if len(ref) >= 2 else 0.0
+    s = max(own, noise.std or 0.0)
+    quantile = float(t.ppf(1 - alpha / (2 * k), noise.df))
+    tolerance = quantile * s * math.sqrt(1 / len(mine) + 1 / len(ref))
+    difference = float(np.mean(mine) - np.mean(ref))
+    return Judgement(abs(difference) <= tolerance, difference, tolerance)
+
+
+def compare(mine_dir: Path, ref_dir: Path, epochs: int | None = None, alpha: float = ALPHA
+            ) -> tuple[list[Row], list[RunRecord], list[RunRecord], dict[str, Pooled]]:
+    """Every (pair, init) of either folder, judged where both have usable runs; also the runs each side
+    averaged in (for the machines they ran on) and the pooled noise per measure."""
+    mine, mine_runs = read_sides(mine_dir, epochs)
+    ref, ref_runs = read_sides(ref_dir, epochs)
+    noise = {m: pooled(ref, m) for m in MEASURES}
+    rows = []
+    for key in list(ref) + [k for k in mine if k not in ref]:
+        a, b = mine.get(key), ref.get(key)
+        if a is not None and b is not None and a.cell.shared_from and b.cell.shared_from:
+            continue  # the same runs as the cell they are shared from: judged there once
+        row = Row(*key, a, b)
+        rows.append(row)
+        if a is None or b is None:
+            continue
+        if a.cell.key is not None and b.cell.key is not None and (a.cell.key, a.cell.n_epochs) != (
+                b.cell.key, b.cell.n_epochs):
+            target, data, planned = a.cell.key
+            row.problem = (f"different set-up: yours {target} on {data}, {planned} planned epochs; the reference "
+                           f"{b.cell.key[0]} on {b.cell.key[1]}, {b.cell.key[2]}")
+        elif not a.n or not b.n:
+            row.problem = "no finished runs " + ("in yours" if not a.n else "in the reference")
+    comparisons = [(row, m) for row in rows if row.mine and row.ref and not row.problem for m in MEASURES
+                   if row.mine.best[m] and row.ref.best[m] and noise[m].df]
+    for row, m in comparisons:
+        row.judged[m] = judge(row.mine.best[m], row.ref.best[m], noise[m], len(comparisons), alpha)
+    for row in rows:
+        if row.mine and row.ref and not row.problem and not row.judged:
+            row.problem = "the reference has no cell with 2 seeds: its seed noise is unknown"
+    return rows, mine_runs, ref_runs, noise
+
+
+def machines(runs: list[RunRecord]) -> list[str]:
+    """'AMD EPYC (AVX512), torch 2.14.1+cu130, 1 thread: 21 runs', one line per kind of machine."""
+    kinds: Counter = Counter()
+    for r in runs:
+        try:
+            record = read_run(r.path)
+        except (ValueError, OSError):
+            kinds["unreadable run.json"] += 1
+            continue
+        hw, versions = record.get("hardware") or {}, record.get("versions") or {}
+        cpu = hw.get("cpu_model") or "unknown CPU"
+        if hw.get("cpu_capability"):
+            cpu += f" ({hw['cpu_capability']})"
+        threads = hw.get("torch_threads")
+        kinds[f"{cpu}, torch {versions.get('torch') or '?'}, "
+              f"{threads if threads is not None else '?'} thread{'s' * (threads != 1)}"] += 1
+    return [f"{kind}: {n} run{'s' * (n != 1)}" for kind, n in kinds.most_common()]
+
+
+def experiments(runs: list[RunRecord]) -> set[str]:
+    """The experiment names the runs' run.json files record."""
+    names = set()
+    for r in runs:
+        try:
+            names.add(str(read_run(r.path).get("experiment")))
+        except (ValueError, OSError):
+            continue
+    return names

@@ -1,0 +1,164 @@
+"""bench/compare.py (bench/results/agreement.py) and where aggregating your own runs writes (bench/layout.py).
+
+Hand-made run folders (tests/test_aggregate.py's writer) with numbers checked by hand, then the committed proxy
+runs: an exact copy agrees, a copy with one run's accuracies halved disagrees and names that run's pair and init,
+and aggregating a partial copy leaves the committed results/proxy/ untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from scipy.stats import t
+
+from bench.aggregate import main as aggregate_cli
+from bench.compare import main
+from bench.layout import default_table_dir
+from bench.results.agreement import Pooled, judge
+from tests.test_aggregate import write_run
+
+REPO = Path(__file__).resolve().parents[1]
+PROXY = REPO / "results" / "proxy" / "runs"
+
+# (pair, init, source) -> best top-1 per seed (2 epochs; the curve is [best - 0.1, best])
+CELLS = {("a_to_t", "random", None): [0.50, 0.54, 0.52], ("a_to_t", "dpiat", "a"): [0.60, 0.66, 0.63]}
+
+
+def make(root: Path, shift: dict | None = None, seeds: int = 3) -> Path:
+    for (pair, init, source), best in CELLS.items():
+        for seed, value in enumerate(best[:seeds]):
+            value += (shift or {}).get((pair, init), 0.0)
+            write_run(root, pair, init, seed, [value - 0.1, value], source=source, bn=[value - 0.1, value])
+    return root
+
+
+def test_the_rule_by_hand():
+    # pooled std 0.02 on 10 df, 1 vs 3 seeds, one comparison: t_10(0.975) * 0.02 * sqrt(1 + 1/3)
+    j = judge([0.66], [0.60, 0.62, 0.64], Pooled(0.02, 10), k=1)
+    assert j.tolerance == pytest.approx(t.ppf(0.975, 10) * 0.02 * math.sqrt(4 / 3))  # 0.0515
+    assert j.difference == pytest.approx(0.04) and j.agree
+    # the cell's own std (0.1) is larger than the pooled one: it is used
+    wide = judge([0.7], [0.5, 0.6, 0.7], Pooled(0.02, 10), k=1)
+    assert wide.tolerance == pytest.approx(t.ppf(0.975, 10) * 0.1 * math.sqrt(4 / 3))
+    # Bonferroni: 14 comparisons make each tolerance wider
+    assert judge([0.7], [0.6, 0.62, 0.64], Pooled(0.02, 10), k=14).tolerance == pytest.approx(
+        t.ppf(1 - 0.05 / 28, 10) * 0.02 * math.sqrt(4 / 3))
+    assert not judge([0.80], [0.60, 0.62, 0.64], Pooled(0.02, 10), k=1).agree
+
+
+def test_identical_runs_agree_and_a_shifted_cell_is_named(tmp_path, capsys):
+    ref = make(tmp_path / "ref" / "exp")
+    assert main([str(make(tmp_path / "mine" / "exp")), str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "verdict: all 2 (pair, init) compared agree" in out
+    assert "a_to_t / dpiat: agree" in out and "n=3  best top-1 0.630 +- 0.030" in out
+
+    # pooled std over both reference cells: 0.02 and 0.03 -> sqrt((0.02^2 + 0.03^2) / 2), 4 df, k = 4
+    s = math.sqrt((0.02 ** 2 + 0.03 ** 2) / 2)
+    tol = t.ppf(1 - 0.05 / 8, 4) * max(s, 0.03) * math.sqrt(2 / 3)
+    assert f"agrees within +-{tol:.3f}" in out
+    mine = make(tmp_path / "low" / "exp", shift={("a_to_t", "dpiat"): -(tol + 0.01)})
+    assert main([str(mine), str(ref)]) == 1
+    out = capsys.readouterr().out
+    assert "a_to_t / dpiat: DISAGREE" in out and "a_to_t / random: agree" in out
+    assert out.strip().splitlines()[-1] == "verdict: 1 of 2 (pair, init) DISAGREE with the reference: a_to_t/dpiat"
+    close = make(tmp_path / "close" / "exp", shift={("a_to_t", "dpiat"): -(tol - 0.01)})
+    assert main([str(close), str(ref)]) == 0
+
+
+def test_a_partial_reproduction_compares_what_it_has(tmp_path, capsys):
+    ref = make(tmp_path / "ref" / "exp")
+    mine = make(tmp_path / "mine" / "exp", seeds=1)
+    shutil.rmtree(mine / "a_to_t" / "dpiat")
+    assert main([str(mine), str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "a_to_t / dpiat: only in the reference" in out
+    assert "verdict: all 1 (pair, init) compared agree with the reference within seed noise; 1 (pair, init) not " \
+           "compared" in out
+
+
+def test_a_different_set_up_disagrees(tmp_path, capsys):
+    ref = make(tmp_path / "ref" / "exp")
+    mine = tmp_path / "mine" / "exp"
+    for seed in range(3):
+        write_run(mine, "a_to_t", "random", seed, [0.4, 0.5, 0.52], epochs=3)
+    assert main([str(mine), str(ref)]) == 1
+    assert "different set-up: yours t on fm, 3 planned epochs; the reference t on fm, 2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nowhere"], "nowhere: no such folder"),
+    (["{tmp}/empty"], "no run.json under <pair>/<init>/seed<k>/"),
+    (["{tmp}/mine/exp"], "no committed results for experiment 'exp' (no results/exp/runs; committed: "),
+    (["{tmp}/mine/exp", "{tmp}/nowhere"], "nowhere: no such folder"),
+    (["{tmp}/mine/exp", "{tmp}/other/exp"], "have no (pair, init) in common"),
+    (["{tmp}/mine/exp", "{tmp}/mine/exp", "--epochs", "0"], "--epochs must be at least 1"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    make(tmp_path / "mine" / "exp")
+    (tmp_path / "empty").mkdir()
+    write_run(tmp_path / "other" / "exp", "b_to_u", "random", 0, [0.3, 0.4], target="u")
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and message in err, err
+
+
+def test_runs_of_two_experiments_are_refused(tmp_path, capsys):
+    root = make(tmp_path / "mine" / "exp")
+    path = root / "a_to_t" / "random" / "seed0" / "run.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "experiment": "other"}))
+    assert main([str(root)]) == 2
+    assert "holds runs of 2 experiments (exp, other)" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the committed proxy runs
+
+def _halve(run_json: Path) -> None:
+    run = json.loads(run_json.read_text())
+    for entry in [run.get("init_metrics") or {}, *run["metrics"]]:
+        for key in ("val_top1", "val_top1_bn"):
+            if key in entry:
+                entry[key] /= 2
+    for key in ("best_val_top1", "final_val_top1"):
+        run[key] /= 2
+    run_json.write_text(json.dumps(run))
+
+
+@pytest.mark.skipif(not PROXY.is_dir(), reason="the committed proxy runs are not in this checkout")
+def test_proxy_copy_agrees_and_one_halved_run_is_named(tmp_path, capsys):
+    exact = tmp_path / "exact" / "proxy"
+    shutil.copytree(PROXY, exact)
+    assert main([str(exact)]) == 0  # the reference: the committed results/proxy/runs
+    out = capsys.readouterr().out
+    assert f"reference: {PROXY}" in out and "verdict: all 7 (pair, init) compared agree" in out
+    assert "AMD EPYC (AVX512), torch 2.14.1+cu130, 1 thread: 21 runs" in out
+
+    halved = tmp_path / "halved" / "proxy"
+    shutil.copytree(PROXY, halved)
+    _halve(halved / "rexnet_100_to_tinynet_e" / "dpiat" / "seed1" / "run.json")
+    assert main([str(halved)]) == 1
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
+    assert verdict == ("verdict: 1 of 7 (pair, init) DISAGREE with the reference: rexnet_100_to_tinynet_e/dpiat")
+
+
+@pytest.mark.skipif(not PROXY.is_dir(), reason="the committed proxy runs are not in this checkout")
+def test_aggregating_a_partial_copy_of_the_proxy_leaves_the_committed_results_alone(tmp_path, capsys):
+    def status() -> str:
+        return subprocess.run(["git", "status", "--porcelain", "--", "results/proxy"], cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout
+
+    before = status()
+    partial = tmp_path / "results" / "runs" / "proxy"  # laid out as a sweep leaves your runs
+    shutil.copytree(PROXY / "tinynet_d_to_e", partial / "tinynet_d_to_e")
+    shutil.rmtree(partial / "tinynet_d_to_e" / "ghn" / "seed2")
+    assert aggregate_cli([str(partial), "--no-plots"]) == 0
+    assert "wrote " + str(partial / "table") in capsys.readouterr().out
+    assert (partial / "table" / "table.md").exists() and status() == before
+    assert default_table_dir(PROXY) == PROXY.parent  # only the committed copy writes the committed table
+    assert default_table_dir(partial / "adhoc") == partial / "adhoc" / "table"
+    assert main([str(partial)]) == 0  # the table folder inside is not mistaken for runs
