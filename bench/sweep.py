@@ -21,8 +21,11 @@ again submits only what is missing (nothing, once all is done). The tasks are wr
 (``bench/aggregate.py``). Points outside the experiment's grid go to its ``adhoc/`` folder, with a table of
 their own. A file the runs need that nothing in the plan makes (e.g. the official GHN-2 checkpoint of
 ``paper_imagenet``) is listed with the plan, one line each saying where to get it; ``--local`` and
-``--submit`` refuse until it is there. Exit status: 0 done or submitted, 1 a task or sbatch failed, 2 bad
-input or a missing file.
+``--submit`` refuse until it is there. Ctrl-C or SIGTERM to a ``--local`` sweep stops the tasks it started (each
+saves its run as interrupted), names them in one line, and the same command again resumes them; each task's
+log in ``<runs>/local_logs/`` is named after its run and only ever appended to, one header line per attempt.
+Exit status: 0 done or submitted, 1 a task or sbatch failed, 2 bad input or a missing file, 130 / 143 stopped
+by SIGINT / SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
 from bench.errors import USER_ERRORS, AggregateError
 from bench.layout import MANIFESTS, table_dir
-from bench.planning.local import run_local
+from bench.planning.local import Stopped, run_local
 from bench.planning.plan import Plan, plan_sweep
 from bench.planning.slurm import DEFAULT_SITE, REPO_ROOT, read_site, sbatch_args, submit
 from bench.results.table import aggregate
@@ -75,7 +79,21 @@ def local(plan: Plan, jobs: int = 1) -> int:
                              plan.axes["pair"] if plan.compare_dirs else None)
     if adhoc:  # points outside the grid: their own table, never the experiment's
         rc = max(rc, aggregate_table(plan.adhoc_dir))
+    if rc == 0 and not failed:
+        rc = run_analyses(plan.analyses)
     return 1 if failed else rc
+
+
+def run_analyses(lines: list[str]) -> int:
+    """The grid's ``analyses`` (python script + arguments), each once, after the table; 1 if one failed."""
+    rc = 0
+    for line in lines:
+        print(f"\nanalysis: .venv/bin/python {line}")
+        done = subprocess.run([sys.executable, *shlex.split(line)], cwd=REPO_ROOT)
+        if done.returncode:
+            print(f"error: the analysis exited with {done.returncode}: {line}", file=sys.stderr)
+            rc = 1
+    return rc
 
 
 def aggregate_table(runs_dir: Path, also: list[Path] = (), pairs: list[str] | None = None) -> int:
@@ -91,7 +109,7 @@ def aggregate_table(runs_dir: Path, also: list[Path] = (), pairs: list[str] | No
     if table.exists():
         print("\n" + table.read_text().rstrip())
     print(f"\naggregated {len(rows)} table rows from {runs_dir} into {table.parent}/ "
-          f"(again: python bench/aggregate.py {runs_dir}{''.join(f' --also {d}' for d in also)}"
+          f"(again: .venv/bin/python bench/aggregate.py {runs_dir}{''.join(f' --also {d}' for d in also)}"
           f"{' --pairs ' + ' '.join(pairs) if pairs else ''} --out {out_dir})")
     return 0
 
@@ -99,9 +117,9 @@ def aggregate_table(runs_dir: Path, also: list[Path] = (), pairs: list[str] | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run an experiment's grid here (--local) or on SLURM (--submit); with neither, print the plan.",
-        epilog="Example: python bench/sweep.py experiment=paper_imagenet data.root=/data/imagenet --submit. "
-               "The overrides are bench/run.py's: `python bench/run.py [overrides] --help` lists the config groups, "
-               "the init methods and every key with its value and meaning (grid.* keys: what a sweep expands).")
+        epilog="Example: .venv/bin/python bench/sweep.py experiment=paper_imagenet data.root=/data/imagenet --submit. "
+               "The overrides are bench/run.py's: `.venv/bin/python bench/run.py [overrides] --help` lists the "
+               "config groups, the init methods and every key with its value and meaning (grid.* keys: what a sweep expands).")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, as for bench/run.py (e.g. experiment=smoke)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--local", action="store_true", help="run the tasks here, one after another, then aggregate")
@@ -139,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:  # --local: its tasks were stopped and named (bench/planning/local.py)
+        return 128 + e.signum
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue (finished runs are skipped, started ones "
               "resume)", file=sys.stderr)

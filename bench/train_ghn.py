@@ -195,6 +195,10 @@ def main(cfg: DictConfig) -> None:
     except USER_ERRORS as e:  # its own, and the data's (bench.errors.DataError)
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # ghn.pt holds the last finished epoch; the record says which
+        print(f"interrupted: {cfg.out_dir}/ghn.pt keeps the last finished epoch; rerun the same command to resume "
+              "after it", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from bench.errors import USER_ERRORS
+from bench.errors import USER_ERRORS, Interrupted
 from bench.running import sources
 from bench.running.lit import global_rank
 
@@ -44,6 +44,14 @@ def main(cfg: DictConfig) -> None:
     try:
         sources.new_launch()
         _, info = sources.get_source(cfg, log=say)
+    except Interrupted as e:  # Ctrl-C or SIGTERM, while it trained or waited for another process's training
+        if global_rank() == 0:
+            print(str(e), file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:  # while it waited for the lock of a source another process trains
+        if global_rank() == 0:
+            print(f"interrupted while waiting for source {cfg.pair.source}: rerun the same command", file=sys.stderr)
+        sys.exit(130)
     except USER_ERRORS as e:
         if global_rank() == 0:
             print(f"error: {e}", file=sys.stderr)

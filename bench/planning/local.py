@@ -1,9 +1,16 @@
 """Running a plan here with this Python: the same task lines SLURM would get.
 
 Stage 1 first; a failed prerequisite stops the runs that need it (on SLURM, ``afterok`` cancels them).
-``jobs`` > 1 runs that many tasks of a stage at once, each writing its output to ``<runs>/local_logs/``
+``jobs`` > 1 runs that many tasks of a stage at once, each appending its output to ``<runs>/local_logs/<run>.log``
 (pin ``trainer.threads`` so that they do not fight over the cores: two one-thread tasks on two cores train
 small nets faster than one two-thread task, and the result does not depend on ``jobs``).
+
+Each task runs in its own process group. SIGINT (Ctrl-C) or SIGTERM to the sweep reaches the sweep alone; it
+passes SIGINT on to the groups of the tasks it runs (a run saves itself as interrupted and exits), then SIGTERM
+and SIGKILL to any still there after :data:`STOP_GRACE_SECONDS`, names the tasks it stopped in one line and
+raises :class:`Stopped`: the same command again resumes them. On Linux a task also gets SIGTERM when the sweep
+dies outright (SIGKILL), so no task outlives it. A task's log is named after its run and only ever appended to
+(a header line per attempt), so a later sweep never truncates a log that an earlier attempt still writes.
 
     from bench.planning.local import run_local
     failed = run_local(plan, jobs=2)   # the tasks that exited non-zero (their run.json says why)
@@ -11,8 +18,11 @@ small nets faster than one two-thread task, and the result does not depend on ``
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +33,7 @@ from bench.planning.plan import Plan, Task
 from bench.planning.slurm import REPO_ROOT, refuse_if_queued
 
 LOG_DIR = "local_logs"
+STOP_GRACE_SECONDS = 30.0  # how long a stopped task may take to save itself before it is terminated
 
 
 def run_local(plan: Plan, jobs: int = 1) -> list[Task]:
@@ -52,51 +63,135 @@ def run_local(plan: Plan, jobs: int = 1) -> list[Task]:
     return failed
 
 
-def _log_name(i: int, task: Task) -> str:
-    label = task.folder.relative_to(task.folder.parents[2]) if task.folder and len(task.folder.parents) > 2 else task.kind
-    return f"{i:03d}-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", str(label)) + ".log"
+def _log_name(task: Task) -> str:
+    """The task's log file: named after what it trains (not its place in this plan, which changes from one
+    sweep to the next), so that every attempt at one task appends to one file."""
+    if task.folder and len(task.folder.parents) > 2:
+        label = str(task.folder.relative_to(task.folder.parents[2]))
+    else:  # a prerequisite: its kind and its command line, which stays the same from one sweep to the next
+        label = f"{task.kind}-{hashlib.sha1(task.line.encode()).hexdigest()[:8]}"
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label) + ".log"
+
+
+class Stopped(BaseException):
+    """SIGINT or SIGTERM reached the sweep: its tasks are stopped, the command can be run again to resume."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def _child_setup() -> None:
+    """In each task's process, before it runs: its own process group (so that the sweep alone decides what
+    reaches it), and on Linux a SIGTERM when the sweep dies (even by SIGKILL), so that no task outlives it."""
+    os.setpgid(0, 0)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _start(task: Task, out) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *task.argv], cwd=REPO_ROOT, stdout=out,
+                            stderr=subprocess.STDOUT if out is not None else None, stdin=subprocess.DEVNULL,
+                            preexec_fn=_child_setup)
+
+
+def stop_tasks(procs: list[subprocess.Popen], grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop the tasks' process groups as Ctrl-C would: SIGINT (the run saves itself as interrupted and exits),
+    then SIGTERM and SIGKILL to those still there after ``grace`` seconds each."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in procs if p.poll() is None]
+        for p in alive:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in alive) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    for p in procs:  # the leader is gone; its group's other members (data loader workers) too
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Path) -> list[Task]:
-    """Run ``tasks``, at most ``jobs`` at once; one at a time they print to this terminal, else to log files."""
+    """Run ``tasks``, at most ``jobs`` at once; one at a time they print to this terminal, else to log files.
+
+    SIGINT (Ctrl-C) or SIGTERM to the sweep stops the tasks it started (:func:`stop_tasks`), says which, and
+    raises :class:`Stopped`; running the same command again resumes them.
+    """
     failed: list[Task] = []
-    if jobs <= 1:
-        for i, task in tasks:
-            print(f"\n[{i}/{total}] python {task.line}", flush=True)
-            t0 = time.monotonic()
-            rc = subprocess.call([sys.executable, *task.argv], cwd=REPO_ROOT)
-            print(f"[{i}/{total}] exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
-            if rc != 0:
-                failed.append(task)
-        return failed
-    log_dir.mkdir(parents=True, exist_ok=True)
+    to_log = jobs > 1
+    if to_log:
+        log_dir.mkdir(parents=True, exist_ok=True)
     waiting, running = list(tasks), []
     seen: dict[int, int] = {}  # how much of each task's log was already looked through for progress lines
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            i, task = waiting.pop(0)
-            log = log_dir / _log_name(i, task)
-            print(f"[{i}/{total}] python {task.line}   (output: {log})", flush=True)
-            handle = log.open("w")
-            proc = subprocess.Popen([sys.executable, *task.argv], cwd=REPO_ROOT, stdout=handle,
-                                    stderr=subprocess.STDOUT)
-            running.append((i, task, proc, handle, log, time.monotonic()))
-        time.sleep(0.5)
-        for entry in list(running):
-            i, task, proc, handle, log, t0 = entry
-            _echo_progress(i, log, seen)
-            rc = proc.poll()
-            if rc is None:
-                continue
-            running.remove(entry)
-            handle.close()
-            _echo_progress(i, log, seen)
-            print(f"[{i}/{total}] exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
-            if rc != 0:
-                failed.append(task)
-                tail = log.read_text(errors="replace").strip().splitlines()[-3:]
-                print("\n".join("    " + line for line in tail), file=sys.stderr)
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                i, task = waiting.pop(0)
+                handle, log = None, None
+                if to_log:
+                    log = log_dir / _log_name(task)
+                    print(f"[{i}/{total}] python {task.line}   (output: {log})", flush=True)
+                    handle = log.open("a")  # never truncated: an earlier attempt's process may still write to it
+                    handle.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')}: [{i}/{total}] python {task.line} "
+                                 f"(sweep process {os.getpid()}) =====\n")
+                    handle.flush()
+                    seen[i] = log.stat().st_size
+                else:
+                    print(f"\n[{i}/{total}] python {task.line}", flush=True)
+                running.append((i, task, _start(task, handle), handle, log, time.monotonic()))
+            time.sleep(0.5 if to_log else 0.2)
+            for entry in list(running):
+                i, task, proc, handle, log, t0 = entry
+                if log:
+                    _echo_progress(i, log, seen)
+                rc = proc.poll()
+                if rc is None:
+                    continue
+                running.remove(entry)
+                if handle:
+                    handle.close()
+                    _echo_progress(i, log, seen)
+                print(f"[{i}/{total}] exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
+                if rc != 0:
+                    failed.append(task)
+                    if log:
+                        with log.open("rb") as f:  # this attempt's last lines
+                            f.seek(max(seen.get(i, 0) - 4096, 0))
+                            tail = f.read().decode(errors="replace").strip().splitlines()[-3:]
+                        print("\n".join("    " + line for line in tail), file=sys.stderr)
+    except Stopped as stop:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the clean-up short
+        stop_tasks([proc for _, _, proc, _, _, _ in running])
+        names = ", ".join(f"[{i}/{total}] {_label(task)}" for i, task, *_ in running)
+        print(f"\n{stop}: stopped {len(running)} task{'s' * (len(running) != 1)}"
+              f"{' (' + names + ')' if names else ''}; run the same command again to resume (finished runs are "
+              "skipped, started ones resume)", file=sys.stderr, flush=True)
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for _, _, _, handle, _, _ in running:
+            if handle:
+                handle.close()
     return failed
+
+
+def _label(task: Task) -> str:
+    return _log_name(task)[:-len(".log")]
 
 
 # The lines of a task's log worth showing on the terminal while it runs (one per epoch, and how it ended).

@@ -32,7 +32,8 @@ import warnings
 
 # Lightning's info lines (logged through these loggers by rank_zero_info / rank_zero_warn) that are noise.
 NOISE_LINES = re.compile(r"^(GPU available: |TPU available: |LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES|"
-                         r"`Trainer\.fit` stopped: `max_epochs=|💡 Tip:|Tip:)")
+                         r"`Trainer\.fit` stopped: `max_epochs=|💡 Tip:|Tip:|"
+                         r"Detected KeyboardInterrupt, attempting graceful shutdown)")  # the harness says it in words
 LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero",
            "lightning.pytorch.accelerators.cuda")
 # Warnings (message regexes, matched at the start of the message) that are noise.
