@@ -4,7 +4,7 @@
         --out b0_init.safetensors
     dpiat explain tf_efficientnet_b2 tf_efficientnet_b0        # the matching, layer by layer
     dpiat similarity tf_efficientnet_b0 tf_efficientnet_b1 tf_efficientnet_b2 mixnet_l
-    dpiat rank tf_efficientnet_b0                              # against 52 built-in timm CNNs
+    dpiat rank tf_efficientnet_b0                              # against the built-in timm CNNs
 
 Models are timm names. Matching, similarity and ranking build them on the meta device (no memory, no
 weights). Errors print one clear message and exit with status 2; nothing is written on failure.
@@ -17,7 +17,20 @@ import json
 import sys
 import time
 
-from dpiat.errors import DpiatError
+from dpiat.errors import DpiatError, UnknownNameError
+from dpiat.pipeline import METHODS  # the registry: every named variant, also those added later
+from dpiat.ranking import DEFAULT_CANDIDATES
+
+DESCRIPTION = ("DPIAT: transfer trained weights between networks of different architectures. Models are timm "
+               "names; matching, similarity and ranking build them on the meta device (shapes only).")
+EXAMPLES = """examples:
+  dpiat transfer tf_efficientnet_lite0 tinynet_e --source-weights zoo:efficientnet_lite0_imagenet \\
+      --num-classes 10 --in-chans 1 --out e.safetensors
+  dpiat explain tf_efficientnet_b2 tf_efficientnet_b0      # the matching, layer by layer
+  dpiat similarity tf_efficientnet_b0 tf_efficientnet_b1 mixnet_l
+  dpiat rank tf_efficientnet_b0 --top 10
+
+Errors print one line and exit with status 2; nothing is written on failure."""
 
 
 def _build(name: str, num_classes: int, in_chans: int, device: str | None = None):
@@ -32,6 +45,8 @@ def cmd_transfer(args) -> int:
 
     if not args.out.endswith(".safetensors"):
         raise DpiatError(f"--out must be a .safetensors file, got {args.out!r}")
+    if args.method not in METHODS:  # before anything is built
+        raise UnknownNameError("transfer method", args.method, METHODS)
     if args.source_weights and args.source_weights.startswith("zoo:"):  # real weights installed offline
         from dpiat.zoo import load_zoo
 
@@ -41,11 +56,11 @@ def cmd_transfer(args) -> int:
             raise DpiatError(f"{args.source_weights} is a {arch}, not a {args.source}: give {arch} as the source")
     else:
         source = _build(args.source, args.source_num_classes, args.in_chans)
-    if args.source_weights and not args.source_weights.startswith("zoo:"):
-        load_weights(source, args.source_weights)
-    else:
-        print("warning: no --source-weights given: transferring the source's *random* init "
-              "(useful only as a control)", file=sys.stderr)
+        if args.source_weights:
+            load_weights(source, args.source_weights)
+        else:
+            print("warning: no --source-weights given: transferring the source's *random* init "
+                  "(useful only as a control)", file=sys.stderr)
     target = _build(args.target, args.num_classes, args.in_chans)
     report = transfer(source, target, method=args.method)
     save_weights(target, args.out)
@@ -63,7 +78,13 @@ def cmd_explain(args) -> int:
     source = _build(args.source, args.source_num_classes, args.in_chans, device="meta")
     target = _build(args.target, args.num_classes, args.in_chans, device="meta")
     print(f"source {args.source} -> target {args.target}")
-    print(match(source, target).table())
+    matching = match(source, target)
+    print(matching.table())
+    if args.plot:
+        from dpiat.plots import plot_matching
+
+        plot_matching(matching, args.plot, source=args.source, target=args.target)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -79,28 +100,84 @@ def cmd_similarity(args) -> int:
     from dpiat.ranking import similarity_matrix
 
     names = [args.a, args.b, *args.more]
-    print(_matrix(names, similarity_matrix(names)))
+    values = similarity_matrix(names)
+    print(_matrix(names, values))
+    if args.plot:
+        from dpiat.plots import plot_similarity
+
+        plot_similarity(names, values, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def _count(text: str) -> float:
+    """A parameter count as typed: 5000000, 5e6, 5M, 300K, 1.2G."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9}.get(text[-1:].upper(), 1.0)
+    try:
+        value = float(text[:-1] if scale != 1.0 else text) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a parameter count: {text!r} (e.g. 5000000, 5e6, 5M, 300K)") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def cmd_recommend(args) -> int:
+    from dpiat.recommender import recommend
+
+    rec = recommend(args.target, candidates=args.candidates, name=args.name, max_params=args.max_params,
+                    tags=args.tags, exclude_families=args.exclude_family,
+                    top=args.top if args.top is not None or args.json else 20, score=args.score,
+                    method=args.method, workers=args.workers, num_classes=args.num_classes,
+                    in_chans=args.in_chans)
+    for note in rec.notes:
+        print(note, file=sys.stderr)
+    if args.json:
+        print("[\n" + ",\n".join(json.dumps(c.as_dict()) for c in rec.candidates) + "\n]")
+    else:
+        print(rec.table())
+        if rec.skipped:
+            print(f"skipped ({len(rec.skipped)}): " + "; ".join(f"{n}: {r}" for n, r in rec.skipped[:5])
+                  + ("; ... (--json lists the ranked ones only)" if len(rec.skipped) > 5 else ""))
     return 0
 
 
 def cmd_rank(args) -> int:
     from dpiat.models import check_model_name
-    from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources
+    from dpiat.ranking import rank_sources
 
-    candidates = args.candidates or [c for c in DEFAULT_CANDIDATES if c != args.target]
-    for name in [args.target, *candidates]:
+    for name in [args.target, *(args.candidates or [])]:
         check_model_name(name)  # fail on a typo before building anything
     t0 = time.perf_counter()
-    ranked = rank_sources(args.target, candidates)
-    print(f"sources for {args.target}, most similar first ({len(candidates)} candidates, "
+    ranked = rank_sources(args.target, args.candidates)  # None: the built-in list, less the target itself
+    print(f"sources for {args.target}, most similar first ({len(ranked)} candidates, "
           f"{time.perf_counter() - t0:.1f} s):")
     for i, (name, sim) in enumerate(ranked[: args.top], 1):
         print(f"{i:3d}. {name:<28} {sim:.4f}")
+    note = _transformer_note(args.target, [sim for _, sim in ranked])
+    if note:
+        print(note)
     return 0
 
 
+def _transformer_note(target: str, sims: list[float]) -> str | None:
+    """Why a transformer target scores near 0 against every candidate, or None."""
+    if not sims or max(sims) >= 0.05:
+        return None
+    from torch import nn
+
+    from dpiat.models import as_model
+
+    model = as_model(target)
+    if not any(isinstance(m, (nn.LayerNorm, nn.MultiheadAttention)) or hasattr(m, "qkv") for m in model.modules()):
+        return None
+    return (f"note: every similarity is below 0.05 because {target} is a transformer: faithful DPIAT was designed "
+            "for CNNs and matches only Conv, Linear and BatchNorm layers by shape, so its fused qkv projections, "
+            "LayerNorms and token/position embeddings have no counterpart among these candidates")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dpiat", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="dpiat", description=DESCRIPTION, epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -115,25 +192,54 @@ def parser() -> argparse.ArgumentParser:
     models(t)
     t.add_argument("--source-weights", help="safetensors or torch state dict of the trained source, or zoo:<name> for real weights of dpiat.zoo (e.g. zoo:efficientnet_lite0_imagenet, with source tf_efficientnet_lite0)")
     t.add_argument("--out", required=True, help="where to write the target's weights (.safetensors)")
-    t.add_argument("--method", default="dpiat", help="transfer method (default: the faithful 'dpiat')")
+    t.add_argument("--method", default="dpiat", metavar="METHOD",
+                   help=f"transfer method, one of: {', '.join(METHODS)} (default: dpiat, the faithful method)")
     t.add_argument("--report", help="also write the transfer report as JSON here")
     t.set_defaults(fn=cmd_transfer)
 
     e = sub.add_parser("explain", help="print the layer matching as a table")
     models(e)
+    e.add_argument("--plot", metavar="FILE", help="also draw the matching to FILE (.png or .svg; needs matplotlib)")
     e.set_defaults(fn=cmd_explain)
 
     s = sub.add_parser("similarity", help="print the similarity matrix of two or more timm models")
-    s.add_argument("a")
-    s.add_argument("b")
-    s.add_argument("more", nargs="*")
+    s.add_argument("a", metavar="MODEL", help="timm name of the first model")
+    s.add_argument("b", metavar="MODEL", help="timm name of the second model")
+    s.add_argument("more", metavar="MODEL", nargs="*", help="further timm names (one row and column each)")
+    s.add_argument("--plot", metavar="FILE", help="also draw the matrix as a heatmap to FILE (.png or .svg; needs matplotlib)")
     s.set_defaults(fn=cmd_similarity)
 
     r = sub.add_parser("rank", help="rank candidate sources for a target by similarity")
-    r.add_argument("target")
-    r.add_argument("--candidates", nargs="+", help="timm names (default: 52 built-in ImageNet CNNs)")
+    r.add_argument("target", help="timm name of the target")
+    r.add_argument("--candidates", nargs="+", metavar="MODEL",
+                   help=f"timm names, all ranked (default: the {len(DEFAULT_CANDIDATES)} built-in ImageNet CNNs "
+                        "less the target itself)")
     r.add_argument("--top", type=int, default=20, help="how many to print (default 20)")
     r.set_defaults(fn=cmd_rank)
+
+    from dpiat.recommender import DEFAULT_SCORE, SCORES
+
+    c = sub.add_parser("recommend", help="rank every pretrained timm architecture as a source for a target (cached)")
+    c.add_argument("target", help="timm name of the target")
+    c.add_argument("--candidates", nargs="+", metavar="MODEL",
+                   help="timm names to rank (default: every architecture with pretrained weights in timm)")
+    c.add_argument("--name", nargs="+", metavar="PATTERN", help="keep architectures matching a shell pattern, e.g. '*efficientnet*'")
+    c.add_argument("--tags", nargs="+", metavar="PATTERN",
+                   help="keep architectures with a pretrained tag matching, e.g. '*in1k*' or '*in22k*'")
+    c.add_argument("--exclude-family", nargs="+", metavar="PATTERN",
+                   help="drop timm model families (modules), e.g. vision_transformer 'swin*'")
+    c.add_argument("--max-params", type=_count, metavar="N", help="drop candidates with more parameters (5e6, 5M, 300K)")
+    c.add_argument("--top", type=int, help="how many to list (default: 20 in the table, all with --json)")
+    c.add_argument("--json", action="store_true", help="print a JSON list (name, score, similarity, overwritten, params, tags)")
+    c.add_argument("--score", default=DEFAULT_SCORE, choices=sorted(SCORES),
+                   help="what the ranking sorts by: " + "; ".join(f"{k}: {v[1]}" for k, v in SCORES.items())
+                        + f" (default {DEFAULT_SCORE})")
+    c.add_argument("--method", default="dpiat", metavar="METHOD",
+                   help="transfer method whose matching is measured (default: dpiat, the faithful method)")
+    c.add_argument("--num-classes", type=int, help="target classes (default: the timm default)")
+    c.add_argument("--in-chans", type=int, help="target input channels (default 3)")
+    c.add_argument("--workers", type=int, help="processes building and scoring (default: the usable CPUs)")
+    c.set_defaults(fn=cmd_recommend)
     return p
 
 

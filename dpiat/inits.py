@@ -76,8 +76,15 @@ def available_inits() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def initialize(name: str, target: nn.Module, *, source: nn.Module | None = None, **options: Any) -> dict:
-    """Initialise ``target`` in place with method ``name``; return the method's report."""
+def initialize(name: str, target: nn.Module, *, source: nn.Module | str | None = None, **options: Any) -> dict:
+    """Initialise ``target`` in place with method ``name``; return the method's report. ``source`` may be a
+    timm name (built as ``dpiat.transfer`` builds one); ``target`` must be the module to fill."""
+    if not isinstance(target, nn.Module):
+        raise DpiatError(
+            f"initialize() fills the target in place and returns only a report, so it needs the module, got "
+            f"{target!r}: build it first, e.g. target = dpiat.create_model({target!r}, num_classes=10), or use "
+            f"dpiat.transfer(source, {target!r}), which returns the model it builds as report.target_model"
+            if isinstance(target, str) else f"the target must be a torch.nn.Module, got {type(target).__name__}")
     method = get_init(name)
     if method.needs_source and source is None:
         raise DpiatError(f"init method {name!r} needs a trained source network, and none was given.")

@@ -16,6 +16,7 @@ from torch import nn
 
 from dpiat.alignment import Aligner
 from dpiat.errors import NoTransferableLayersError
+from dpiat.models import as_model
 from dpiat.structure import Block, Layer, standardize
 
 
@@ -72,8 +73,10 @@ def check_transferable(blocks: Block, role: str, model: nn.Module) -> int:
     return n
 
 
-def match(source: nn.Module, target: nn.Module, *, aligner: Aligner | None = None) -> Matching:
-    """Align ``source`` to ``target`` (docs/method.md §2-4). Works on the meta device."""
+def match(source: nn.Module | str, target: nn.Module | str, *, aligner: Aligner | None = None) -> Matching:
+    """Align ``source`` to ``target`` (docs/method.md §2-4). Works on the meta device; a timm name is built
+    there (timm's default 1000 classes and 3 channels: only shapes are read)."""
+    source, target = as_model(source), as_model(target)
     a, b = standardize(source), standardize(target)
     check_transferable(a, "source", source)
     check_transferable(b, "target", target)

@@ -80,3 +80,18 @@ def as_model(model: nn.Module | str, **kwargs) -> nn.Module:
     if isinstance(model, nn.Module):
         return model
     return create_model(model, device="meta", **kwargs)
+
+
+def as_built_model(model: nn.Module | str, role: str) -> nn.Module:
+    """A module as it is, or a timm name built with real (CPU) tensors for a function that copies values.
+
+    A name is built exactly as ``timm.create_model(name)`` builds it: timm's default head and stem (1000
+    classes, 3 input channels, the ImageNet layout the names stand for) and timm's random initialisation, no
+    downloaded weights. For another head, stem or trained weights, build the module yourself and pass it:
+    ``dpiat.create_model(name, num_classes=10, in_chans=1)``, then ``dpiat.load_weights``.
+    """
+    if isinstance(model, nn.Module):
+        return model
+    if not isinstance(model, str):
+        raise DpiatError(f"the {role} must be a torch.nn.Module or a timm name, got {type(model).__name__}")
+    return create_model(model)

@@ -14,8 +14,9 @@ their own in ``METHODS`` and measured against it; the faithful method is never c
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 import torch
@@ -25,6 +26,7 @@ from dpiat.clip import clip_windows, copy_layers
 from dpiat.errors import DpiatError, UnknownNameError
 from dpiat.inits import register_init
 from dpiat.matching import Matching, match
+from dpiat.models import as_built_model
 
 
 @dataclass
@@ -41,9 +43,12 @@ class TransferReport:
     seconds: float
     pairs: list[tuple[str | None, str | None]] = field(repr=False)
     details: dict = field(default_factory=dict)  # what a named variant did beyond the faithful copy
+    # the target that was filled: the module passed in, or the one built from a timm name (not in as_dict)
+    target_model: nn.Module | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        d = asdict(replace(self, target_model=None))
+        del d["target_model"]
         d["pairs"] = [list(p) for p in self.pairs]
         return d
 
@@ -141,13 +146,21 @@ def _transfer_init(target: nn.Module, source: nn.Module | None = None, *, method
 register_method("dpiat", _faithful, summary="faithful DPIAT transfer (Czyzewski et al. 2022)")
 
 
-def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> TransferReport:
-    """Copy ``source``'s parameters into ``target`` in place and report what was done."""
-    for role, m in (("source", source), ("target", target)):
-        if not isinstance(m, nn.Module):
-            raise DpiatError(f"the {role} must be a torch.nn.Module, got {type(m).__name__}")
+def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dpiat") -> TransferReport:
+    """Copy ``source``'s parameters into ``target`` in place and report what was done.
+
+    Either may be a timm name, built as ``timm.create_model(name)`` builds it (1000 classes, 3 channels,
+    timm's random init: ``dpiat.models.as_built_model``); the target, built or given, is
+    ``report.target_model``. A source given by name holds no trained weights, so transferring it is only a
+    control, and a warning says so.
+    """
     if method not in METHODS:
         raise UnknownNameError("transfer method", method, METHODS)
+    if isinstance(source, str):
+        warnings.warn(f"the source {source!r} is a name, so its random init is transferred (a control only); for "
+                      "trained weights pass a module, e.g. dpiat.create_model(name, pretrained=True) or one "
+                      "filled by dpiat.load_weights", UserWarning, stacklevel=2)
+    source, target = as_built_model(source, "source"), as_built_model(target, "target")
     _check_has_storage(source, "source")
     _check_has_storage(target, "target")
     t0 = time.perf_counter()
@@ -168,6 +181,7 @@ def transfer(source: nn.Module, target: nn.Module, method: str = "dpiat") -> Tra
         seconds=seconds,
         pairs=matching.pairs,
         details=extra[0] if extra else {},
+        target_model=target,
     )
 
 

@@ -93,10 +93,20 @@ def similarity_matrix(models: Sequence[nn.Module | str], method: str = "dpiat") 
     return out
 
 
-def rank_sources(target: nn.Module | str, candidates: Sequence[nn.Module | str] = DEFAULT_CANDIDATES,
+def _architecture(model: nn.Module | str) -> str | None:
+    if isinstance(model, str):
+        return model.split(".", 1)[0]  # "resnet50.a1_in1k" -> "resnet50"
+    return (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
+
+
+def rank_sources(target: nn.Module | str, candidates: Sequence[nn.Module | str] | None = None,
                  method: str = "dpiat") -> list[tuple[nn.Module | str, float]]:
     """Candidates sorted by similarity to ``target`` (of ``method``'s matching), most similar first, as
-    ``(candidate, sim)``."""
+    ``(candidate, sim)``. ``candidates=None``: the built-in :data:`DEFAULT_CANDIDATES` without the target's
+    own architecture (``dpiat rank`` does the same); candidates you name are all ranked, the target too."""
+    if candidates is None:
+        arch = _architecture(target)
+        candidates = [c for c in DEFAULT_CANDIDATES if c != arch]
     structs = _Structures(Aligner(), method)
     t = structs.get(target)
     scored = [(c, _sim(structs.aligner, t, structs.get(c))) for c in candidates]

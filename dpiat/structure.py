@@ -22,6 +22,7 @@ from torch import nn
 
 from dpiat.errors import DpiatError
 from dpiat.layers import is_dim, type_mask, weight_shape
+from dpiat.models import as_model
 
 _MODULE_NAMED_CHILDREN = nn.Module.named_children
 
@@ -182,10 +183,11 @@ def _flat(module: nn.Module, name: str, level: int):
     return depth, n_dim, Block(entries, name)
 
 
-def standardize(model: nn.Module) -> Block:
-    """The nested block structure of ``model`` (docs/method.md §2)."""
+def standardize(model: nn.Module | str) -> Block:
+    """The nested block structure of ``model`` (docs/method.md §2); a timm name is built on the meta device."""
     if not isinstance(model, nn.Module):
-        raise DpiatError(f"expected a torch.nn.Module, got {type(model).__name__}. "
-                         "Pass a model instance (e.g. timm.create_model(name)), or a timm name where accepted.")
+        if not isinstance(model, str):
+            raise DpiatError(f"expected a torch.nn.Module or a timm name, got {type(model).__name__}")
+        model = as_model(model)
     _, _, entry = _flat(model, "", 0)
     return entry if isinstance(entry, Block) else Block([entry], "")

@@ -54,6 +54,8 @@ def test_rank_with_candidates(capsys):
     (["explain", "resnet5O", "tinynet_e"], "Did you mean: resnet50"),
     (["rank", "tinynet_e", "--candidates", "mixnet_ss"], "unknown timm model 'mixnet_ss'"),
     (["transfer", "tinynet_e", "tinynet_e", "--out", "x.pt"], "--out must be a .safetensors"),
+    (["transfer", "tinynet_e", "tinynet_e", "--out", "x.safetensors", "--method", "dpiat_bm"],
+     "Did you mean: dpiat_bn"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, message, capsys):
     assert main(argv) == 2
@@ -86,8 +88,60 @@ def test_transfer_from_real_zoo_weights_and_a_mismatched_source_name(tmp_path, c
                  "--num-classes", "10", "--in-chans", "1", "--out", str(out), "--method", "dpiat_bn"]) == 0
     target = dpiat.create_model("tinynet_e", num_classes=10, in_chans=1)
     dpiat.load_weights(target, str(out))
-    assert "dpiat_bn: tf_efficientnet_lite0 -> tinynet_e" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "dpiat_bn: tf_efficientnet_lite0 -> tinynet_e" in out
+    assert "warning" not in err  # the zoo's weights are real: no "random init" warning
     assert main(["transfer", "tinynet_d", "tinynet_e", "--source-weights", "zoo:efficientnet_lite0_imagenet",
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "give tf_efficientnet_lite0 as the source" in err
+
+
+def test_transfer_without_source_weights_warns_that_the_source_is_random(tmp_path, capsys):
+    assert main(["transfer", "test_efficientnet", "test_resnet", "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert "no --source-weights given" in capsys.readouterr().err
+    src = timm.create_model("test_efficientnet")
+    dpiat.save_weights(src, tmp_path / "s.safetensors")
+    assert main(["transfer", "test_efficientnet", "test_resnet", "--source-weights", str(tmp_path / "s.safetensors"),
+                 "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def help_of(*argv: str, capsys) -> str:
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_is_plain_text_with_every_argument_explained_and_the_methods_listed(capsys, monkeypatch):
+    top = help_of(capsys=capsys)
+    assert "``" not in top and "examples:" in top and "zoo:efficientnet_lite0_imagenet" in top
+    for command, argument in (("similarity", "MODEL"), ("rank", "target"), ("explain", "source")):
+        text = help_of(command, capsys=capsys)
+        assert "``" not in text
+        lines = [ln for ln in text.splitlines() if ln.strip().startswith(argument)]
+        assert lines and all("timm name" in ln for ln in lines), text
+    monkeypatch.setitem(dpiat.METHODS, "my_variant", dpiat.METHODS["dpiat"])  # registered later: listed too
+    text = " ".join(help_of("transfer", capsys=capsys).split())
+    assert all(name in text for name in dpiat.METHODS) and "my_variant" in text
+
+
+def test_rank_leaves_the_target_out_of_the_built_in_list_as_the_library_does(capsys, monkeypatch):
+    monkeypatch.setattr("dpiat.ranking.DEFAULT_CANDIDATES", ("tinynet_e", "tinynet_d", "resnet10t"))
+    assert [name for name, _ in dpiat.rank_sources("tinynet_e")] == ["tinynet_d", "resnet10t"]
+    assert main(["rank", "tinynet_e"]) == 0
+    out = capsys.readouterr().out
+    assert "(2 candidates" in out and "tinynet_d" in out and " tinynet_e " not in out
+    # named candidates are all ranked, the target too, in the library and the CLI alike
+    assert dpiat.rank_sources("tinynet_e", ["tinynet_e", "tinynet_d"])[0] == ("tinynet_e", 1.0)
+    assert main(["rank", "tinynet_e", "--candidates", "tinynet_e", "tinynet_d"]) == 0
+    assert "1. tinynet_e" in capsys.readouterr().out
+
+
+def test_rank_says_why_a_transformer_target_scores_near_zero(capsys):
+    assert main(["rank", "vit_tiny_patch16_224", "--candidates", "resnet10t", "tinynet_e"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("note: every similarity is below 0.05") and "LayerNorm" in lines[-1]
+    assert main(["rank", "tinynet_e", "--candidates", "resnet10t"]) == 0  # a CNN target: no note
+    assert "note:" not in capsys.readouterr().out

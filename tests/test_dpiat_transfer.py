@@ -165,8 +165,28 @@ def test_report_fields():
 
 # ------------------------------------------------------------------------------------------- bad input
 def test_non_module_is_rejected():
-    with pytest.raises(dpiat.DpiatError, match="must be a torch.nn.Module"):
-        dpiat.transfer("resnet18", nn.Linear(2, 2))
+    with pytest.raises(dpiat.DpiatError, match="must be a torch.nn.Module or a timm name, got int"):
+        dpiat.transfer(42, nn.Linear(2, 2))
+    with pytest.raises(dpiat.DpiatError, match="fills the target in place"):  # the built model would be lost
+        dpiat.initialize("dpiat", "tinynet_e", source=nn.Linear(2, 2))
+
+
+def test_timm_names_are_accepted_wherever_a_model_is():
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning, match="random init is transferred"):
+        report = dpiat.transfer("tinynet_d", "tinynet_e")
+    torch.manual_seed(0)  # the same two models, built the way a name is (timm's defaults, in this order)
+    src, dst = timm.create_model("tinynet_d"), timm.create_model("tinynet_e")
+    same = dpiat.transfer(src, dst)
+    built = report.target_model.state_dict()
+    assert isinstance(report.target_model, nn.Module) and report.pairs == same.pairs
+    assert all(torch.equal(v, built[k]) for k, v in dst.state_dict().items())
+    assert "target_model" not in report.as_dict() and same.target_model is dst
+    assert dpiat.match("tinynet_d", "tinynet_e").pairs == same.pairs
+    assert dpiat.standardize("tinynet_e").tree() == dpiat.standardize(dst).tree()
+    target = timm.create_model("tinynet_e")
+    with pytest.warns(UserWarning):
+        assert dpiat.initialize("dpiat", target, source="tinynet_d")["n_matched"] == same.n_matched
 
 
 def test_model_without_transferable_layers_is_rejected():
