@@ -236,8 +236,9 @@ def render(cfg: Any, loader: Any) -> str:
     values = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
     values.pop("hydra", None)
     root = schema_fields()[ROOT]
-    out = ["python bench/run.py [group=option ...] [key=value ...]: train one target network (pair, init, seed) "
-           "and record its", "validation top-1 per epoch; no arguments: the built-in default (README). "
+    out = [".venv/bin/python bench/run.py [group=option ...] [key=value ...]: train one target network "
+           "(pair, init, seed) and record its",
+           "validation top-1 per epoch; no arguments: the built-in default (README). "
            "Every argument is a Hydra override.", "",
            "== Configuration groups == (group=option; each is a file in conf/<group>/)", *groups_text(loader), "",
            "== Init methods == (init=<name>: dpiat.inits, the one registry; options as init.<option>=value)",

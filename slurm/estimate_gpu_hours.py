@@ -1,11 +1,11 @@
 """Estimate the GPU-hours of an experiment's sweep from timm's published throughput (no GPU needed).
 
-    python slurm/estimate_gpu_hours.py                                  # the two paper experiments
-    python slurm/estimate_gpu_hours.py experiment=paper_imagenet seed=0 # any sweep, as bench/sweep.py takes it
-    python slurm/estimate_gpu_hours.py --measured path/gpu_check.json   # bench/measure/gpu_check.py's figures
+    .venv/bin/python slurm/estimate_gpu_hours.py                                  # the two paper experiments
+    .venv/bin/python slurm/estimate_gpu_hours.py experiment=paper_imagenet seed=0 # any sweep, as bench/sweep.py
+    .venv/bin/python slurm/estimate_gpu_hours.py --measured path/gpu_check.json   # bench/measure/gpu_check.py's
 
-Uses our GPU's measured throughput when ``results/gpu/gpu_check.json`` (bench/measure/gpu_check.py) is committed, or
-the file ``--measured`` names; timm's published figures otherwise; it prints which.
+Uses our GPU's measured throughput when ``results/gpu/gpu_check.json`` (bench/measure/gpu_check.py) is committed,
+or the file ``--measured`` names; timm's published figures otherwise; it prints which.
 
 Counts exactly what ``bench/sweep.py`` would submit for the same overrides; the throughput tables, their
 sources and why the published figures are lower bounds: ``bench/planning/gpu_hours.py``. Exit status: 0, or 2 for bad input.
@@ -13,6 +13,7 @@ sources and why the published figures are lower bounds: ``bench/planning/gpu_hou
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -24,16 +25,30 @@ PAPER = [["experiment=paper_imagenet", "data.root=/data/imagenet", "init.checkpo
          ["experiment=paper_cifar100_grid"]]
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="estimate_gpu_hours.py",
+        description="Estimate the GPU-hours of an experiment's sweep (what bench/sweep.py would submit for the "
+                    "same overrides) from measured or published throughput; no GPU needed.",
+        epilog="Example: .venv/bin/python slurm/estimate_gpu_hours.py experiment=paper_imagenet "
+               "data.root=/data/imagenet. Exit status: 0, or 2 for bad input.")
+    p.add_argument("--measured", metavar="JSON", type=Path,
+                   help="a bench/measure/gpu_check.py result to use instead of results/gpu/gpu_check.json")
+    p.add_argument("overrides", nargs="*",
+                   help="the sweep's Hydra overrides, as bench/sweep.py takes them (default: the two paper "
+                        "experiments)")
+    return p
+
+
 def main(argv: list[str]) -> int:
-    measured = MEASURED
-    if argv[:1] == ["--measured"]:
-        if len(argv) < 2:
-            print("error: --measured needs the path of a bench/measure/gpu_check.py JSON", file=sys.stderr)
-            return 2
-        measured, argv = Path(argv[1]), argv[2:]
-        if not measured.exists():
-            print(f"error: --measured {measured}: no such file", file=sys.stderr)
-            return 2
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed
+        return int(e.code or 0)
+    measured, argv = (args.measured or MEASURED), args.overrides
+    if args.measured is not None and not measured.exists():
+        print(f"error: --measured {measured}: no such file", file=sys.stderr)
+        return 2
     try:
         _, origin = throughput_table(measured)
         if origin.startswith("published"):

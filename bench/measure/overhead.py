@@ -10,7 +10,9 @@ zero_grad, backward, step); the harness side is bench.running.lit's Classifier i
 bench.running.harness builds (divergence check, metrics, logger, progress bar, determinism flags). Rounds alternate
 bare / harness so that a busy machine slows both alike; the first ``--warmup`` steps of each round are not
 timed. Reported: images/s per side (median over rounds) and the median over rounds of the paired ratio
-harness / bare (target >= 0.9).
+harness / bare (target >= 0.9). A round is at most one epoch of the training loader (both sides stop where
+its batches end: 39 on the proxy's 5k images at batch 128), so ``--steps`` defaults to the whole epoch and
+a larger value is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 
 import dpiat
 from bench.config import CONF_DIR
+from bench.errors import USER_ERRORS, BenchError
 from bench.data.module import build_datamodule
 from bench.files import atomic_write_json
 from bench.running.lit import Classifier, build_loggers, build_trainer
@@ -64,6 +67,19 @@ def bare_round(model, loader, lr: float, steps: int) -> list[float]:
     return stamps
 
 
+def round_steps(requested: int | None, n_batches: int, warmup: int) -> int:
+    """Steps per round: ``requested`` (default: every batch of one epoch), checked against the loader's
+    ``n_batches`` and the untimed ``warmup`` (a round must time at least two steps)."""
+    steps = n_batches if requested is None else requested
+    if steps > n_batches:
+        raise BenchError(f"--steps {steps} asks for more batches than one epoch of this data holds ({n_batches}); "
+                         f"give --steps {n_batches} or less, or more images per epoch (data.train_subset=...)")
+    if steps < warmup + 2:
+        raise BenchError(f"--steps {steps} leaves fewer than 2 timed steps after --warmup {warmup}; "
+                         f"give --steps {warmup + 2} or more (one epoch here: {n_batches})")
+    return steps
+
+
 def harness_round(model, cfg, dm, steps: int, folder: Path) -> list[float]:
     clock = StepClock()
     module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=1, seed=cfg.seed,
@@ -79,7 +95,7 @@ def harness_round(model, cfg, dm, steps: int, folder: Path) -> list[float]:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="timm model (default: the config's target)")
-    p.add_argument("--steps", type=int, default=40, help="training steps per round")
+    p.add_argument("--steps", type=int, help="training steps per round (default: one epoch of the training loader)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps at the start of each round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", help="also write the figures to this JSON file")
@@ -95,6 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     dm.setup()
     batch = cfg.data.batch_size
     loader = dm.train_dataloader()
+    steps = round_steps(args.steps, len(loader), args.warmup)
     torch.manual_seed(0)
     init = dpiat.create_model(model_name, num_classes=cfg.data.num_classes, in_chans=cfg.data.in_chans).state_dict()
 
@@ -108,12 +125,12 @@ def main(argv: list[str] | None = None) -> dict:
         for r in range(args.rounds):
             torch.use_deterministic_algorithms(False)  # the bare loop is plain PyTorch
             loader.sampler.set_epoch(r)
-            bare.append(throughput(bare_round(fresh(), loader, cfg.optim.lr, args.steps), batch, args.warmup))
-            harness.append(throughput(harness_round(fresh(), cfg, dm, args.steps, Path(tmp) / f"r{r}"), batch,
+            bare.append(throughput(bare_round(fresh(), loader, cfg.optim.lr, steps), batch, args.warmup))
+            harness.append(throughput(harness_round(fresh(), cfg, dm, steps, Path(tmp) / f"r{r}"), batch,
                                       args.warmup))
             print(f"round {r + 1}: bare {bare[-1]:.1f} img/s, harness {harness[-1]:.1f} img/s", file=sys.stderr)
     result = {"model": model_name, "data": cfg.data.name, "resolution": dm.resolution, "batch": batch,
-              "steps_per_round": args.steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
+              "steps_per_round": steps, "rounds": args.rounds, "threads": torch.get_num_threads(),
               "bare_img_s": round(statistics.median(bare), 1), "harness_img_s": round(statistics.median(harness), 1),
               "bare_rounds": [round(x, 1) for x in bare], "harness_rounds": [round(x, 1) for x in harness]}
     # Paired: each round's two sides ran back to back under the same machine load.
@@ -126,4 +143,13 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        main()
+    except (*USER_ERRORS, HydraException, OmegaConfBaseException) as e:  # bad options or overrides: one line
+        print(f"overhead.py: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,6 +1,6 @@
 """Speed of the dpiat library, idle and under load, side by side with the authors' code when it is installed.
 
-    .venv/bin/python bench/measure/transfer_speed.py                      # all pairs, idle and loaded (~3-5 min, 2 cores)
+    .venv/bin/python bench/measure/transfer_speed.py                      # all pairs, idle and loaded (~3-5 min)
     .venv/bin/python bench/measure/transfer_speed.py --pairs 1 --busy 1   # only tf_efficientnet_b2 -> b0
     .venv/bin/python bench/measure/transfer_speed.py --python-dp          # also time the pure-Python DP fallback
 
@@ -16,15 +16,18 @@ setting.
 
 The authors' implementation is the PyPI package ``iatransfer`` (Czyzewski, Nowak, Piechowiak): transfer is
 ``IAT()(source, target)`` and the symmetric similarity dpiat computes is
-``sqrt(IAT().sim(a, b) * IAT().sim(b, a))`` (their ``sim`` is V(a->b) / V(b->b)). It is not a dependency;
-to compare, install it without its research dependencies:
+``sqrt(IAT().sim(a, b) * IAT().sim(b, a))`` (their ``sim`` is V(a->b) / V(b->b)). It is not a dependency
+of this project; the comparison needs it, installed without its declared dependencies:
 
-    pip install --no-deps iatransfer==1.0.3 inflection==0.5.1
+    .venv/bin/pip install --no-deps iatransfer==1.0.3 inflection==0.5.1
 
-Its package imports every module it ships at import time, among them a research module that needs
-``karateclub`` and ``graphviz`` (graph embeddings, plots) which the transfer never calls; when those are
-missing, this script puts inert placeholders in their place (said in the output). Before timing, each pair
-is checked: both must write the same target tensors and reach the same DP values.
+(``--no-deps``: iatransfer 1.0.3 declares research packages its transfer never calls, e.g. karateclub, nose,
+graphviz, efficientnet-pytorch, which would bring packages outside this project's exact pins; inflection is
+the one it needs.) Without it the script stops with that command, unless ``--no-authors`` asks for dpiat's
+figures alone. Its package imports every module it ships at import time, among them a research module that
+needs ``karateclub`` and ``graphviz`` (graph embeddings, plots); when those are missing, this script puts
+inert placeholders in their place (said in the output). Before timing, each pair is checked: both must write
+the same target tensors and reach the same DP values.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ import dpiat
 import dpiat.alignment as alignment
 from bench.measure.speed import PAIRS, Busy, load
 
-INSTALL_HINT = "pip install --no-deps iatransfer==1.0.3 inflection==0.5.1"
+INSTALL_HINT = ".venv/bin/pip install --no-deps iatransfer==1.0.3 inflection==0.5.1"  # the pin results/speed/ used
 
 CPU = {}  # (what, pair, phase) -> median CPU milliseconds of the calling thread
 
@@ -85,7 +88,8 @@ def load_authors_code() -> tuple[object | None, str]:
     try:
         import iatransfer  # noqa: F401
     except ImportError:
-        return None, f"iatransfer not installed: for the side-by-side comparison, {INSTALL_HINT}"
+        return None, (f"the comparison needs the authors' iatransfer, which is not installed: {INSTALL_HINT} "
+                      "(or --no-authors to time dpiat alone)")
     placeholders = []
     for name in ("karateclub", "graphviz"):
         try:
@@ -98,7 +102,7 @@ def load_authors_code() -> tuple[object | None, str]:
     try:
         from iatransfer.toolkit import IAT
     except ImportError as e:
-        return None, f"iatransfer is installed but cannot be imported ({e}); {INSTALL_HINT}"
+        return None, f"iatransfer is installed but cannot be imported ({e}): {INSTALL_HINT}"
     import importlib.metadata
 
     note = f"iatransfer {importlib.metadata.version('iatransfer')}"
@@ -191,7 +195,13 @@ def table(models, phases: dict, IAT, python_dp: bool) -> None:
 def run(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
-    IAT, note = load_authors_code()
+    if args.authors:
+        IAT, note = load_authors_code()
+        if IAT is None:  # one line, the command to run, and nothing measured
+            print(f"transfer_speed.py: error: {note}", file=sys.stderr)
+            sys.exit(2)
+    else:
+        IAT, note = None, "iatransfer not used (--no-authors): dpiat's figures alone"
     print(f"dpiat {dpiat.__version__}, DP backend {alignment.BACKEND}, torch {torch.__version__} "
           f"({torch.get_num_threads()} intra-op threads), {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; medians of {args.repeats} (authors' code: {args.authors_repeats})")
@@ -239,6 +249,8 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=0, help="only the first N pairs (default: all)")
     p.add_argument("--python-dp", action="store_true", help="also time the pure-Python DP fallback")
     p.add_argument("--no-rank", dest="rank", action="store_false", help="skip the ranking timing")
+    p.add_argument("--no-authors", dest="authors", action="store_false",
+                   help=f"time dpiat alone, without the authors' iatransfer (otherwise needed: {INSTALL_HINT})")
     args = p.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup of the busy processes
     try:

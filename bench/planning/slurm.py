@@ -136,5 +136,6 @@ def submit(plan: Plan, site: dict[str, str], site_path: Path | None, parallel: i
         print(f"submitted stage {'1 (prerequisites)' if stage['stage'] == 'prereq' else '2 (runs)'}: job {job}, "
               f"{stage['n_tasks']} tasks, manifest {stage['manifest']}")
     logs = Path(record["stages"][0]["manifest"]).parent / "logs"
-    print(f"record: {record['path']}\nlogs: {logs}/\nwatch: squeue --me; then: python bench/aggregate.py {plan.runs_dir}")
+    print(f"record: {record['path']}\nlogs: {logs}/\n"
+          f"watch: squeue --me; then: .venv/bin/python bench/aggregate.py {plan.runs_dir}")
     return 0

@@ -191,7 +191,7 @@ def to_latex(rows: list[dict], experiment: str, paper: dict | None, notes: list[
 
 
 def write_tables(rows: list[dict], out_dir: str | Path, *, experiment: str, paper: dict | None = None,
-                 notes: list[str] = (), command: str = "python bench/aggregate.py") -> list[Path]:
+                 notes: list[str] = (), command: str = ".venv/bin/python bench/aggregate.py") -> list[Path]:
     """Write table.csv (every column of :data:`COLUMNS`), table.md and table.tex into ``out_dir`` (atomically)."""
     out_dir = Path(out_dir)
     files = {"table.csv": to_csv(rows, COLUMNS),

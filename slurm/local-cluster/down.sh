@@ -3,13 +3,16 @@
 # order, each by its pid file (never by process name), and only the daemons up.sh itself started (a munged or
 # MariaDB that was already running stays). Packages stay installed; queued jobs are lost.
 #
-#   sudo bash slurm/local-cluster/down.sh
+#   bash slurm/local-cluster/down.sh          # as root, or through sudo, which it calls itself when not root
 #
 # Safe to run twice, or when nothing runs.
 set -uo pipefail
 
 STATE=/run/dpiat-local-slurm
-[ "$(id -u)" = 0 ] || { echo "down.sh: error: must run as root" >&2; exit 3; }
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "down.sh: error: must run as root, and there is no sudo here" >&2; exit 3; }
+  exec sudo bash "$0" "$@"
+fi
 
 stop() {  # stop NAME PIDFILE
   local name=$1 pf=$2 pid

@@ -4,9 +4,12 @@
 # The tests (tests/test_slurm.py) start it with this script and stop it with down.sh; it is also a quick way
 # to try slurm/array.sbatch and `hydra/launcher=slurm` on a laptop or CI machine.
 #
-#   sudo bash slurm/local-cluster/up.sh                      # install what is missing, start, wait for `idle`
-#   sudo SLURM_ACCOUNTING=0 bash slurm/local-cluster/up.sh   # no MariaDB/slurmdbd (sacct off; submitit may hang)
-#   sinfo; sbatch --wrap hostname; ...; sudo bash slurm/local-cluster/down.sh
+#   bash slurm/local-cluster/up.sh                      # install what is missing, start, wait for `idle`
+#   SLURM_ACCOUNTING=0 bash slurm/local-cluster/up.sh   # no MariaDB/slurmdbd (sacct off; submitit may hang)
+#   sinfo; sbatch --wrap hostname; ...; bash slurm/local-cluster/down.sh
+#
+# It needs root: as root it runs as it is; otherwise it runs itself again through sudo (asking for a password
+# if sudo does), so the same command works on a root-only machine without sudo and on a sudo-user's laptop.
 #
 # Safe to run twice: a running cluster is reused as it is. When slurmctld is not running, the cluster starts
 # fresh (job state and its accounting database wiped, job ids start again at 1). It never touches a
@@ -28,7 +31,11 @@ LOG=/var/log/slurm
 say() { echo "up.sh: $*"; }
 die() { local code=$1; shift; echo "up.sh: error: $*" >&2; exit "$code"; }
 
-[ "$(id -u)" = 0 ] || die 3 "must run as root (it installs Debian packages and starts daemons); try: sudo bash $0"
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null 2>&1 \
+    || die 3 "must run as root (it installs Debian packages and starts daemons), and there is no sudo here"
+  exec sudo env SLURM_ACCOUNTING="$ACCOUNTING" bash "$0" "$@"
+fi
 
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
