@@ -18,6 +18,7 @@ from dpiat.inits import available_inits, get_init, initialize, register_init
 from dpiat.matching import Matching, match
 from dpiat.models import create_model
 from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources, similarity, similarity_matrix
+from dpiat.recommender import Recommendation, recommend
 from dpiat.structure import Block, Layer, standardize
 from dpiat.pipeline import METHODS, TransferReport, register_method, transfer
 from dpiat import variants  # noqa: F401  (registers the named variants of the method)
@@ -31,4 +32,5 @@ __all__ = [
     "METHODS", "TransferReport", "UnknownNameError", "WeightsError", "align", "available_inits", "clip_copy",
     "create_model", "get_init", "initialize", "load_weights", "match", "rank_sources", "read_state_dict",
     "register_init", "register_method", "save_weights", "similarity", "similarity_matrix", "standardize", "transfer",
+    "recommend", "Recommendation",
 ]
