@@ -412,7 +412,8 @@ def pairs_csv(records: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write(out_dir: Path, records: list[dict], summary: dict, notes: list[str], command: str, plots: bool) -> list[Path]:
+def write(out_dir: Path, records: list[dict], summary: dict, notes: list[str], command: str, plots: bool,
+          reference: list[dict]) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {"selection.md": to_markdown(summary, notes, command), "selection.csv": to_csv_text(summary)}
     if records:
@@ -424,7 +425,7 @@ def write(out_dir: Path, records: list[dict], summary: dict, notes: list[str], c
     if plots:
         from bench.results.selection_plots import plot_heatmap, plot_scatter
 
-        written += [p for p in (plot_scatter(records, summary, out_dir / "predictors_vs_gain.png"),
+        written += [p for p in (plot_scatter(records, summary, out_dir / "predictors_vs_gain.png", reference),
                                 plot_heatmap(records, out_dir / "similarity_heatmap.png")) if p]
     return written
 
@@ -442,7 +443,8 @@ def run(runs_dir: Path | None, out_dir: Path | None, reference: Path, plots: boo
         for gain in ("gain_last", "gain_epoch1"):
             for pair, v in leave_one_target_out(records, gain).items():
                 next(r for r in records if r["pair"] == pair)["combined_" + gain.split("_")[1]] = v
-    summary = analyse(records, read_reference(reference))
+    ref_records = read_reference(reference)
+    summary = analyse(records, ref_records)
     if records:
         summary["grid"] |= {"models": sorted({r["source"] for r in records} | {r["target"] for r in records}),
                             "targets": list(dict.fromkeys(r["target"] for r in records)),
@@ -454,7 +456,7 @@ def run(runs_dir: Path | None, out_dir: Path | None, reference: Path, plots: boo
     summary["notes"] = notes
     src = f" {runs_dir}" if runs_dir else " --reference-only"
     command = f".venv/bin/python bench/selection.py{src} --out {out_dir}"
-    written = write(out_dir, records, summary, notes, command, plots)
+    written = write(out_dir, records, summary, notes, command, plots, ref_records)
     log(f"wrote {', '.join(p.name for p in written)} to {out_dir}/")
     return summary
 

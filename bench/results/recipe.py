@@ -271,19 +271,18 @@ def write_plot(rows: list[dict], out_dir: Path) -> Path | None:
 
 def write_recipe_tables(experiment_dir: str | Path, out_dir: str | Path, *, epochs: int | None = None,
                         reference: str | None = None, plots: bool = True, command: str = "",
-                        experiment: str = "") -> list[dict]:
+                        experiment: str = "", aggregate=None) -> list[dict]:
     """``table.csv`` / ``table.md`` (and ``recipe_ratios.png``) of the recipe table in ``out_dir``, plus each
-    recipe's ordinary table and plots in ``out_dir/<recipe>/``; returns the rows."""
-    from bench.results.table import aggregate
-
+    recipe's ordinary table and plots in ``out_dir/<recipe>/`` (made by ``aggregate``, the caller's
+    :func:`bench.results.table.aggregate`, passed in so the two modules do not import each other); returns the rows."""
     rows, notes = recipe_rows(experiment_dir, epochs, reference)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for folder in recipe_folders(experiment_dir):
+    for folder in recipe_folders(experiment_dir) if aggregate is not None else ():
         aggregate(folder, out_dir / folder.name, epochs=epochs, plots=plots)
     atomic_write_text(out_dir / "table.csv", to_csv(rows, COLUMNS))
     atomic_write_text(out_dir / "table.md", to_markdown(rows, notes, experiment or Path(experiment_dir).name,
-                                                        command or f"python bench/aggregate.py {experiment_dir}"))
+                                                        command or f".venv/bin/python bench/aggregate.py {experiment_dir}"))
     if plots:
         write_plot(rows, out_dir)
     return rows

@@ -43,8 +43,9 @@ def _scatter_panel(ax, records, x_key, y_key, group, colors, stat):
     ax.grid(alpha=0.25)
 
 
-def plot_scatter(records: list[dict], summary: dict, path: Path) -> Path | None:
-    """One panel per predictor (ours) plus the authors' similarity panel; gain = ratio to random init."""
+def plot_scatter(records: list[dict], summary: dict, path: Path, ref_records: list[dict]) -> Path | None:
+    """One panel per predictor (ours) plus the authors' similarity panel (``ref_records``: their pairs as
+    bench.selection.read_reference gives them); gain = ratio to random init."""
     grid = summary.get("grid")
     ref = summary.get("reference")
     panels = [p for p in PANELS if grid and any(r.get(p[0] if p[0] != "combined" else "combined_last") is not None
@@ -63,9 +64,6 @@ def plot_scatter(records: list[dict], summary: dict, path: Path) -> Path | None:
         ax.set_ylabel("gain: ratio to random, last epoch (BN)", fontsize=8)
         ax.set_title(f"Ours: {label}", fontsize=9)
     # the authors' pairs, grouped by student
-    from bench.selection import read_reference
-
-    ref_records = read_reference()
     students = list(dict.fromkeys(r["target"] for r in ref_records))
     rcolors = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(students)}
     ax = axes.flat[len(panels)]

@@ -56,6 +56,7 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
         from bench.results.recipe import write_recipe_tables
 
         return write_recipe_tables(runs_dir, out_dir, epochs=epochs, plots=plots, experiment=experiment_of(runs_dir),
+                                   aggregate=aggregate,
                                    command=f".venv/bin/python bench/aggregate.py {runs_dir}"
                                    + (f" --epochs {epochs}" if epochs else "")
                                    + ("" if explicit_out is None else f" --out {explicit_out}"))
