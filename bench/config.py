@@ -60,7 +60,7 @@ class PairConfig:
     # recorded in run.json with the config. A source's cache folder is named by its timm name only, so two pairs of
     # one experiment with the same source name must not differ in source_kwargs
     source_kwargs: Dict[str, Any] = field(default_factory=dict)
-    target_kwargs: Dict[str, Any] = field(default_factory=dict)
+    target_kwargs: Dict[str, Any] = field(default_factory=dict)  # the same for the target network
     # the pair in words for plots, e.g. "TinyNet-D -> TinyNet-E (same family)"; a label, not part of the run's
     # identity. None: "<source> -> <target>" (bench/results/titles.py)
     title: Optional[str] = None
@@ -212,7 +212,7 @@ class GridConfig:
     # every (source, target) pair of these two lists with source != target, via pair=custom (an all-pairs grid
     # where only some models are also targets)
     sources: List[str] = field(default_factory=list)
-    targets: List[str] = field(default_factory=list)
+    targets: List[str] = field(default_factory=list)  # the targets of that grid
     inits: List[str] = field(default_factory=list)  # init methods (init=<name>)
     seeds: List[int] = field(default_factory=list)  # run seeds (seed=<k>)
     # options for one init method only, e.g. {ghn: ["init.checkpoint=results/runs/proxy/ghn/ghn.pt"]}

@@ -1,6 +1,7 @@
 """The command line: each command, and bad input -> one clear message, exit 2, nothing written."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -88,8 +89,8 @@ def test_transfer_from_real_zoo_weights_and_a_mismatched_source_name(tmp_path, c
                  "--num-classes", "10", "--in-chans", "1", "--out", str(out), "--method", "dpiat_bn"]) == 0
     target = dpiat.create_model("tinynet_e", num_classes=10, in_chans=1)
     dpiat.load_weights(target, str(out))
-    out, err = capsys.readouterr()
-    assert "dpiat_bn: tf_efficientnet_lite0 -> tinynet_e" in out
+    printed, err = capsys.readouterr()
+    assert "dpiat_bn: tf_efficientnet_lite0 -> tinynet_e" in printed
     assert "warning" not in err  # the zoo's weights are real: no "random init" warning
     assert main(["transfer", "tinynet_d", "tinynet_e", "--source-weights", "zoo:efficientnet_lite0_imagenet",
                  "--out", str(out)]) == 2
@@ -120,7 +121,8 @@ def test_help_is_plain_text_with_every_argument_explained_and_the_methods_listed
     for command, argument in (("similarity", "MODEL"), ("rank", "target"), ("explain", "source")):
         text = help_of(command, capsys=capsys)
         assert "``" not in text
-        lines = [ln for ln in text.splitlines() if ln.strip().startswith(argument)]
+        # the argument's own help line: its name, then the help column (not the usage line nor wrapped text)
+        lines = [ln for ln in text.splitlines() if re.match(rf"\s+{argument}(\s{{2,}}|$)", ln)]
         assert lines and all("timm name" in ln for ln in lines), text
     monkeypatch.setitem(dpiat.METHODS, "my_variant", dpiat.METHODS["dpiat"])  # registered later: listed too
     text = " ".join(help_of("transfer", capsys=capsys).split())

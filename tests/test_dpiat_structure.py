@@ -120,4 +120,4 @@ def test_shape_score_examples():
 
 def test_standardize_rejects_non_modules():
     with pytest.raises(dpiat.DpiatError, match="nn.Module"):
-        dpiat.standardize("resnet18")
+        dpiat.standardize(42)

@@ -218,7 +218,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(compose_config,
     assert killed["status"] == "running" and len(killed["metrics"]) == 1  # died in epoch 2
     resumed = run_cli(*args, f"paths.runs={tmp_path / 'killed'}")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
+    assert "resuming after epoch" in resumed.stdout and "last.ckpt" in resumed.stdout
     final = read_run(folder)
     assert final["status"] == "finished" and final["segments"] == 2
     assert curve(final) == curve(reference)

@@ -128,7 +128,7 @@ def test_requeued_task_resumes_from_its_checkpoint_with_the_metrics_of_an_uninte
     assert set(states.values()) == {"COMPLETED"}, states
     log = logs(a)
     assert "Requeued SLURM job" in log and "restart 1)" in log, log
-    assert f"resuming from {run_a / 'checkpoints' / 'last.ckpt'}" in log, log
+    assert f"from {run_a / 'checkpoints' / 'last.ckpt'}" in log, log
     assert list(run_a.glob("hpc_ckpt_*.ckpt")), "Lightning wrote no checkpoint on SIGUSR1"
     ra, rb = read_run(run_a), read_run(b / "smoke" / PAIR / "random" / "seed0")
     assert (ra["segments"], ra["slurm"]["restart_count"], rb["segments"]) == (2, 1, 1)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.errors import RunFolderError
+from bench.errors import Interrupted, RunFolderError
 from bench.files import atomic_write_json
 from bench.planning.plan import plan_sweep
 from bench.results.cells import build_cells, summarize_cell
@@ -218,7 +218,8 @@ def test_a_run_stopped_by_the_user_is_let_go_and_resumable(compose_config, tmp_p
     def interrupt():
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    # Ctrl-C becomes one line: which epoch it stopped after and how to resume (bench/errors.py Interrupted)
+    with pytest.raises(Interrupted, match="interrupted after epoch 0 of .*rerun the same command to resume"):
         execute(folder, cfg, interrupt)
     stopped = read_run(folder.path)
     assert stopped["status"] == "running" and stopped["owner"] is None and not heartbeat._held

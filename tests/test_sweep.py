@@ -118,7 +118,7 @@ def test_an_init_registered_without_a_yaml_file_is_planned_with_the_options_of_i
     (["experiment=paper_imagenet", "init=random"], "data.root"),  # a value the config leaves missing
     (["experiment=paper_imagenet", "data.root=/d", "init=random", "init.checkpoint=/x"],
      "no init in this sweep \\(random\\) has an option 'checkpoint'"),
-    (["experiment=smoke", "epochs=1,2"], "only pair, init and seed take comma lists"),
+    (["experiment=smoke", "epochs=1,2"], "only pair, init, seed and recipe take comma lists"),
     (["experiment=smoke", "hydra/launcher=slurm"], "bench/run.py -m hydra/launcher=slurm"),
     (["experiment=smoke", "pair=nope"], "pair"),
     (["experiment=smoke", "init=nope"], "unknown init 'nope'"),
@@ -133,7 +133,7 @@ def test_bad_sweeps_are_refused_before_anything_runs(tmp_path, overrides, messag
 
 def test_cli_reports_bad_input_in_one_line_with_exit_status_2(tmp_path):
     rc, out = cli("experiment=smoke", "epochs=1,2", f"paths.runs={tmp_path}", "--local")
-    assert rc == 2 and out.startswith("error: epochs=1,2: only pair, init and seed") and "Traceback" not in out
+    assert rc == 2 and out.startswith("error: epochs=1,2: only pair, init, seed and recipe") and "Traceback" not in out
 
 
 def test_submit_without_sbatch_says_how_to_run_here(tmp_path, monkeypatch):

@@ -191,6 +191,9 @@ def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Pa
 
 
 def _label(task: Task) -> str:
+    """pair/init/seedK for a run (as its folder says), the log name's stem for a prerequisite."""
+    if task.folder and len(task.folder.parents) > 2:
+        return str(task.folder.relative_to(task.folder.parents[2]))
     return _log_name(task)[:-len(".log")]
 
 

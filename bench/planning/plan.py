@@ -286,7 +286,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
         experiment = experiment_path(base.paths.runs, base.experiment_name)
         plan = Plan(experiment=base.experiment_name, runs_dir=experiment, overrides=list(overrides),
                     axes={"pair": [str(p) for p in pairs], "init": inits, "seed": [str(s) for s in seeds],
-                          "recipe": [r for r in recipes if r is not None]},
+                          # the recipe axis exists only in an experiment that has recipes
+                          **({"recipe": [r for r in recipes if r is not None]} if recipes != [None] else {})},
                     compare_dirs=[experiment_path(base.paths.runs, e) for e in grid.get("compare_with") or []],
                     analyses=[str(a) for a in grid.get("analyses") or []])
         points: list[_Point] = []
