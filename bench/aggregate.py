@@ -18,8 +18,9 @@ Metric (``docs/protocol.md``, "Ratio metric"):
 
 - best = max val_top1 over epochs 1..N, final = val_top1 at epoch N; N = ``--epochs``, default each run's
   planned epochs. Mean and sample std (ddof=1) over the runs that reached epoch N.
-- ratio per seed = method / ``random`` of the same pair and seed; mean over seeds and a percentile
-  bootstrap 95% interval over seeds. ``random`` rows show 1 by construction (each seed over itself).
+- ratio per seed = method / ``random`` of the same pair and seed; mean over seeds and a 95% interval over
+  seeds: Student's t below 5 seeds, a percentile bootstrap from 5 (``bench/results/stats.py``). ``random``
+  rows show 1 by construction (each seed over itself).
 - ``ratio_*_paper``: the paper's own definition: curves averaged over seeds first, then best (or final)
   of the method's mean curve / that of random.
 - ``*_clipped``: max(1, ratio). ``pair=ALL`` rows, one per init: each ratio column averaged over pairs.

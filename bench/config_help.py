@@ -15,6 +15,7 @@ values are those of the config composed with the overrides given, so ``python be
 from __future__ import annotations
 
 import ast
+import difflib
 import io
 import re
 import textwrap
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_SOURCE = Path(__file__).resolve().parent / "config.py"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the config groups (as bench.config.CONF_DIR)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 ROOT = "Config"  # the dataclass the config is merged onto (bench/config.py)
 WIDTH = 110
@@ -123,6 +125,75 @@ def undocumented_keys() -> list[str]:
 
     walk(ROOT, "")
     return missing
+
+
+def schema_keys() -> list[str]:
+    """Every dotted key of the schema, nested groups of settings included (``trainer``, ``trainer.max_epochs``)."""
+    keys: list[str] = []
+
+    def walk(cls: str, prefix: str) -> None:
+        for f in schema_fields()[cls].fields.values():
+            keys.append(prefix + f.name)
+            if f.nested:
+                walk(f.nested, f"{prefix}{f.name}.")
+
+    walk(ROOT, "")
+    return keys
+
+
+def _close_keys(key: str, n: int = 3) -> list[str]:
+    """The schema keys nearest to a misspelt one: by the whole key, or by its last part (``trainer.max_epochs``
+    finds ``epochs``, ``optm.lr`` finds ``optim.lr``)."""
+    last = key.split(".")[-1]
+    scores: dict[str, float] = {}
+    groups = sorted(d.name for d in CONF_DIR.iterdir() if d.is_dir())
+    # a dotted key is a setting: suggest settings, not a bare group such as ``trainer``
+    candidates = [k for k in schema_keys() if k not in groups] if "." in key else schema_keys() + groups
+    for known in dict.fromkeys(candidates):
+        known_last = known.split(".")[-1]
+        a, b = last.rstrip("s"), known_last.rstrip("s")  # epoch ~ epochs
+        contains = min(len(a), len(b)) >= 4 and (a in b or b in a)
+        whole = difflib.SequenceMatcher(None, key, known).ratio()
+        score = max(whole, difflib.SequenceMatcher(None, last, known_last).ratio() - 0.02,
+                    0.9 if contains else 0.0) + 0.1 * whole  # ties go to the nearer whole key
+        if score >= 0.7:
+            scores[known] = score
+    return sorted(scores, key=lambda k: -scores[k])[:n]
+
+
+def unknown_key(key: str) -> str | None:
+    """Why ``key`` (as in ``key=value`` on the command line) names no config key, with the closest keys, or None
+    when it does. Below a field that is not a group of settings (``init``, a dict such as
+    ``pair.source_kwargs``, ``grid.recipes``) any key is allowed: yaml files fill those freely."""
+    parts = key.split(".")
+    if parts[0] == "hydra" or (len(parts) == 1 and (CONF_DIR / parts[0]).is_dir()):
+        return None
+    cls, prefix = ROOT, ""
+    for i, part in enumerate(parts):
+        f = schema_fields()[cls].fields.get(part)
+        if f is None:
+            hint = f" (did you mean {' or '.join(close)}?)" if (close := _close_keys(key)) else ""
+            where = f"{prefix[:-1]} has no key {part!r}" if prefix else "there is no such key"
+            return f"{key}: {where}{hint}; .venv/bin/python bench/run.py --help lists every key"
+        if not f.nested:
+            return None
+        cls, prefix = f.nested, f"{prefix}{part}."
+    return None
+
+
+def unknown_override_key(overrides: list[str]) -> str | None:
+    """The first ``key=value`` among command-line overrides whose key the schema does not have (see
+    :func:`unknown_key`); ``+key``, ``++key``, ``~key``, ``group/option`` and flags are left to Hydra."""
+    for arg in overrides:
+        if arg.startswith(("-", "+", "~")) or "=" not in arg:
+            continue
+        key = arg.split("=", 1)[0]
+        if "/" in key or not re.fullmatch(r"[A-Za-z_][\w.]*", key):
+            continue
+        message = unknown_key(key)
+        if message:
+            return message
+    return None
 
 
 def yaml_comments(path: Path) -> dict[str, str]:

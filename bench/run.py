@@ -102,6 +102,11 @@ if __name__ == "__main__":
         sys.exit(default_slice())
     if help_requested(sys.argv[1:]):
         sys.exit(print_help(sys.argv[1:]))
+    from bench.config_help import unknown_override_key
+
+    if misspelt := unknown_override_key(sys.argv[1:]):  # before Hydra, whose advice ("+key=...") does not fit
+        print(f"error: {misspelt}", file=sys.stderr)
+        sys.exit(1)
     try:
         main()
     except KeyboardInterrupt:  # before the run started training (config, imports): nothing to resume yet

@@ -212,3 +212,14 @@ def test_num_workers_auto_follows_the_allocation(monkeypatch):
     options = dm._loader_options(torch.device("cpu"))
     assert options == {"num_workers": max(cpus - 1, 0), "pin_memory": True,
                        "persistent_workers": cpus > 1}
+
+
+def test_a_wrong_data_root_writes_no_run_record(compose_config, tmp_path):
+    """The folder check comes before run.json is written: a typo in data.root is an error, not a failed run."""
+    from bench.running.target import run
+
+    cfg = compose_config("experiment=paper_imagenet", "pair=b2_to_b0", "init=random", "trainer.accelerator=cpu",
+                         f"data.root={tmp_path / 'nowhere'}", f"paths.runs={tmp_path / 'runs'}")
+    with pytest.raises(DataError, match="does not exist"):
+        run(cfg)
+    assert not list((tmp_path / "runs").rglob("run.json"))

@@ -288,6 +288,14 @@ def test_local_sweep_runs_aggregates_then_skips_what_is_finished(tmp_path):
     plan = plan_sweep([*TINY, f"paths.runs={runs}"])
     assert (len(plan.runs), len(plan.failed)) == (0, 1) and "diverged before" in plan.summary()
 
+    # failed for another reason (a missing data folder, a crash): tried again, and the plan says so with why
+    record.update(failure_kind="error", failure_reason="imagenet folder /d does not exist")
+    atomic_write_json(folder / "run.json", record)
+    plan = plan_sweep([*TINY, f"paths.runs={runs}"])
+    assert (len(plan.runs), len(plan.failed), len(plan.retried)) == (1, 0, 1)
+    assert "(1 of them failed before, tried again)" in plan.summary()
+    assert f"failed before, tried again: {folder}  (failed before: imagenet folder /d does not exist)" in plan.summary()
+
 
 def test_gpu_hour_estimate_counts_what_the_sweep_would_submit():
     from bench.planning.gpu_hours import estimate

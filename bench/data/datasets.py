@@ -174,6 +174,14 @@ def check_image_folder(root: Path, num_classes: int, name: str) -> None:
             raise DataError(f"{name}: {d} has {len(classes)} class folders but data.num_classes={num_classes}.")
 
 
+def check_data_present(cfg: Any) -> None:
+    """Before a run folder is written: a data set read from image files (other than the generated synthetic one)
+    must be where data.root says, so that a wrong path is a one-line error and not a failed run."""
+    if cfg.name in FILES and cfg.name != "synthetic":
+        check_data_root(cfg)
+        check_image_folder(Path(cfg.root), cfg.num_classes, cfg.name)
+
+
 DECODERS = ("pil", "torchvision")
 
 

@@ -49,6 +49,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.baselines import pick_baseline, source_free
 from bench.config import CONF_DIR, apply_recipe, check_config, check_recipes, register_configs
+from bench.config_help import unknown_override_key
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
 from bench.layout import ADHOC, experiment_path, model_pairs
@@ -58,6 +59,7 @@ from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 RUN_SCRIPT = "bench/run.py"
 SOURCE_SCRIPT = "bench/train_source.py"
 AXES = ("pair", "init", "seed", "recipe")
+FAILED_BEFORE = "failed before"  # a run's note when its run.json says failed (not diverged): it is tried again
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class Plan:
     failed: list[Task] = field(default_factory=list)  # left out: diverged before, would diverge again
     running: list[Task] = field(default_factory=list)  # left out: another process trains it now
     interrupted: list[Task] = field(default_factory=list)  # of runs: recorded running, its process gone; resumes
+    retried: list[Task] = field(default_factory=list)  # of runs: failed before (not diverged), tried again
     shared: list[Task] = field(default_factory=list)  # left out: a source-free run of another pair serves them
     trainer: dict[str, Any] = field(default_factory=dict)  # accelerator, devices, num_nodes of the runs
     missing: list[str] = field(default_factory=list)  # one line per file the runs need that nobody makes
@@ -134,11 +137,13 @@ class Plan:
                     f"target" + (" and recipe" if a.get("recipe") else "") if self.shared else "")
                  + f": {self.n_points} runs, {len(self.finished)} finished, {len(self.runs)} to run"
                  + (f" ({len(self.interrupted)} of them interrupted, resumable)" if self.interrupted else "")
+                 + (f" ({len(self.retried)} of them failed before, tried again)" if self.retried else "")
                  + (f", {len(self.running)} running now (left out)" if self.running else "")
                  + (f", {len(self.failed)} failed before (left out)" if self.failed else "")]
         lines += [f"  left out, diverged before: {t.folder}  (delete the folder to run it again)" for t in self.failed]
         lines += [f"  left out, running now: {t.folder}  ({t.note})" for t in self.running]
         lines += [f"  interrupted (resumable): {t.folder}  ({t.note})" for t in self.interrupted]
+        lines += [f"  failed before, tried again: {t.folder}  ({t.note})" for t in self.retried]
         lines.append(f"  stage 1, prerequisites: {len(self.prerequisites)} tasks"
                      + (f" ({sum(t.kind == 'source' for t in self.prerequisites)} source trainings)"
                         if self.prerequisites else ""))
@@ -175,6 +180,8 @@ def _split_overrides(overrides: list[str]) -> _Overrides:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise SweepError(f"cannot parse the overrides: {e}") from None
+    if misspelt := unknown_override_key(overrides):  # Hydra's advice for it ("+key=...") does not fit
+        raise SweepError(misspelt)
     out = _Overrides()
     for o in parsed:
         key = o.key_or_group
@@ -316,7 +323,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
             lists = {"finished": plan.finished, "diverged": plan.failed, "running": plan.running}
             lists.get(point.action, plan.runs).append(task)
             if task.note and point.action in ("start", "resume"):
-                plan.interrupted.append(task)
+                (plan.retried if task.note.startswith(FAILED_BEFORE) else plan.interrupted).append(task)
             if point.action in lists:
                 continue
             if not plan.trainer:
@@ -358,6 +365,10 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
     if decision.interrupted:
         note = decision.interrupted + ("; resumes from its last checkpoint" if decision.action == "resume"
                                        else "; starts again: no checkpoint yet")
+    record = decision.record or {}
+    if decision.action in ("start", "resume") and record.get("status") == "failed":
+        reason = " ".join(str(record.get("failure_reason") or "no reason recorded").split())
+        note = f"{FAILED_BEFORE}: {reason[:160]}{'...' if len(reason) > 160 else ''}"
     task = Task("run", argv, folder.path, pair, cfg.pair.target, note)
     return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source))
 

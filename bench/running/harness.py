@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import dpiat
+from bench.data.datasets import check_data_present
 from bench.data.module import build_datamodule
 from bench.errors import USER_ERRORS, AlreadyFailed, DivergedError, Interrupted, RunFolderError
 from bench.running import heartbeat, provenance
@@ -103,6 +104,7 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
             f"{cfg.data.train_subset or 'all'} training images of {cfg.data.name} "
             f"({getattr(cfg.optim.name, 'value', cfg.optim.name)}, lr {lr or cfg.optim.lr:g}); a line after every "
             "epoch, and the targets that need it wait for it")
+    check_data_present(cfg.data)  # a wrong data.root is refused before the run folder is written
     wandb = cfg.logger.wandb and cfg.logger.wandb_mode != "disabled"
     pin_threads(cfg.trainer)
     run = schema.start_segment(existing, folder.identity(cfg.data.name), provenance.collect(cfg.trainer),
