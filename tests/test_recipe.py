@@ -271,7 +271,7 @@ def test_the_recipe_is_selected_on_heldout_images_and_the_ratios_are_paired_per_
     assert d["interval"] == "t" and d["n_ratio_selected"] == 2 and d["n_ratio_paper"] == 2
     assert by["dpiat", "slow"]["ratio_same_recipe_bn_mean"] == pytest.approx((0.9 / 0.25 + 0.7 / 0.3) / 2)
     assert by["random", "slow"]["ratio_selected_bn_mean"] == pytest.approx(1.0)
-    assert by["dpiat", "paper"]["settings"] == "(the experiment's own)"
+    assert by["dpiat", "paper"]["settings"] == "the experiment's own settings"
     assert by["dpiat", "slow"]["settings"] == "optim.lr=0.001"
     assert notes[0] == "paper's recipe (the reference): paper"
 

@@ -72,7 +72,7 @@ def _best_bn(cell) -> dict[int, float]:
 def _settings_text(settings: tuple[str, ...] | None) -> str:
     if settings is None:
         return "?"
-    return " ".join(settings) if settings else "(the experiment's own)"
+    return " ".join(settings) if settings else "the experiment's own settings"
 
 
 def recipe_rows(experiment_dir: str | Path, epochs: int | None = None,
