@@ -416,12 +416,11 @@ def test_exploding_loss_stops_the_run(compose_config, tmp_path):
     assert read_run(run_dir(cfg))["status"] == "failed"
 
 
-def test_missing_imagenet_fails_with_the_layout_and_keeps_the_record(compose_config, tmp_path):
+def test_missing_imagenet_fails_with_the_layout_before_any_record_is_written(compose_config, tmp_path):
     cfg = compose_config(*FAST, "data=imagenet", f"data.root={tmp_path / 'imagenet'}", f"paths.runs={tmp_path}")
     with pytest.raises(DataError, match=r"ImageFolder layout .*/train/<class>/\*\.JPEG"):
         run(cfg)
-    record = read_run(run_dir(cfg))
-    assert record["status"] == "failed" and "ImageFolder layout" in record["failure_reason"]
+    assert not (run_dir(cfg) / "run.json").exists()  # a wrong path is an error, not a failed run to list
     with pytest.raises(DataError, match=r"data.root is required for imagenet"):
         run(compose_config(*FAST, "data=imagenet", f"paths.runs={tmp_path}"))
 
