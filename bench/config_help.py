@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_SOURCE = Path(__file__).resolve().parent / "config.py"
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # the config groups (as bench.config.CONF_DIR)
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 ROOT = "Config"  # the dataclass the config is merged onto (bench/config.py)
 WIDTH = 110
@@ -112,33 +111,26 @@ def schema_fields() -> dict[str, SchemaClass]:
     return _parse(CONFIG_SOURCE)
 
 
+def _schema_items():
+    """``(dotted key, field)`` for every field of the schema, depth first, nested groups before their keys."""
+
+    def walk(cls: str, prefix: str):
+        for f in schema_fields()[cls].fields.values():
+            yield prefix + f.name, f
+            if f.nested:
+                yield from walk(f.nested, f"{prefix}{f.name}.")
+
+    return walk(ROOT, "")
+
+
 def undocumented_keys() -> list[str]:
     """Dotted config keys whose schema field has no comment (tests keep this empty)."""
-    missing: list[str] = []
-
-    def walk(cls: str, prefix: str) -> None:
-        for f in schema_fields()[cls].fields.values():
-            if f.nested:
-                walk(f.nested, f"{prefix}{f.name}.")
-            elif not f.meaning and not f.enum:
-                missing.append(prefix + f.name)
-
-    walk(ROOT, "")
-    return missing
+    return [key for key, f in _schema_items() if not f.nested and not f.meaning and not f.enum]
 
 
 def schema_keys() -> list[str]:
     """Every dotted key of the schema, nested groups of settings included (``trainer``, ``trainer.max_epochs``)."""
-    keys: list[str] = []
-
-    def walk(cls: str, prefix: str) -> None:
-        for f in schema_fields()[cls].fields.values():
-            keys.append(prefix + f.name)
-            if f.nested:
-                walk(f.nested, f"{prefix}{f.name}.")
-
-    walk(ROOT, "")
-    return keys
+    return [key for key, _ in _schema_items()]
 
 
 def _close_keys(key: str, n: int = 3) -> list[str]:

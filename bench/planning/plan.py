@@ -59,7 +59,6 @@ from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 RUN_SCRIPT = "bench/run.py"
 SOURCE_SCRIPT = "bench/train_source.py"
 AXES = ("pair", "init", "seed", "recipe")
-FAILED_BEFORE = "failed before"  # a run's note when its run.json says failed (not diverged): it is tried again
 
 
 @dataclass(frozen=True)
@@ -323,7 +322,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
             lists = {"finished": plan.finished, "diverged": plan.failed, "running": plan.running}
             lists.get(point.action, plan.runs).append(task)
             if task.note and point.action in ("start", "resume"):
-                (plan.retried if task.note.startswith(FAILED_BEFORE) else plan.interrupted).append(task)
+                (plan.retried if point.failed_before else plan.interrupted).append(task)
             if point.action in lists:
                 continue
             if not plan.trainer:
@@ -346,6 +345,7 @@ class _Point:
     cfg: DictConfig
     action: str  # what RunFolder.decide says: start, resume, finished, running or diverged
     source_free: bool  # a baseline of every pair with this target (bench.baselines)
+    failed_before: bool = False  # its run.json says failed (not diverged): tried again, the note says why
 
 
 def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
@@ -366,11 +366,12 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
         note = decision.interrupted + ("; resumes from its last checkpoint" if decision.action == "resume"
                                        else "; starts again: no checkpoint yet")
     record = decision.record or {}
-    if decision.action in ("start", "resume") and record.get("status") == "failed":
+    failed_before = decision.action in ("start", "resume") and record.get("status") == "failed"
+    if failed_before:
         reason = " ".join(str(record.get("failure_reason") or "no reason recorded").split())
-        note = f"{FAILED_BEFORE}: {reason[:160]}{'...' if len(reason) > 160 else ''}"
+        note = f"failed before: {reason[:160]}{'...' if len(reason) > 160 else ''}"
     task = Task("run", argv, folder.path, pair, cfg.pair.target, note)
-    return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source))
+    return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source), failed_before)
 
 
 def _baseline_key(p: _Point) -> tuple[Path, str, str]:
