@@ -11,19 +11,40 @@ The faithful method follows the authors' reference exactly (``docs/method.md``);
 names of their own (``dpiat.METHODS``, ``dpiat/variants.py``).
 """
 
-from dpiat.alignment import Aligner, align
-from dpiat.clip import clip_copy
-from dpiat.errors import DpiatError, NoTransferableLayersError, UnknownNameError, WeightsError
-from dpiat.inits import available_inits, get_init, initialize, register_init
-from dpiat.matching import Matching, match
-from dpiat.models import create_model
-from dpiat.ranking import DEFAULT_CANDIDATES, rank_sources, similarity, similarity_matrix
-from dpiat.recommender import Recommendation, recommend
-from dpiat.structure import Block, Layer, standardize
-from dpiat.pipeline import METHODS, TransferReport, register_method, transfer
-from dpiat import variants  # noqa: F401  (registers the named variants of the method)
-from dpiat import struct  # noqa: F401  (registers dpiat_struct, the structure-aware variant)
-from dpiat.weights import load_weights, read_state_dict, save_weights
+import importlib
+
+# Names are imported on first use (PEP 562), so ``import dpiat`` does not import torch or timm: the command
+# line answers a cached ``dpiat recommend`` in a fraction of a second. Importing dpiat.inits or dpiat.pipeline
+# registers every built-in transfer method (faithful ``dpiat`` and its named variants) as it did before.
+_EXPORTS = {
+    "Aligner": "alignment", "align": "alignment", "clip_copy": "clip",
+    "DpiatError": "errors", "NoTransferableLayersError": "errors", "UnknownNameError": "errors",
+    "WeightsError": "errors",
+    "available_inits": "inits", "get_init": "inits", "initialize": "inits", "register_init": "inits",
+    "Matching": "matching", "match": "matching", "create_model": "models",
+    "DEFAULT_CANDIDATES": "ranking", "rank_sources": "ranking", "similarity": "ranking",
+    "similarity_matrix": "ranking", "Recommendation": "recommender", "recommend": "recommender",
+    "Block": "structure", "Layer": "structure", "standardize": "structure",
+    "METHODS": "pipeline", "TransferReport": "pipeline", "register_method": "pipeline", "transfer": "pipeline",
+    "load_weights": "weights", "read_state_dict": "weights", "save_weights": "weights",
+}
+_SUBMODULES = {"alignment", "atomic", "cli", "clip", "errors", "ghn", "inits", "layers", "matching", "models",
+               "pipeline", "plots", "ranking", "recommender", "struct", "structure", "variants", "weights", "zoo"}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"dpiat.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"dpiat.{name}")
+    raise AttributeError(f"module 'dpiat' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+
 
 __version__ = "0.1.0"
 

@@ -103,3 +103,6 @@ def random_init(target: nn.Module, source: nn.Module | None = None, **options: A
 
 register_lazy("ghn", "dpiat.ghn:ghn_init", needs_source=False,
               summary="GHN-2 parameter prediction (Knyazev et al. 2021); option checkpoint=PATH")
+
+# The transfer methods (faithful dpiat and its variants) are init methods too: dpiat.pipeline registers them.
+from dpiat import pipeline  # noqa: E402,F401  (after register_init: it calls it)

@@ -186,3 +186,6 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
 
 
 __all__ = ["transfer", "TransferReport", "METHODS", "STRUCTURES", "register_method", "copy_matched", "clip_windows"]
+
+# The named variants register themselves here, so importing the registry gives all of them.
+from dpiat import struct, variants  # noqa: E402,F401  (after register_method: they call it)
