@@ -18,8 +18,6 @@ import sys
 import time
 
 from dpiat.errors import DpiatError, UnknownNameError
-from dpiat.pipeline import METHODS  # the registry: every named variant, also those added later
-from dpiat.ranking import DEFAULT_CANDIDATES
 
 DESCRIPTION = ("DPIAT: transfer trained weights between networks of different architectures. Models are timm "
                "names; matching, similarity and ranking build them on the meta device (shapes only).")
@@ -40,7 +38,7 @@ def _build(name: str, num_classes: int, in_chans: int, device: str | None = None
 
 
 def cmd_transfer(args) -> int:
-    from dpiat.pipeline import transfer
+    from dpiat.pipeline import METHODS, transfer
     from dpiat.weights import load_weights, save_weights
 
     if not args.out.endswith(".safetensors"):
@@ -176,10 +174,22 @@ def _transformer_note(target: str, sims: list[float]) -> str | None:
             "LayerNorms and token/position embeddings have no counterpart among these candidates")
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser; ``only="recommend"`` builds that command alone, without importing torch
+    (the registry of methods and the built-in candidate list that the other commands' help shows need it), so
+    a cached ``dpiat recommend`` answers in a fraction of a second."""
     p = argparse.ArgumentParser(prog="dpiat", description=DESCRIPTION, epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    if only != "recommend":
+        _add_torch_commands(sub)
+    _add_recommend(sub)
+    return p
+
+
+def _add_torch_commands(sub) -> None:
+    from dpiat.pipeline import METHODS  # the registry: every named variant, also those added later
+    from dpiat.ranking import DEFAULT_CANDIDATES
 
     def models(q, two=True):
         q.add_argument("source", help="timm name of the source")
@@ -217,6 +227,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--top", type=int, default=20, help="how many to print (default 20)")
     r.set_defaults(fn=cmd_rank)
 
+
+def _add_recommend(sub) -> None:
     from dpiat.recommender import DEFAULT_SCORE, SCORES
 
     c = sub.add_parser("recommend", help="rank every pretrained timm architecture as a source for a target (cached)")
@@ -240,11 +252,12 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--in-chans", type=int, help="target input channels (default 3)")
     c.add_argument("--workers", type=int, help="processes building and scoring (default: the usable CPUs)")
     c.set_defaults(fn=cmd_recommend)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = parser("recommend" if command == "recommend" else None).parse_args(argv)
     try:
         return args.fn(args)
     except DpiatError as e:

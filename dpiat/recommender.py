@@ -16,8 +16,18 @@ standardization starts a fresh cache instead of reading stale shapes. Files are 
 whole file or none. A file that cannot be read is rebuilt with a one-line note. A model that cannot be
 built on the meta device, or has nothing to transfer, is listed in ``skipped`` with its reason.
 
-Per target, the pair results (similarity, overwritten) are kept too (keyed by a digest of the target's own
-shape structure), so asking again for the same target reads one file.
+Per target, the pair results (similarity, overwritten) are kept too, so asking again for the same target
+reads one file: keyed by the target's name and head (or, for a module, a digest of its shape structure), in
+a folder named by the timm version and a digest of the whole library's code. That path, and the catalog of
+pretrained tags and timm families (one file per timm version), need neither torch nor timm: ``import dpiat``
+is lazy, so a repeated ``dpiat recommend`` answers in a fraction of a second.
+
+dpiat ships the structures of every pretrained architecture of the timm version it pins
+(``dpiat/data/structures_dpiat.json.gz``, made by ``bench/measure/structure_index.py`` and checked by the
+tests): when the installed timm, the format and the standardization code are the ones it was made for, a
+structure missing from the cache is taken from it (and written to the cache) instead of being built, which is
+what makes the first call take seconds instead of minutes. Any other timm version builds, as described
+above. ``DPIAT_SHIPPED_INDEX=0`` ignores it.
 
 Scores (``score=``), each a number in [0, 1], higher is better:
 
@@ -30,26 +40,25 @@ Scores (``score=``), each a number in [0, 1], higher is better:
 from __future__ import annotations
 
 import fnmatch
+import gzip
 import hashlib
-import inspect
 import json
-import math
 import os
-import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from dpiat.alignment import Aligner
 from dpiat.atomic import atomic_open
-from dpiat.errors import DpiatError, NoTransferableLayersError, UnknownNameError
-from dpiat.structure import Block, Layer
+from dpiat.errors import DpiatError, UnknownNameError
 
-# Bump when the content of a cache entry changes meaning (the encoding below, or what a leaf records).
+if TYPE_CHECKING:  # torch is imported only when something has to be built or scored
+    from torch import nn
+
+# Bump when the content of a cache entry changes meaning (dpiat/shapes.py's encoding, or what a leaf records).
 STRUCTURE_FORMAT = 1
 
 # name -> (the number a candidate is ranked by, one line for --help and the README)
@@ -70,109 +79,43 @@ def cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The shape structure: what ranking needs of a model, without the model
-# ---------------------------------------------------------------------------------------------------------
-
-
-class ShapeLayer(Layer):
-    """A leaf read back from the cache: no module, but the shapes of the tensors a transfer would write."""
-
-    __slots__ = ("tensor_shapes",)
-
-    def __init__(self, mask: int, shape, tensor_shapes):
-        super().__init__("", None, mask, shape)
-        self.tensor_shapes = tensor_shapes
-
-
-def _tensor_shapes(leaf: Layer) -> tuple:
-    """Shapes of the tensors a copy into / from ``leaf`` touches, in copy order (None where absent)."""
-    shapes = getattr(leaf, "tensor_shapes", None)
-    if shapes is not None:
-        return shapes
-    if hasattr(leaf, "tensors"):  # a structure-aware leaf (dpiat_struct): its own tensors
-        tensors = leaf.tensors()
-    else:  # the faithful copy: weight and bias (dpiat/clip.py)
-        tensors = (getattr(leaf.module, "weight", None), getattr(leaf.module, "bias", None))
-    return tuple(tuple(t.shape) if hasattr(t, "shape") else None for t in tensors)
-
-
-def encode(blocks: Block, n_params: int) -> dict:
-    """The JSON-able shape structure of a standardized model: a table of distinct leaves
-    ``[mask, weight shape, tensor shapes]`` and the nested blocks as lists of indices into it."""
-    table: list = []
-    index: dict = {}
-    n_transferable = 0
-
-    def walk(block: Block) -> list:
-        nonlocal n_transferable
-        out = []
-        for item in block:
-            if isinstance(item, Block):
-                out.append(walk(item))
-                continue
-            if item.mask:
-                n_transferable += 1
-                key = (item.mask, item.shape, _tensor_shapes(item))
-            else:
-                key = (0, None, ())
-            j = index.get(key)
-            if j is None:
-                j = index[key] = len(table)
-                table.append([key[0], list(key[1]) if key[1] is not None else None,
-                              [list(s) if s is not None else None for s in key[2]]])
-            out.append(j)
-        return out
-
-    tree = walk(blocks)
-    return {"leaves": table, "tree": tree, "n_transferable": n_transferable, "params": n_params}
-
-
-def decode(entry: dict) -> Block:
-    """The :class:`~dpiat.structure.Block` of an :func:`encode`-d structure (leaves are :class:`ShapeLayer`)."""
-    leaves = [ShapeLayer(int(m), tuple(s) if s is not None else None,
-                         tuple(tuple(t) if t is not None else None for t in ts)) for m, s, ts in entry["leaves"]]
-
-    def build(items: list) -> Block:
-        return Block([build(i) if isinstance(i, list) else leaves[i] for i in items], "")
-
-    return build(entry["tree"])
-
-
-def _written(source_shapes: tuple, target_shapes: tuple) -> int:
-    """Elements the centre clip writes: per tensor present on both sides with the same rank, the product of
-    the per-dimension minima (dpiat/clip.py)."""
-    total = 0
-    for a, b in zip(source_shapes, target_shapes):
-        if a is not None and b is not None and len(a) == len(b):
-            total += math.prod(min(x, y) for x, y in zip(a, b))
-    return total
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The cache
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _structure_fn(method: str):
-    """(cache folder name, standardization, transferability check) of ``method``."""
-    from dpiat.ranking import _structure_of
-    from dpiat.pipeline import STRUCTURES
+SHIPPED_INDEX = Path(__file__).resolve().parent / "data" / "structures_dpiat.json.gz"
 
-    structure, check = _structure_of(method)
-    return (method if method in STRUCTURES else "dpiat"), structure, check
+
+def timm_version() -> str:
+    """The installed timm's version, read from its package metadata (timm is not imported)."""
+    try:
+        return metadata.version("timm")
+    except metadata.PackageNotFoundError:
+        raise DpiatError("timm is not installed: pip install timm (dpiat pins the version it was tested with)") from None
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """A digest of the library's source (every module and the C alignment core): the pair results of a target
+    depend on all of it, so any change of it starts a fresh set of them."""
+    code = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for path in sorted([*here.glob("*.py"), *here.glob("*.c")]):
+        code.update(path.name.encode() + b"\0" + path.read_bytes())
+    return code.hexdigest()[:12]
 
 
 def store_dir(method: str = "dpiat", root: Path | None = None) -> Path:
     """The cache folder of ``method``'s structures for the installed timm and this code."""
-    import timm
+    from dpiat.shapes import structure_version
 
-    kind, structure, _ = _structure_fn(method)
-    code = hashlib.sha256()
-    for path in sorted({inspect.getsourcefile(structure), inspect.getsourcefile(Block),
-                        inspect.getsourcefile(sys.modules["dpiat.layers"].type_mask)}):
-        code.update(Path(path).read_bytes())
-    version = f"timm-{timm.__version__}_format-{STRUCTURE_FORMAT}_code-{code.hexdigest()[:12]}"
+    version, kind = structure_version(method)
     return (root or cache_dir()) / "structures" / version / kind
+
+
+def pairs_dir(root: Path | None = None) -> Path:
+    """The cache folder of the pair results, per method and target (no torch needed to find it)."""
+    return (root or cache_dir()) / "pairs" / f"timm-{timm_version()}_format-{STRUCTURE_FORMAT}_code-{code_digest()}"
 
 
 def _safe_name(name: str) -> str:
@@ -206,97 +149,71 @@ def _write_json(path: Path, data: dict, notes: list) -> None:
         notes.append(f"note: cannot write cache entry {path} ({e.strerror}); continuing without it")
 
 
-def _build_entry(arch: str, method: str) -> dict:
-    """Build ``arch`` on the meta device and encode its structure, or say why it cannot be ranked."""
-    from dpiat.models import create_model
-    from dpiat.pipeline import _n_parameters
+_SHIPPED: dict = {}
 
-    _, structure, check = _structure_fn(method)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = create_model(arch, device="meta")
-            blocks = structure(model)
-            check(blocks, "candidate", model)
-    except NoTransferableLayersError:
-        return {"format": STRUCTURE_FORMAT, "skipped": "no layer the method can transfer"}
-    except Exception as e:  # noqa: BLE001 -- any failure of a third-party constructor skips that model only
-        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
-        return {"format": STRUCTURE_FORMAT, "skipped": f"cannot be built on the meta device ({reason[:200]})"}
-    return {"format": STRUCTURE_FORMAT, **encode(blocks, _n_parameters(model))}
+
+def shipped_entries(version: str, kind: str) -> dict:
+    """``{arch: entry}`` of the index shipped with dpiat when it was made for exactly this structure
+    ``version`` (timm, format, standardization code) and ``kind``; otherwise, or with
+    ``DPIAT_SHIPPED_INDEX=0``, empty."""
+    if os.environ.get("DPIAT_SHIPPED_INDEX", "1") == "0":
+        return {}
+    if (version, kind) not in _SHIPPED:
+        entries: dict = {}
+        try:
+            with gzip.open(SHIPPED_INDEX, "rt") as f:
+                data = json.load(f)
+            if data.get("version") == version and data.get("kind") == kind:
+                entries = data["entries"]
+        except (OSError, ValueError, EOFError, KeyError, AttributeError):  # absent or damaged: build instead
+            entries = {}
+        _SHIPPED[version, kind] = entries
+    return _SHIPPED[version, kind]
 
 
 def structure_entry(arch: str, method: str = "dpiat", root: Path | None = None,
-                    notes: list | None = None) -> tuple[dict, bool]:
-    """``(entry, built)``: ``arch``'s cached shape structure (built and stored when missing or unreadable)."""
+                    notes: list | None = None) -> tuple[dict, str]:
+    """``(entry, where)``: ``arch``'s shape structure and where it came from: ``"cache"``, ``"shipped"`` (the
+    index shipped with dpiat; now written to the cache) or ``"built"`` (on the meta device; now cached)."""
+    from dpiat.shapes import build_entry
+
     notes = [] if notes is None else notes
-    path = (root if root is not None else store_dir(method)) / f"{_safe_name(arch)}.json"
+    store = root if root is not None else store_dir(method)
+    path = store / f"{_safe_name(arch)}.json"
     entry = _read_json(path, notes)
     if entry is not None and ("skipped" in entry or "tree" in entry):
-        return entry, False
-    entry = _build_entry(arch, method)
+        return entry, "cache"
+    shipped = shipped_entries(store.parent.name, store.name).get(arch)
+    if shipped is not None:
+        entry, where = {"format": STRUCTURE_FORMAT, **shipped}, "shipped"
+    else:
+        entry, where = build_entry(arch, method), "built"
     _write_json(path, entry, notes)
-    return entry, True
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Scoring one candidate against the target
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Target:
-    blocks: Block
-    n_transferable: int
-    params: int
-    digest: str
-
-
-def _target(target: nn.Module | str, method: str, model_kwargs: dict) -> _Target:
-    from dpiat.models import as_model
-    from dpiat.pipeline import _n_parameters
-
-    _, structure, check = _structure_fn(method)
-    model = as_model(target, **model_kwargs)
-    blocks = structure(model)
-    n = check(blocks, "target", model)
-    params = _n_parameters(model)
-    code = json.dumps([method, encode(blocks, params)], separators=(",", ":"))
-    return _Target(blocks, n, params, hashlib.sha256(code.encode()).hexdigest()[:20])
-
-
-def _pair(aligner: Aligner, entry: dict, target: _Target) -> list[float]:
-    """``[similarity, overwritten]`` of a candidate (its cache entry) as the source for ``target``."""
-    blocks = decode(entry)
-    ab = aligner.align(blocks, target.blocks).value
-    ba = aligner.align(target.blocks, blocks).value
-    sim = (ab * ba / (entry["n_transferable"] * target.n_transferable)) ** 0.5
-    written = sum(_written(s.tensor_shapes, _tensor_shapes(t))
-                  for s, t, _ in aligner.leaf_pairs(blocks, target.blocks) if s is not None and t is not None)
-    return [sim, written / target.params if target.params else 0.0]
+    return entry, where
 
 
 # A forked worker reads the job from here (set before the pool starts; fork copies it).
 _JOB: dict = {}
 
 
-def _work(arch: str) -> tuple[str, dict, list, list, bool]:
-    """``(arch, entry without its tree, [sim, overwritten] or [], notes, built)`` for one candidate."""
+def _work(arch: str) -> tuple[str, dict, list, list, str]:
+    """``(arch, entry without its tree, [sim, overwritten] or [], notes, where)`` for one candidate."""
+    from dpiat.shapes import build_entry, score_pair
+
     job, notes = _JOB, []
-    entry, built = structure_entry(arch, job["method"], job["store"], notes)
+    entry, where = structure_entry(arch, job["method"], job["store"], notes)
     if "skipped" in entry:
-        return arch, entry, [], notes, built
+        return arch, entry, [], notes, where
     try:
-        result = _pair(job["aligner"], entry, job["target"])
+        result = score_pair(job["aligner"], entry, job["target"])
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):  # valid JSON, wrong content
         notes.append(f"note: corrupt cache entry {job['store'] / (_safe_name(arch) + '.json')}: rebuilding it")
-        entry, built = _build_entry(arch, job["method"]), True
+        entry, where = build_entry(arch, job["method"]), "built"
         _write_json(job["store"] / f"{_safe_name(arch)}.json", entry, notes)
         if "skipped" in entry:
-            return arch, entry, [], notes, built
-        result = _pair(job["aligner"], entry, job["target"])
-    return arch, {"params": entry["params"]}, result, notes, built
-
+            return arch, entry, [], notes, where
+        result = score_pair(job["aligner"], entry, job["target"])
+    return arch, {"params": entry["params"]}, result, notes, where
 
 # ---------------------------------------------------------------------------------------------------------
 # Candidates and their pretrained tags
@@ -339,24 +256,35 @@ def _check_patterns(kind: str, patterns: list[str], universe: Iterable[str]) -> 
             raise UnknownNameError(kind, p, universe, hint="Patterns use shell wildcards (*, ?, [...]).")
 
 
-def _select(candidates, name, tags, exclude_families, all_tags) -> list[tuple[str, list[dict]]]:
-    """Candidates (with the tags they are listed with) that pass the name, tag and family filters."""
-    from dpiat.models import check_model_name
+def catalog(notes: list | None = None, root: Path | None = None) -> dict:
+    """What the filters read, per timm version, from the cache (built once with timm when absent):
+    ``tags`` (:func:`pretrained_tags`), ``families`` (:func:`family` of each of those architectures) and
+    ``modules`` (every timm module, the universe of ``exclude_families``)."""
+    notes = [] if notes is None else notes
+    path = (root or cache_dir()) / "catalog" / f"timm-{timm_version()}_format-{STRUCTURE_FORMAT}.json"
+    data = _read_json(path, notes)
+    if data is not None and {"tags", "families", "modules"} <= set(data):
+        return data
+    import timm
 
-    if candidates is None:
-        archs = sorted(all_tags)
-    else:
-        archs = list(dict.fromkeys(_patterns(candidates)))
-        for a in archs:
-            check_model_name(a)
+    tags = pretrained_tags()
+    data = {"format": STRUCTURE_FORMAT, "tags": tags, "families": {a: family(a) for a in tags},
+            "modules": sorted(timm.list_modules())}
+    _write_json(path, data, notes)
+    return data
+
+
+def _select(candidates, name, tags, exclude_families, cat: dict) -> list[tuple[str, list[dict]]]:
+    """Candidates (with the tags they are listed with) that pass the name, tag and family filters. Names
+    given explicitly are checked against timm later, only if the cache has no result for them."""
+    all_tags = cat["tags"]
+    archs = sorted(all_tags) if candidates is None else list(dict.fromkeys(_patterns(candidates)))
     names, tag_patterns, families = _patterns(name), _patterns(tags), _patterns(exclude_families)
     if tag_patterns:
         _check_patterns("pretrained tag pattern", tag_patterns,
                         {t["tag"] for ts in all_tags.values() for t in ts})
     if families:
-        import timm
-
-        _check_patterns("timm model family", families, timm.list_modules())
+        _check_patterns("timm model family", families, cat["modules"])
     out = []
     for a in archs:
         if names and not any(fnmatch.fnmatchcase(a, p) for p in names):
@@ -366,8 +294,10 @@ def _select(candidates, name, tags, exclude_families, all_tags) -> list[tuple[st
             listed = [t for t in listed if any(fnmatch.fnmatchcase(t["tag"], p) for p in tag_patterns)]
             if not listed:
                 continue
-        if families and any(fnmatch.fnmatchcase(family(a), p) for p in families):
-            continue
+        if families:
+            fam = cat["families"].get(a) or family(a)
+            if any(fnmatch.fnmatchcase(fam, p) for p in families):
+                continue
         out.append((a, listed))
     return out
 
@@ -403,10 +333,12 @@ class Recommendation:
     seconds: float
     cache: str
     notes: list[str] = field(default_factory=list)
+    shipped: int = 0  # structures taken from the index shipped with dpiat in this call
 
     def table(self) -> str:
+        shipped = f", {self.shipped} from the shipped index" if self.shipped else ""
         lines = [f"sources for {self.target}, best first by {self.score} (method {self.method}): "
-                 f"{self.n_ranked} ranked, {len(self.skipped)} skipped, {self.built} built, "
+                 f"{self.n_ranked} ranked, {len(self.skipped)} skipped, {self.built} built{shipped}, "
                  f"{self.seconds:.1f} s",
                  f"{'#':>4}  {'name':<34} {'score':>6} {'similarity':>10} {'overwritten':>11} {'params':>8}  tags"]
         for i, c in enumerate(self.candidates, 1):
@@ -468,26 +400,43 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
     if max_params is not None and not max_params > 0:
         raise DpiatError(f"max_params must be a positive number of parameters, got {max_params}")
     model_kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v is not None}
-    if isinstance(target, str):
-        from dpiat.models import check_model_name
-
-        check_model_name(target)
-    elif model_kwargs:
+    if not isinstance(target, str) and model_kwargs:
         raise DpiatError("num_classes / in_chans apply to a target given by name, not to a built module")
-    all_tags = pretrained_tags()
-    selected = _select(candidates, name, tags, exclude_families, all_tags)
+    if not isinstance(target, str) and not hasattr(target, "named_modules"):
+        raise DpiatError(f"the target must be a timm name or a torch.nn.Module, got {type(target).__name__}")
+    notes: list[str] = []
+    cat = catalog(notes)
+    selected = _select(candidates, name, tags, exclude_families, cat)
     if not selected:
         raise DpiatError("no candidate passes the filters: loosen --name / --tags / --exclude-family")
 
-    tgt = _target(target, method, model_kwargs)
-    store = store_dir(method)
-    memo_path = store.parent / "pairs" / f"{_safe_name(method)}_{tgt.digest}.json"
-    notes: list[str] = []
+    tgt = None
+    if isinstance(target, str):  # the same name and head: the same results, found without building anything
+        memo_name = f"{_safe_name(target)}__classes-{num_classes}_chans-{in_chans}.json"
+    else:
+        from dpiat.shapes import target_structure
+
+        tgt = target_structure(target, method, {})
+        memo_name = f"module_{tgt.digest}.json"
+    memo_path = pairs_dir() / _safe_name(method) / memo_name
     memo = _read_json(memo_path, notes) or {"format": STRUCTURE_FORMAT, "pairs": {}}
     pairs: dict = memo["pairs"]
     todo = [a for a, _ in selected if a not in pairs]
-    built = 0
+    counts = {"cache": 0, "shipped": 0, "built": 0}
     if todo:
+        from dpiat.alignment import Aligner
+        from dpiat.models import check_model_name
+        from dpiat.shapes import structure_version, target_structure
+
+        if tgt is None:
+            check_model_name(target)
+            tgt = target_structure(target, method, model_kwargs)
+        for a in todo:
+            if a not in cat["tags"]:
+                check_model_name(a)  # a name given with --candidates: fail on a typo before building anything
+        version, kind = structure_version(method)
+        store = cache_dir() / "structures" / version / kind
+        shipped_entries(version, kind)  # read once here, before the workers fork
         _JOB.update(method=method, store=store, target=tgt, aligner=Aligner())
         n_proc = min(_workers(workers), len(todo))
         try:
@@ -500,9 +449,9 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
                 results = [_work(a) for a in todo]
         finally:
             _JOB.clear()
-        for arch, entry, result, entry_notes, was_built in results:
+        for arch, entry, result, entry_notes, where in results:
             notes.extend(entry_notes)
-            built += was_built
+            counts[where] += 1
             pairs[arch] = {"skipped": entry["skipped"]} if "skipped" in entry else [*result, entry["params"]]
         _write_json(memo_path, memo, notes)
 
@@ -522,9 +471,10 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
     ranked.sort(key=lambda c: (-c.score, c.name))
     shown = ranked[:top] if top else ranked
     target_name = target if isinstance(target, str) else type(target).__name__
-    return Recommendation(target_name, method, score, shown, skipped, len(ranked), built,
-                          time.perf_counter() - t0, str(cache_dir()), notes)
+    return Recommendation(target_name, method, score, shown, skipped, len(ranked), counts["built"],
+                          time.perf_counter() - t0, str(cache_dir()), notes, counts["shipped"])
 
 
 __all__ = ["recommend", "Recommendation", "Candidate", "SCORES", "DEFAULT_SCORE", "cache_dir", "store_dir",
-           "structure_entry", "encode", "decode", "pretrained_tags", "family", "STRUCTURE_FORMAT"]
+           "pairs_dir", "structure_entry", "shipped_entries", "catalog", "pretrained_tags", "family",
+           "STRUCTURE_FORMAT", "SHIPPED_INDEX"]

@@ -5,8 +5,11 @@ The real zoo (every pretrained timm architecture) is timed in bench/measure/reco
 
 from __future__ import annotations
 
+import gzip
 import json
 import multiprocessing
+import os
+import subprocess
 import sys
 
 import pytest
@@ -15,6 +18,7 @@ import torch
 
 import dpiat
 from dpiat import recommender as rec_mod
+from dpiat import shapes
 from dpiat.cli import main
 from dpiat.errors import DpiatError, UnknownNameError
 
@@ -30,9 +34,11 @@ def _fake_tags():
 
 @pytest.fixture
 def zoo(monkeypatch, tmp_path):
-    """The candidate list is a few small timm models, the cache a fresh folder."""
+    """The candidate list is a few small timm models, the cache a fresh folder, no shipped index (timm's
+    test_* models have pretrained tags, so the real one would hold them)."""
     monkeypatch.setattr(rec_mod, "pretrained_tags", _fake_tags)
     monkeypatch.setenv("DPIAT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("DPIAT_SHIPPED_INDEX", "0")
     return tmp_path / "cache"
 
 
@@ -63,6 +69,11 @@ def test_first_call_builds_second_reads_the_cache(zoo):
     # a new target reuses the structures (nothing built), and scores them afresh
     third = dpiat.recommend("test_resnet", workers=1)
     assert third.built == 0 and third.candidates[0].name == "test_resnet"
+    # another head is another target: its own results, not the 1000-class ones
+    ten = dpiat.recommend(TARGET, workers=1, num_classes=10)
+    assert ten.built == 0 and {c.name: c.overwritten for c in ten.candidates} != {
+        c.name: c.overwritten for c in first.candidates}
+    assert len(list(rec_mod.pairs_dir().rglob("*.json"))) == 3
 
 
 def test_scores_equal_the_library_and_a_real_transfer(zoo):
@@ -123,7 +134,7 @@ def test_a_corrupt_entry_is_rebuilt_with_a_note(zoo, garbage):
     first = dpiat.recommend(TARGET, workers=1)
     store = rec_mod.store_dir("dpiat")
     (store / "test_resnet.json").write_text(garbage)
-    for memo in (store.parent / "pairs").glob("*.json"):
+    for memo in rec_mod.pairs_dir().rglob("*.json"):
         memo.unlink()  # the pair results too, so the structure is read again
     second = dpiat.recommend(TARGET, workers=1)
     assert second.built == 1 and _ranking(second) == _ranking(first)
@@ -233,7 +244,69 @@ def test_plot_without_matplotlib_says_how_to_install(tmp_path, capsys, monkeypat
 def test_encode_decode_keeps_what_the_alignment_reads():
     model = dpiat.create_model("test_efficientnet", device="meta")
     blocks = dpiat.standardize(model)
-    back = rec_mod.decode(json.loads(json.dumps(rec_mod.encode(blocks, 1))))
+    back = shapes.decode(json.loads(json.dumps(shapes.encode(blocks, 1))))
     assert back.sig == blocks.sig
     assert [leaf.shape for leaf in back.layers()] == [leaf.shape for leaf in blocks.layers()]
     assert torch.Size(next(iter(back.layers())).tensor_shapes[0]) == model.conv_stem.weight.shape
+
+
+def _index_file(path, version, kind, archs):
+    entries = {}
+    for a in archs:
+        e = shapes.build_entry(a, "dpiat")
+        e.pop("format")
+        entries[a] = e
+    with gzip.open(path, "wt") as f:
+        json.dump({"version": version, "kind": kind, "entries": entries}, f)
+
+
+def test_the_shipped_index_is_read_instead_of_building(zoo, tmp_path, monkeypatch):
+    built = dpiat.recommend(TARGET, workers=1)  # everything built, in the zoo's cache
+    version, kind = shapes.structure_version("dpiat")
+    index = tmp_path / "index.json.gz"
+    _index_file(index, version, kind, ZOO[:4])
+    monkeypatch.setattr(rec_mod, "SHIPPED_INDEX", index)
+    monkeypatch.setattr(rec_mod, "_SHIPPED", {})
+    monkeypatch.setenv("DPIAT_SHIPPED_INDEX", "1")
+    monkeypatch.setenv("DPIAT_CACHE_DIR", str(tmp_path / "fresh"))
+    first = dpiat.recommend(TARGET, workers=1)
+    assert (first.shipped, first.built) == (4, len(ZOO) - 4) and _ranking(first) == _ranking(built)
+    assert "4 from the shipped index" in first.table().splitlines()[0]
+    again = dpiat.recommend("test_resnet", workers=1)  # the shipped entries were written to the cache
+    assert (again.shipped, again.built) == (0, 0)
+    # an index made for another timm or another standardization code is never read
+    monkeypatch.setattr(rec_mod, "_SHIPPED", {})
+    _index_file(index, version.replace("_code-", "_code-0"), kind, ZOO)
+    monkeypatch.setenv("DPIAT_CACHE_DIR", str(tmp_path / "fresh2"))
+    other = dpiat.recommend(TARGET, workers=1)
+    assert (other.shipped, other.built) == (0, len(ZOO)) and _ranking(other) == _ranking(built)
+
+
+def test_the_committed_index_is_current_and_equals_fresh_builds():
+    """dpiat/data/structures_dpiat.json.gz: made for the pinned timm and this standardization code, every
+    pretrained architecture in it, and its entries what a build gives now (a sample of them)."""
+    with gzip.open(rec_mod.SHIPPED_INDEX, "rt") as f:
+        data = json.load(f)
+    version, kind = shapes.structure_version("dpiat")
+    assert (data["version"], data["kind"]) == (version, kind), (
+        "the shipped structure index is stale: run .venv/bin/python bench/structure_index.py and commit it")
+    entries = data["entries"]
+    assert set(entries) == set(rec_mod.pretrained_tags()) and len(entries) > 1000
+    names = sorted(entries)
+    sample = {"tf_efficientnet_b0", "resnet50", "vit_small_patch16_224", *names[::250]}
+    for arch in sorted(sample):
+        fresh = shapes.build_entry(arch, "dpiat")
+        fresh.pop("format")
+        assert json.loads(json.dumps(fresh)) == entries[arch], arch
+
+
+def test_a_cached_recommend_imports_neither_torch_nor_timm(zoo):
+    first = dpiat.recommend(TARGET, workers=1)
+    code = ("import json, sys; from dpiat.cli import main; code = main(['recommend', %r, '--json']); "
+            "print(json.dumps([code, 'torch' in sys.modules, 'timm' in sys.modules]))" % TARGET)
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DPIAT_CACHE_DIR": str(zoo)},
+                         capture_output=True, text=True, check=True).stdout
+    listed, status = out[:out.rindex("\n[")], json.loads(out[out.rindex("\n[") + 1:])
+    assert status == [0, False, False], status
+    assert [c["name"] for c in json.loads(listed)] == [c.name for c in first.candidates]
+    assert [c["similarity"] for c in json.loads(listed)] == [c.similarity for c in first.candidates]
