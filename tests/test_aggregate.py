@@ -354,12 +354,13 @@ def test_csv_md_and_tex_show_the_same_numbers(runs):
     line = next(ln for ln in md.splitlines() if ln.startswith("| a_to_t | dpiat |"))
     for text in ["3 of 4", "0.800 ± 0.200", "1.67 [0.23, 3.10]", "1.67 [-0.23, 3.56]"]:  # t intervals, n = 3
         assert text in line
-    assert "| x_to_t | dpiat | 1 | - | 0.700 ± - | 1.75 | 1.25 |" in md  # .7/.4, .5/.4; no init metrics
+    assert "| x_to_t | dpiat | 1 | - | 0.700 ± - | 0.500 ± - | 1.75 | 1.25 |" in md  # .7/.4, .5/.4; no init metrics
     all_line = next(ln for ln in md.splitlines() if ln.startswith("| dpiat | 3 |"))
     assert "| 1.42 | 1.47 |" in all_line  # (5/3 + 5/6 + 1.75)/3 and (5/3 + 1 + 1.75)/3
 
     tex = (out / "table.tex").read_text()
-    assert r"a\_to\_t & dpiat & 3 of 4 & 0.800 $\pm$ 0.200 & - & 1.67 [0.23, 3.10]" in tex  # no BN curves: '-'
+    # no BN curves in these runs: final top-1 instead of an empty BN column
+    assert r"a\_to\_t & dpiat & 3 of 4 & 0.800 $\pm$ 0.200 & 0.733 $\pm$ 0.231 & 1.67 [0.23, 3.10]" in tex
     assert "3 of 4 | 0.300 | 0.800 ± 0.200" in line  # before training: protocol only (no BN recorded)
     assert r"dpiat & 3 & 1.42 & 1.47" in tex
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp files left behind
@@ -441,6 +442,21 @@ def test_runs_without_the_recalibrated_evaluation_leave_its_columns_empty_and_sa
     r = table(root)["a_to_t", "random"]
     assert r["best_top1_bn_mean"] == pytest.approx(0.5) and r["best_top1_mean"] == pytest.approx(0.4)
     assert "recalibrated columns over 1 of 2 runs" in r["note"]
+
+
+def test_a_table_without_any_batchnorm_evaluation_has_no_bn_columns(runs):
+    # The fixture's runs never recorded val_top1_bn (networks without BatchNorm, eval.bn_batches=0): the
+    # md and tex tables say so once and show final top-1 and the paired ratio to dpiat instead of empty BN columns.
+    aggregate(runs, runs.parent / "out", plots=False)
+    md = (runs.parent / "out" / "table.md").read_text()
+    tex = (runs.parent / "out" / "table.tex").read_text()
+    assert "no run here has a BatchNorm evaluation" in md and "two ways" not in md
+    assert not [ln for ln in md.splitlines() if ln.startswith("|") and "BN" in ln] and "BN" not in tex
+    header = next(line for line in md.splitlines() if line.startswith("| pair |"))
+    assert "final top-1" in header and "vs dpiat, best" in header
+    row = next(line for line in md.splitlines() if line.startswith("| a_to_t | dpiat |"))
+    assert "0.800 ± 0.200" in row and "0.733 ± 0.231" in row  # best .8 1. .6, final .6 1. .6
+    assert "no BatchNorm evaluation here" in tex and "Final top-1" in tex
 
 
 # ----------------------------------------------------------------------------- several folders, one path rule
