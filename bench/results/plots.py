@@ -109,9 +109,10 @@ def _curve_legend(drawn: list[dict], colors: dict[str, str]) -> list:
         text = f"{init} (n={ns[0]}" if len(ns) == 1 else f"{init} (n={ns[0]}-{ns[-1]}"
         text += " seeds" + (", source-free: shared by all pairs)" if any(shared for _, shared in found) else ")")
         handles.append(Line2D([], [], color=colors[init], lw=2.5, label=text))
+    any_bn = any(d["bn"] for d in drawn)
     handles.append(Line2D([], [], color=STYLE, marker="o", ms=4, label="solid, filled circle: as the protocol "
-                          "evaluates (running statistics)"))
-    if any(d["bn"] for d in drawn):
+                          "evaluates" + (" (running statistics)" if any_bn else "")))
+    if any_bn:
         handles.append(Line2D([], [], color=STYLE, ls="--", marker="s", ms=4,
                               label="dashed, filled square: BatchNorm statistics recalibrated"))
     if any(d["epoch0"] for d in drawn):
