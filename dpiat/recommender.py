@@ -339,7 +339,7 @@ class Recommendation:
         shipped = f", {self.shipped} from the shipped index" if self.shipped else ""
         lines = [f"sources for {self.target}, best first by {self.score} (method {self.method}): "
                  f"{self.n_ranked} ranked, {len(self.skipped)} skipped, {self.built} built{shipped}, "
-                 f"{self.seconds:.1f} s",
+                 f"{self.seconds:.{1 if self.seconds >= 1 else 2}f} s",
                  f"{'#':>4}  {'name':<34} {'score':>6} {'similarity':>10} {'overwritten':>11} {'params':>8}  tags"]
         for i, c in enumerate(self.candidates, 1):
             shown = ", ".join(_tag_text(t) for t in c.tags[:3]) + (f", +{len(c.tags) - 3}" if len(c.tags) > 3 else "")
