@@ -109,77 +109,52 @@ def has_bn(rows: list[dict]) -> bool:
 
 
 def to_markdown(rows: list[dict], experiment: str, paper: dict | None, notes: list[str], command: str) -> str:
-    if not has_bn(rows):
-        return _markdown_no_bn(rows, experiment, paper, notes, command)
+    """One table; without any BatchNorm evaluation (:func:`has_bn`) the BN columns give way to final top-1 and
+    the paired ratio to dpiat as the protocol evaluates."""
+    bn = has_bn(rows)
     pairs = [r for r in rows if r["pair"] != ALL]
+    if bn:
+        header = ("| pair | init | n | before: top-1 / BN | best top-1 / BN | ratio best [95% CI] | ratio final [95% CI] "
+                  "| ratio best, BN [95% CI] | vs dpiat, BN [95% CI] | note |")
+    else:
+        header = ("| pair | init | n | before: top-1 | best top-1 | final top-1 | ratio best [95% CI] "
+                  "| ratio final [95% CI] | vs dpiat, best [95% CI] | note |")
     lines = [f"# {experiment}: accuracy and ratio to random init", "",
-             INTRO.format(epochs=_epochs_text(rows), command=command), "",
-             "| pair | init | n | before: top-1 / BN | best top-1 / BN | ratio best [95% CI] | ratio final [95% CI] "
-             "| ratio best, BN [95% CI] | vs dpiat, BN [95% CI] | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             (INTRO if bn else INTRO_NO_BN).format(epochs=_epochs_text(rows), command=command), "",
+             header, "|---|---|---|---|---|---|---|---|---|---|"]
     for r in pairs:
-        lines.append("| " + " | ".join(_md_cell(c) for c in [
-            r["pair"], r["init"], fmt_n(r), fmt_pair(r["init_top1_mean"], r["init_top1_bn_mean"], _acc),
-            fmt_acc(r["best_top1_mean"], r["best_top1_std"])
-            + ("" if r["best_top1_bn_mean"] is None else " / " + fmt_acc(r["best_top1_bn_mean"], r["best_top1_bn_std"])),
-            fmt_ratio(r["ratio_best_mean"], r["ratio_best_ci_low"], r["ratio_best_ci_high"]),
-            fmt_ratio(r["ratio_final_mean"], r["ratio_final_ci_low"], r["ratio_final_ci_high"]),
-            fmt_ratio(r["ratio_best_bn_mean"], r["ratio_best_bn_ci_low"], r["ratio_best_bn_ci_high"]),
-            fmt_ratio(r["vs_dpiat_best_bn_mean"], r["vs_dpiat_best_bn_ci_low"], r["vs_dpiat_best_bn_ci_high"]),
-            r["note"] or ""]) + " |")
+        best = fmt_acc(r["best_top1_mean"], r["best_top1_std"])
+        ratios = [fmt_ratio(r["ratio_best_mean"], r["ratio_best_ci_low"], r["ratio_best_ci_high"]),
+                  fmt_ratio(r["ratio_final_mean"], r["ratio_final_ci_low"], r["ratio_final_ci_high"])]
+        if bn:
+            cells = [fmt_pair(r["init_top1_mean"], r["init_top1_bn_mean"], _acc),
+                     best + ("" if r["best_top1_bn_mean"] is None
+                             else " / " + fmt_acc(r["best_top1_bn_mean"], r["best_top1_bn_std"])),
+                     *ratios,
+                     fmt_ratio(r["ratio_best_bn_mean"], r["ratio_best_bn_ci_low"], r["ratio_best_bn_ci_high"]),
+                     fmt_ratio(r["vs_dpiat_best_bn_mean"], r["vs_dpiat_best_bn_ci_low"], r["vs_dpiat_best_bn_ci_high"])]
+        else:
+            cells = [_acc(r["init_top1_mean"]), best, fmt_acc(r["final_top1_mean"], r["final_top1_std"]), *ratios,
+                     fmt_ratio(r["vs_dpiat_best_mean"], r["vs_dpiat_best_ci_low"], r["vs_dpiat_best_ci_high"])]
+        lines.append("| " + " | ".join(_md_cell(c) for c in [r["pair"], r["init"], fmt_n(r), *cells, r["note"] or ""])
+                     + " |")
     summary = [r for r in rows if r["pair"] == ALL]
     if summary:
+        middle = ("ratio best, BN | ratio final, BN | vs dpiat, BN" if bn else "vs dpiat, best")
         lines += ["", "## Mean over pairs (pair = ALL)", "",
                   "Each ratio averaged over the pairs that have one; 'clipped': each pair's ratio clipped below "
                   "at 1 first (the paper's second column); paper def.: the seeds' curves averaged first, then "
                   "best of the method's / best of random's.", "",
-                  "| init | pairs | ratio best | clipped | ratio final | clipped | ratio best, BN | ratio final, BN "
-                  "| vs dpiat, BN | ratio best, paper def. | clipped | paper | note |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for r in summary:
-            lines.append("| " + " | ".join(_md_cell(c) for c in [
-                r["init"], r["n"], fmt_ratio(r["ratio_best_mean"]), fmt_ratio(r["ratio_best_clipped"]),
-                fmt_ratio(r["ratio_final_mean"]), fmt_ratio(r["ratio_final_clipped"]),
-                fmt_ratio(r["ratio_best_bn_mean"]), fmt_ratio(r["ratio_final_bn_mean"]),
-                fmt_ratio(r["vs_dpiat_best_bn_mean"]), fmt_ratio(r["ratio_best_paper"]),
-                fmt_ratio(r["ratio_best_paper_clipped"]),
-                "-" if r["paper_figure"] is None else f"{r['paper_figure']}x", r["note"]]) + " |")
-    if line := _paper_line(rows, paper):
-        lines += ["", line]
-    if notes:
-        lines += ["", "## Notes", ""] + [f"- {_md_cell(n)}" for n in notes]
-    return "\n".join(lines) + "\n"
-
-
-def _markdown_no_bn(rows, experiment, paper, notes, command) -> str:
-    pairs = [r for r in rows if r["pair"] != ALL]
-    lines = [f"# {experiment}: accuracy and ratio to random init", "",
-             INTRO_NO_BN.format(epochs=_epochs_text(rows), command=command), "",
-             "| pair | init | n | before: top-1 | best top-1 | final top-1 | ratio best [95% CI] "
-             "| ratio final [95% CI] | vs dpiat, best [95% CI] | note |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in pairs:
-        lines.append("| " + " | ".join(_md_cell(c) for c in [
-            r["pair"], r["init"], fmt_n(r), _acc(r["init_top1_mean"]),
-            fmt_acc(r["best_top1_mean"], r["best_top1_std"]), fmt_acc(r["final_top1_mean"], r["final_top1_std"]),
-            fmt_ratio(r["ratio_best_mean"], r["ratio_best_ci_low"], r["ratio_best_ci_high"]),
-            fmt_ratio(r["ratio_final_mean"], r["ratio_final_ci_low"], r["ratio_final_ci_high"]),
-            fmt_ratio(r["vs_dpiat_best_mean"], r["vs_dpiat_best_ci_low"], r["vs_dpiat_best_ci_high"]),
-            r["note"] or ""]) + " |")
-    summary = [r for r in rows if r["pair"] == ALL]
-    if summary:
-        lines += ["", "## Mean over pairs (pair = ALL)", "",
-                  "Each ratio averaged over the pairs that have one; 'clipped': each pair's ratio clipped below "
-                  "at 1 first (the paper's second column); paper def.: the seeds' curves averaged first, then "
-                  "best of the method's / best of random's.", "",
-                  "| init | pairs | ratio best | clipped | ratio final | clipped | vs dpiat, best "
+                  f"| init | pairs | ratio best | clipped | ratio final | clipped | {middle} "
                   "| ratio best, paper def. | clipped | paper | note |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|" + "---|" * (3 if bn else 1) + "---|---|---|---|"]
+        compared = (["ratio_best_bn_mean", "ratio_final_bn_mean", "vs_dpiat_best_bn_mean"] if bn
+                    else ["vs_dpiat_best_mean"])
         for r in summary:
             lines.append("| " + " | ".join(_md_cell(c) for c in [
                 r["init"], r["n"], fmt_ratio(r["ratio_best_mean"]), fmt_ratio(r["ratio_best_clipped"]),
                 fmt_ratio(r["ratio_final_mean"]), fmt_ratio(r["ratio_final_clipped"]),
-                fmt_ratio(r["vs_dpiat_best_mean"]), fmt_ratio(r["ratio_best_paper"]),
+                *[fmt_ratio(r[c]) for c in compared], fmt_ratio(r["ratio_best_paper"]),
                 fmt_ratio(r["ratio_best_paper_clipped"]),
                 "-" if r["paper_figure"] is None else f"{r['paper_figure']}x", r["note"]]) + " |")
     if line := _paper_line(rows, paper):
