@@ -230,6 +230,15 @@ class GridConfig:
     # {adam_lr1e-3: ["optim.lr=0.001"]}: every run of the grid is made once per recipe (recipe=<name>), in
     # <experiment>/<recipe>/<pair>/<init>/seed<k>/ (bench/layout.py); empty: no recipe axis
     recipes: Dict[str, List[str]] = field(default_factory=dict)
+    # where a recipe runs only on part of the grid: {recipe: {pairs: [...], inits: [...]}} (a key left out: all of
+    # that axis), e.g. {adam_lr1e-3: {pairs: [tinynet_d_to_e], inits: [dpiat]}}; a recipe not named: every point
+    recipe_scope: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+    # run the grid seed by seed (every run of seed 0, then seed 1, ...): a long grid stopped early holds whole
+    # seeds; false: the order of pairs, inits, recipes and seeds as listed
+    seed_major: bool = False
+    # keep the finished runs in the repository: a sweep takes those of results/<experiment>/runs as done (copying
+    # them into its runs folder) and copies each run it finishes there (bench/planning/committed.py)
+    resume_committed: bool = False
 
 
 @dataclass
@@ -350,6 +359,17 @@ def check_recipes(grid: Any) -> None:
                 close = close_matches(key.split(".", 1)[1], list(OptimConfig.__dataclass_fields__))
                 raise ConfigError(f"grid.recipes.{name}: {line!r} - optim has no key {key.split('.', 1)[1]!r}"
                                   + (f"; did you mean {', '.join('optim.' + c for c in close)}?" if close else ""))
+    recipes = list((grid or {}).get("recipes") or {})
+    for name, scope in ((grid or {}).get("recipe_scope") or {}).items():
+        if name not in recipes:
+            close = close_matches(str(name), recipes)
+            raise ConfigError(f"grid.recipe_scope: {name!r} is not a recipe of grid.recipes"
+                              + (f"; did you mean {', '.join(close)}?" if close else "")
+                              + f" (its recipes: {', '.join(recipes) or 'none'})")
+        bad = [k for k in (scope or {}) if k not in ("pairs", "inits")]
+        if bad:
+            raise ConfigError(f"grid.recipe_scope.{name}: {', '.join(map(str, bad))} - a scope names pairs and/or inits "
+                              "only, e.g. {pairs: [tinynet_d_to_e], inits: [dpiat]}")
 
 
 def recipe_settings(grid: Any, name: str) -> list[str]:

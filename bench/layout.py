@@ -89,11 +89,30 @@ def outside_grid(grid: Mapping | None, pair: str, init: str, seed: int, recipe: 
     if recipes and recipe not in recipes:
         why.append(f"recipe {recipe} is not in the grid's recipes ({', '.join(recipes)})" if recipe else
                    f"no recipe given (recipe=<name>; the grid's recipes are {', '.join(recipes)})")
+    why += outside_recipe_scope(grid, pair, init, recipe)
     for axis, value, values in (("pair", pair, grid_pairs(grid)), ("init", init, _axis(grid, "inits")),
                                 ("seed", seed, _axis(grid, "seeds"))):
         if values and value not in values:
             shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
             why.append(f"{axis} {value} is not in the grid's {axis}s ({shown})")
+    return why
+
+
+def outside_recipe_scope(grid: Mapping | None, pair: str, init: str, recipe: str | None) -> list[str]:
+    """Why (pair, init) is not run with ``recipe``: ``grid.recipe_scope`` limits that recipe to some pairs or inits.
+
+    >>> grid = {"recipes": {"paper": [], "slow": ["optim.lr=0.001"]}, "recipe_scope": {"slow": {"inits": ["dpiat"]}}}
+    >>> outside_recipe_scope(grid, "tinynet_d_to_e", "random", "slow")
+    ['init random is not run with recipe slow (grid.recipe_scope: dpiat only)']
+    >>> outside_recipe_scope(grid, "tinynet_d_to_e", "random", "paper")
+    []
+    """
+    scope = ((grid or {}).get("recipe_scope") or {}).get(recipe) if recipe else None
+    why = []
+    for axis, value, key in (("pair", pair, "pairs"), ("init", init, "inits")):
+        values = list((scope or {}).get(key) or [])
+        if values and value not in values:
+            why.append(f"{axis} {value} is not run with recipe {recipe} (grid.recipe_scope: {', '.join(values)} only)")
     return why
 
 

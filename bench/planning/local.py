@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.planning.committed import publish_run
 from bench.planning.manifests import write_manifests
 from bench.planning.plan import Plan, Task
 from bench.planning.slurm import REPO_ROOT, refuse_if_queued
@@ -47,15 +48,13 @@ def run_local(plan: Plan, jobs: int = 1) -> list[Task]:
     record = write_manifests(plan, mode="local", command=sys.argv)
     print(f"manifests: {', '.join(s['manifest'] for s in record['stages'])}")
     tasks = plan.prerequisites + plan.runs
-    numbered = list(enumerate(tasks, 1))
-    stage1 = [(i, t) for i, t in numbered if t.kind != "run"]
-    stage2 = [(i, t) for i, t in numbered if t.kind == "run"]
-    failed += _run_stage(stage1, len(tasks), jobs, Path(plan.runs_dir) / LOG_DIR)
-    if failed:  # a failed prerequisite: the runs that need it would fail too (on SLURM, afterok cancels them)
-        print("\nstage 1 failed, so the runs were not started; fix it and run this command again "
+    blocked: list[Task] = []
+    failed += _run_stage(list(enumerate(tasks, 1)), len(tasks), jobs, Path(plan.runs_dir) / LOG_DIR,
+                         stage1=plan.prerequisites, blocked=blocked, on_done=lambda t, log: _published(plan, t, log))
+    if blocked:  # a failed prerequisite: the runs that need it would fail too (on SLURM, afterok cancels them)
+        which = "the runs were" if len(blocked) == len(plan.runs) else f"the {len(blocked)} runs that need it were"
+        print(f"\nstage 1 failed, so {which} not started; fix it and run this command again "
               "(finished work is skipped)", file=sys.stderr)
-    else:
-        failed += _run_stage(stage2, len(tasks), jobs, Path(plan.runs_dir) / LOG_DIR)
     if failed:
         print(f"\n{len(failed)} of {len(tasks)} tasks failed (their run.json says why):", file=sys.stderr)
         for t in failed:
@@ -123,23 +122,56 @@ def stop_tasks(procs: list[subprocess.Popen], grace: float = STOP_GRACE_SECONDS)
             pass
 
 
-def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Path) -> list[Task]:
-    """Run ``tasks``, at most ``jobs`` at once; one at a time they print to this terminal, else to log files.
+def _published(plan: Plan, task: Task, log: Path | None) -> None:
+    """A finished run of a grid that keeps its runs in the repository (``grid.resume_committed``): copied there."""
+    if plan.committed_dir is not None and task.kind == "run" and task.folder is not None:
+        publish_run(task.folder, plan.runs_dir, plan.committed_dir, log)
 
-    SIGINT (Ctrl-C) or SIGTERM to the sweep stops the tasks it started (:func:`stop_tasks`), says which, and
-    raises :class:`Stopped`; running the same command again resumes them.
+
+def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Path, stage1: list[Task] = (),
+               blocked: list[Task] | None = None, on_done=None) -> list[Task]:
+    """Run ``tasks`` in their order, at most ``jobs`` at once, each once what it needs is done; one at a time
+    they print to this terminal, else to log files.
+
+    A run waits for the tasks of ``stage1`` its ``needs`` names (all of them when ``needs`` is None), so that a
+    run needing nothing still to be made (a random init) starts while a source trains; one whose prerequisite
+    failed is not started: it goes to ``blocked`` (not to the failed tasks returned). ``on_done(task, log)`` is called for
+    each task that exits 0. SIGINT (Ctrl-C) or SIGTERM to the sweep stops the tasks it started
+    (:func:`stop_tasks`), says which, and raises :class:`Stopped`; running the same command again resumes them.
     """
     failed: list[Task] = []
+    done: set[int] = set()  # ids of the tasks that exited 0
+    stage1_ids = {id(t) for t in stage1}
     to_log = jobs > 1
     if to_log:
         log_dir.mkdir(parents=True, exist_ok=True)
     waiting, running = list(tasks), []
+
+    def needs(task: Task) -> list[Task]:
+        return [t for t in (stage1 if task.needs is None else task.needs) if t is not task and id(t) in stage1_ids]
+
+    def next_ready() -> tuple[int, Task] | None:
+        for entry in list(waiting):
+            wanted = needs(entry[1])
+            if any(t in failed for t in wanted):  # its prerequisite failed: it would fail too
+                waiting.remove(entry)
+                if blocked is not None:
+                    blocked.append(entry[1])
+                continue
+            if all(id(t) in done for t in wanted):
+                waiting.remove(entry)
+                return entry
+        return None
+
     seen: dict[int, int] = {}  # how much of each task's log was already looked through for progress lines
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while waiting or running:
             while waiting and len(running) < jobs:
-                i, task = waiting.pop(0)
+                ready = next_ready()
+                if ready is None:
+                    break
+                i, task = ready
                 handle, log = None, None
                 if to_log:
                     log = log_dir / _log_name(task)
@@ -152,6 +184,11 @@ def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Pa
                 else:
                     print(f"\n[{i}/{total}] python {task.line}", flush=True)
                 running.append((i, task, _start(task, handle), handle, log, time.monotonic()))
+            if not running and waiting:  # nothing can start: what they wait for will never be done
+                if blocked is not None:
+                    blocked += [t for _, t in waiting]
+                waiting.clear()
+                break
             time.sleep(0.5 if to_log else 0.2)
             for entry in list(running):
                 i, task, proc, handle, log, t0 = entry
@@ -165,7 +202,11 @@ def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Pa
                     handle.close()
                     _echo_progress(i, log, seen)
                 print(f"[{i}/{total}] exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
-                if rc != 0:
+                if rc == 0:
+                    done.add(id(task))
+                    if on_done is not None:
+                        on_done(task, log)
+                else:
                     failed.append(task)
                     if log:
                         with log.open("rb") as f:  # this attempt's last lines

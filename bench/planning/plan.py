@@ -52,8 +52,9 @@ from bench.config import CONF_DIR, apply_recipe, check_config, check_recipes, re
 from bench.config_help import unknown_override_key
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
-from bench.layout import ADHOC, experiment_path, model_pairs
-from bench.planning.needs import missing_files
+from bench.layout import ADHOC, experiment_path, model_pairs, outside_recipe_scope
+from bench.planning.committed import adopt_run, committed_runs_dir
+from bench.planning.needs import FILE_OPTIONS, made_by_prerequisites, missing_files
 from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
 RUN_SCRIPT = "bench/run.py"
@@ -86,6 +87,9 @@ class Task:
     pair: PairPoint | None = None  # runs: the grid's pair
     network: str | None = None  # the timm model it trains (the pair's target, or the source)
     note: str = ""  # runs recorded running: what trains it now, or why it counts as interrupted
+    # runs: the stage-1 tasks this one waits for (its source's training, the prerequisite that writes a file it
+    # reads); None: every stage-1 task. --local starts a run as soon as its own are done (SLURM: all of stage 1)
+    needs: list["Task"] | None = None
 
     @property
     def line(self) -> str:
@@ -110,6 +114,9 @@ class Plan:
     missing: list[str] = field(default_factory=list)  # one line per file the runs need that nobody makes
     compare_dirs: list[Path] = field(default_factory=list)  # grid.compare_with: their runs join the table
     analyses: list[str] = field(default_factory=list)  # grid.analyses: scripts run after the table (--local)
+    # grid.resume_committed: results/<experiment>/runs, where finished runs are taken from and copied to
+    committed_dir: Path | None = None
+    adopted: list[Task] = field(default_factory=list)  # of finished: taken from committed_dir by this plan
 
     @property
     def adhoc_dir(self) -> Path:
@@ -139,6 +146,9 @@ class Plan:
                  + (f" ({len(self.retried)} of them failed before, tried again)" if self.retried else "")
                  + (f", {len(self.running)} running now (left out)" if self.running else "")
                  + (f", {len(self.failed)} failed before (left out)" if self.failed else "")]
+        if self.committed_dir is not None:
+            lines.append(f"  {len(self.adopted)} of the finished runs taken from the committed {self.committed_dir} "
+                         "(grid.resume_committed); each run that finishes here is copied there")
         lines += [f"  left out, diverged before: {t.folder}  (delete the folder to run it again)" for t in self.failed]
         lines += [f"  left out, running now: {t.folder}  ({t.note})" for t in self.running]
         lines += [f"  interrupted (resumable): {t.folder}  ({t.note})" for t in self.interrupted]
@@ -296,11 +306,15 @@ def plan_sweep(overrides: list[str]) -> Plan:
                           **({"recipe": [r for r in recipes if r is not None]} if recipes != [None] else {})},
                     compare_dirs=[experiment_path(base.paths.runs, e) for e in grid.get("compare_with") or []],
                     analyses=[str(a) for a in grid.get("analyses") or []])
+        if grid.get("resume_committed"):
+            plan.committed_dir = committed_runs_dir(base.experiment_name)
         points: list[_Point] = []
         for choice, init in itertools.product(dict.fromkeys(p.choice for p in pairs), inits):
             # one compose per (pair file, init): composing costs ~0.3 s
             cell = _compose(ov.passthrough + [f"pair={choice}", f"init={init}"] + init_overrides(init))
             for recipe, pair, seed in itertools.product(recipes, [p for p in pairs if p.choice == choice], seeds):
+                if outside_recipe_scope(grid, str(pair), init, recipe):  # grid.recipe_scope: not run with it
+                    continue
                 cfg = copy.deepcopy(cell)
                 if pair.choice == "custom":
                     cfg.pair.source, cfg.pair.target = pair.source, pair.target
@@ -310,7 +324,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
                 if recipe is not None:  # the run applies the recipe's settings itself (bench.config.apply_recipe)
                     cfg.recipe = recipe
                     argv.append(f"recipe={recipe}")
-                points.append(_point(cfg, argv, pair))
+                points.append(_point(cfg, argv, pair, experiment, plan.committed_dir))
 
         baselines = _baseline_folders(points)
         needed_sources: dict[Path, Task] = {}
@@ -319,6 +333,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
             if point.source_free and baselines[_baseline_key(point)] != cfg.pair.name:
                 plan.shared.append(task)
                 continue
+            if point.adopted:
+                plan.adopted.append(task)
             lists = {"finished": plan.finished, "diverged": plan.failed, "running": plan.running}
             lists.get(point.action, plan.runs).append(task)
             if task.note and point.action in ("start", "resume"):
@@ -327,13 +343,21 @@ def plan_sweep(overrides: list[str]) -> Plan:
                 continue
             if not plan.trainer:
                 plan.trainer = {k: cfg.trainer[k] for k in ("accelerator", "devices", "num_nodes")}
+            task.needs = []
             if not point.source_free and cfg.source.weights == "train":
                 source = RunFolder.source(cfg).path
                 if source not in needed_sources and not (source / SOURCE_WEIGHTS).exists():
                     needed_sources[source] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
                                                   source, task.pair, cfg.pair.source)
+                if source in needed_sources:
+                    task.needs.append(needed_sources[source])
+        if grid.get("seed_major"):  # every run of seed 0 first, then seed 1, ...: a grid stopped early has whole seeds
+            order = {id(p.task): p.cfg.seed for p in points}
+            plan.runs.sort(key=lambda t: order[id(t)])
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
-            plan.prerequisites = [*needed_sources.values(), *_grid_prerequisites(grid)]
+            cfgs = {id(p.task): p.cfg for p in points}
+            plan.prerequisites = [*needed_sources.values(),
+                                  *_needed_prerequisites(_grid_prerequisites(grid), plan.runs, cfgs, grid_init)]
             pending = {id(t) for t in plan.runs}
             plan.missing = missing_files([p.cfg for p in points if id(p.task) in pending], plan.prerequisites)
     return plan
@@ -346,16 +370,20 @@ class _Point:
     action: str  # what RunFolder.decide says: start, resume, finished, running or diverged
     source_free: bool  # a baseline of every pair with this target (bench.baselines)
     failed_before: bool = False  # its run.json says failed (not diverged): tried again, the note says why
+    adopted: bool = False  # its finished record was taken from the committed copy (grid.resume_committed)
 
 
-def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
-    """A grid point, its config checked before anything is submitted, and its run folder's decision."""
+def _point(cfg: DictConfig, argv: list[str], pair: PairPoint, experiment: Path | None = None,
+           committed: Path | None = None) -> _Point:
+    """A grid point, its config checked before anything is submitted, and its run folder's decision (after
+    taking its finished record from ``committed``, the experiment's committed runs, when it has none here)."""
     line = " ".join(shlex.quote(a) for a in argv)
     try:
         apply_recipe(cfg)  # as bench/run.py does: the same run identity
         check_config(cfg)  # missing values, unknown models or init methods
         check_data_root(cfg.data)  # else every task in the queue would fail on it
         folder = RunFolder.target(cfg)
+        adopted = committed is not None and adopt_run(folder.path, experiment, committed)
         decision = folder.decide()
     except USER_ERRORS as e:
         raise SweepError(f"{line}: {e}") from None
@@ -371,7 +399,7 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint) -> _Point:
         reason = " ".join(str(record.get("failure_reason") or "no reason recorded").split())
         note = f"failed before: {reason[:160]}{'...' if len(reason) > 160 else ''}"
     task = Task("run", argv, folder.path, pair, cfg.pair.target, note)
-    return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source), failed_before)
+    return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source), failed_before, adopted)
 
 
 def _baseline_key(p: _Point) -> tuple[Path, str, str]:
@@ -388,6 +416,29 @@ def _baseline_folders(points: list[_Point]) -> dict[tuple[Path, str, str], str]:
             if p.cfg.pair.name not in held:  # the runs of that init the pair folder holds already, any seed
                 held[p.cfg.pair.name] = sum(1 for _ in p.task.folder.parent.glob("seed*/run.json"))
     return {key: pick_baseline(held.items(), target=key[1]) for key, held in candidates.items()}
+
+
+def _needed_prerequisites(prerequisites: list[Task], runs: list[Task], cfgs: dict[int, DictConfig],
+                          grid_init: dict[str, list[str]]) -> list[Task]:
+    """The grid's prerequisites that the pending ``runs`` need, each run's ``needs`` extended with them.
+
+    A prerequisite that writes a file an init option names (``bench/train_ghn.py ... out_dir=D`` and
+    ``init.checkpoint=D/ghn.pt``) serves the runs that read that file and no other: with none of them pending it
+    is left out (a slice of the grid without ``ghn`` trains no GHN-2). One that writes no file the grid's inits
+    name (in their options or ``grid.init_overrides``) is needed by every run."""
+    named = [line.split("=", 1)[1] for lines in grid_init.values() for line in lines
+             if "=" in line and line.split("=", 1)[0].split(".")[-1] in FILE_OPTIONS]
+    kept = []
+    for prereq in prerequisites:
+        readers = [t for t in runs if any(isinstance(v := cfgs[id(t)].init.get(o), str) and v
+                                          and made_by_prerequisites(v, [prereq]) for o in FILE_OPTIONS)]
+        linked = readers or any(made_by_prerequisites(v, [prereq]) for v in named)
+        if linked and not readers:
+            continue  # it makes a file that no pending run reads
+        kept.append(prereq)
+        for t in readers if linked else runs:
+            t.needs = [*(t.needs or []), prereq]
+    return kept
 
 
 def _grid_prerequisites(grid: DictConfig) -> list[Task]:

@@ -1,0 +1,71 @@
+"""A grid whose finished runs are kept in the repository, so that a sweep stopped on one machine resumes on another.
+
+An experiment with ``grid.resume_committed: true`` (conf/experiment/horizon.yaml: 15 runs of 50 epochs, hours on
+two cores) treats its committed copy ``results/<experiment>/runs`` as the durable store of its finished runs:
+
+* planning: a run whose folder under ``<paths.runs>/<experiment>`` holds no run.json, while the committed copy of
+  the same folder holds a *finished* one, takes that record (run.json and run.log, copied) and counts as finished;
+  so a sweep in a fresh clone plans only what is missing. An unfinished committed record is never taken (its
+  checkpoint is not committed: the run starts again);
+* ``--local``: each run that finishes is copied into the committed copy at once (run.json, run.log and its log
+  from ``local_logs/``), ready to be committed while the rest of the grid trains.
+
+Nothing is ever overwritten in the runs folder; the copies are atomic.
+
+    >>> from pathlib import Path
+    >>> str(committed_runs_dir("horizon"))[-len("results/horizon/runs"):]
+    'results/horizon/runs'
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.files import atomic_write_text
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout (as bench/planning/slurm.py; not imported: a circle)
+RECORD, RUN_LOG, LOG_DIR = "run.json", "run.log", "local_logs"
+
+
+def committed_runs_dir(experiment: str) -> Path:
+    """``results/<experiment>/runs`` of this checkout: where the experiment's finished runs are committed."""
+    return REPO_ROOT / "results" / experiment / "runs"
+
+
+def _finished(record: Path) -> bool:
+    try:
+        return json.loads(record.read_text()).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def adopt_run(folder: Path, runs_dir: Path, committed: Path) -> bool:
+    """Copy the committed finished run of ``folder`` into it when ``folder`` has no run.json; True when copied."""
+    folder, runs_dir, committed = Path(folder), Path(runs_dir), Path(committed)
+    if (folder / RECORD).exists() or committed.resolve() == runs_dir.resolve():
+        return False
+    kept = committed / folder.relative_to(runs_dir)
+    if not _finished(kept / RECORD):
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    if (kept / RUN_LOG).exists():
+        atomic_write_text(folder / RUN_LOG, (kept / RUN_LOG).read_text())
+    atomic_write_text(folder / RECORD, (kept / RECORD).read_text())  # last: the record says the run is there
+    return True
+
+
+def publish_run(folder: Path, runs_dir: Path, committed: Path, log: Path | None = None) -> bool:
+    """Copy a finished run (run.json, run.log, and its sweep log ``log``) into the committed copy; True when copied."""
+    folder, runs_dir, committed = Path(folder), Path(runs_dir), Path(committed)
+    if committed.resolve() == runs_dir.resolve() or not _finished(folder / RECORD):
+        return False
+    kept = committed / folder.relative_to(runs_dir)
+    kept.mkdir(parents=True, exist_ok=True)
+    if (folder / RUN_LOG).exists():
+        atomic_write_text(kept / RUN_LOG, (folder / RUN_LOG).read_text())
+    atomic_write_text(kept / RECORD, (folder / RECORD).read_text())
+    if log is not None and Path(log).exists():
+        (committed / LOG_DIR).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(committed / LOG_DIR / Path(log).name, Path(log).read_text(errors="replace"))
+    return True
