@@ -148,3 +148,34 @@ def test_logs_are_appended_to_with_a_header_per_attempt(tmp_path, capsys):
     assert text.count("=====") == 4 and len(outputs) == 2  # two headers (they name the command), two outputs
     assert sorted(p.name for p in log.parent.iterdir()) == ["p_dpiat_seed0.log"]
     assert capsys.readouterr().out.count("[1] x: epoch 1/1: val_top1 0.5") == 2  # this attempt's lines, echoed once
+
+
+def test_a_run_that_needs_no_prerequisite_starts_beside_stage_one(tmp_path, capsys):
+    """--local: a run whose ``needs`` are done (none: a random init) starts while a slow prerequisite still runs;
+    a run needing that prerequisite waits for it; the prerequisites never wait for each other."""
+    stamp = tmp_path / "stamps"
+    stamp.mkdir()
+    code = ("import time, pathlib; p = pathlib.Path(r'{d}'); (p / '{n}.start').write_text(str(time.time())); "
+            "time.sleep({s}); (p / '{n}.end').write_text(str(time.time()))")
+    ghn = task("prerequisite", code.format(d=stamp, n="ghn", s=2.0))
+    src = task("source", code.format(d=stamp, n="src", s=0.2))
+    free = Task("run", ["-c", code.format(d=stamp, n="free", s=0.2)], needs=[])
+    reads = Task("run", ["-c", code.format(d=stamp, n="reads", s=0.2)], needs=[ghn])
+    plan = Plan(experiment="t", runs_dir=tmp_path / "runs", overrides=[], axes={"pair": [], "init": [], "seed": []},
+                prerequisites=[src, ghn], runs=[reads, free])
+    assert run_local(plan, jobs=2) == []
+    read = {p.name: float(p.read_text()) for p in stamp.iterdir()}
+    assert read["free.start"] < read["ghn.end"]  # started beside the GHN
+    assert read["reads.start"] >= read["ghn.end"]  # waited for what it reads
+    assert read["ghn.start"] < read["src.end"] + 0.5  # the two prerequisites at once, neither waiting
+
+
+def test_a_run_whose_prerequisite_failed_is_not_started_but_others_are(tmp_path, capsys):
+    bad = task("prerequisite", "import sys; sys.exit(1)")
+    reads = Task("run", ["-c", f"open(r'{tmp_path / 'reads'}', 'w')"], needs=[bad])
+    free = Task("run", ["-c", f"open(r'{tmp_path / 'free'}', 'w')"], needs=[])
+    plan = Plan(experiment="t", runs_dir=tmp_path / "runs", overrides=[], axes={"pair": [], "init": [], "seed": []},
+                prerequisites=[bad], runs=[reads, free])
+    assert run_local(plan, jobs=2) == [bad]
+    assert (tmp_path / "free").exists() and not (tmp_path / "reads").exists()
+    assert "stage 1 failed, so the run that needs it was not started" in capsys.readouterr().err

@@ -52,7 +52,8 @@ def run_local(plan: Plan, jobs: int = 1) -> list[Task]:
     failed += _run_stage(list(enumerate(tasks, 1)), len(tasks), jobs, Path(plan.runs_dir) / LOG_DIR,
                          stage1=plan.prerequisites, blocked=blocked, on_done=lambda t, log: _published(plan, t, log))
     if blocked:  # a failed prerequisite: the runs that need it would fail too (on SLURM, afterok cancels them)
-        which = "the runs were" if len(blocked) == len(plan.runs) else f"the {len(blocked)} runs that need it were"
+        which = ("the runs were" if len(blocked) == len(plan.runs) else "the run that needs it was" if len(blocked) == 1
+                 else f"the {len(blocked)} runs that need it were")
         print(f"\nstage 1 failed, so {which} not started; fix it and run this command again "
               "(finished work is skipped)", file=sys.stderr)
     if failed:
@@ -67,6 +68,9 @@ def _log_name(task: Task) -> str:
     sweep to the next), so that every attempt at one task appends to one file."""
     if task.folder and len(task.folder.parents) > 2:
         label = str(task.folder.relative_to(task.folder.parents[2]))
+        recipe = next((a.split("=", 1)[1] for a in task.argv if a.startswith("recipe=")), None)
+        if recipe and task.folder.parents[2].name == recipe:  # <recipe>/<pair>/<init>/seed<k>: one log per recipe
+            label = f"{recipe}/{label}"
     else:  # a prerequisite: its kind and its command line, which stays the same from one sweep to the next
         label = f"{task.kind}-{hashlib.sha1(task.line.encode()).hexdigest()[:8]}"
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label) + ".log"
@@ -148,7 +152,9 @@ def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Pa
     waiting, running = list(tasks), []
 
     def needs(task: Task) -> list[Task]:
-        return [t for t in (stage1 if task.needs is None else task.needs) if t is not task and id(t) in stage1_ids]
+        if id(task) in stage1_ids:  # stage 1 itself waits for nothing
+            return []
+        return [t for t in (stage1 if task.needs is None else task.needs) if id(t) in stage1_ids]
 
     def next_ready() -> tuple[int, Task] | None:
         for entry in list(waiting):
