@@ -239,6 +239,9 @@ class GridConfig:
     # keep the finished runs in the repository: a sweep takes those of results/<experiment>/runs as done (copying
     # them into its runs folder) and copies each run it finishes there (bench/planning/committed.py)
     resume_committed: bool = False
+    # the table the runs make (bench/aggregate.py): "" the paper's table (one per recipe, the recipe chosen on
+    # held-out images, when grid.recipes), or "horizon": ratios at every epoch and time to random's final accuracy
+    table: str = ""
 
 
 @dataclass

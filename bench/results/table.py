@@ -12,6 +12,7 @@ plots are written atomically, so a failing aggregation never leaves a half-writt
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from bench.layout import default_table_dir, experiment_of, recipe_folders, targe
 from bench.results.cells import all_rows, build_cells, cell_row, summarize_cell
 from bench.results.columns import COMPARE_INIT, REFERENCE_INIT
 from bench.results.runs import find_runs
+from bench.running.record import RUN_FILE
 from bench.results.stats import similarity_correlations
 
 # Published figures, keyed by experiment name, shown beside ours. Only what the paper states.
@@ -29,6 +31,18 @@ PAPER_FIGURES = {
                        "text": "DPIAT vs random init on ImageNet: mean ratio over pairs after 50 epochs "
                                "(abstract; whether clipped at 1 is not stated)"},
 }
+
+
+def table_kind(runs_dir: str | Path) -> str:
+    """``grid.table`` as the experiment's runs recorded it (their first run.json): "" for the paper's table."""
+    for folder in [*recipe_folders(runs_dir), Path(runs_dir)]:
+        for seed_dir in target_folders(folder):
+            try:
+                config = json.loads((seed_dir / RUN_FILE).read_text()).get("config") or {}
+            except (OSError, ValueError):
+                continue
+            return str((config.get("grid") or {}).get("table") or "")
+    return ""
 
 
 def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: int | None = None,
@@ -49,6 +63,15 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
         raise AggregateError(f"--epochs must be >= 1, got {epochs}")
     explicit_out = out_dir
     out_dir = Path(out_dir) if out_dir is not None else default_table_dir(runs_dir)
+    if table_kind(runs_dir) == "horizon":  # grid.table: the ratio at every epoch and the time to accuracy
+        if also or pairs or inits:
+            raise AggregateError(f"{runs_dir}: the horizon table takes no --also, --pairs or --inits")
+        from bench.results.horizon import write_horizon_tables
+
+        return write_horizon_tables(runs_dir, out_dir, epochs=epochs, plots=plots, experiment=experiment_of(runs_dir),
+                                    command=f".venv/bin/python bench/aggregate.py {runs_dir}"
+                                    + (f" --epochs {epochs}" if epochs else "")
+                                    + ("" if explicit_out is None else f" --out {explicit_out}"))
     if recipe_folders(runs_dir) and next(target_folders(runs_dir), None) is None:  # grid.recipes: a folder each
         if also or pairs or inits:
             raise AggregateError(f"{runs_dir} holds one folder per recipe: its recipe table takes no --also, --pairs "

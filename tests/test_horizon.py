@@ -1,0 +1,229 @@
+"""The horizon tables (bench/results/horizon.py) on hand-made curves with hand-computed answers, the files and
+pictures they write, and experiment=horizon's plan (recipe scope, seed-major order, resume from committed runs)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bench.results.horizon import RATIO_COLUMNS, TIME_COLUMNS, best_so_far, epochs_to_reach, horizon_tables
+from bench.running.record import RunRecord
+
+N = 4
+# seed -> val_top1_bn per epoch (the same curves serve val_top1, scaled, where a test needs both)
+RANDOM = {0: [0.5, 0.6, 0.55, 0.7], 1: [0.4, 0.6, 0.8, 0.7]}  # best: [.5 .6 .6 .7], [.4 .6 .8 .8]; R = 0.75
+DPIAT = {0: [0.75, 0.7, 0.8, 0.8], 1: [0.6, 0.8, 0.7, 0.9]}   # best: [.75 .75 .8 .8], [.6 .8 .8 .9]
+GHN = {0: [0.1, 0.2, 0.3, 0.4], 1: [0.2, 0.3, 0.4, 0.76]}
+
+
+def run(pair, init, seed, bn, *, recipe="paper", status="finished", plain=None, path=None, source="src"):
+    plain = plain or [x / 2 for x in bn]
+    return RunRecord(path or Path(f"/nowhere/{recipe}/{pair}/{init}/seed{seed}/run.json"), pair, init, seed, status,
+                     None, source, "tgt", "fm", N, 0.5, None, dict(enumerate(plain, 1)), None, dict(enumerate(bn, 1)),
+                     recipe=recipe)
+
+
+def grid() -> list[RunRecord]:
+    runs = [run("near", "random", s, c) for s, c in RANDOM.items()]
+    runs += [run("near", "dpiat", s, c) for s, c in DPIAT.items()]
+    runs += [run("near", "ghn", s, c) for s, c in GHN.items()]
+    runs += [run("far", "dpiat", s, [x - 0.1 for x in c]) for s, c in DPIAT.items()]
+    runs += [run("near", "dpiat", s, c, recipe="slow") for s, c in DPIAT.items()]
+    return runs
+
+
+def by(rows, **key):
+    return [r for r in rows if all(r[k] == v for k, v in key.items())]
+
+
+def test_best_so_far_and_epochs_to_reach():
+    assert best_so_far([0.5, 0.7, 0.6, 0.8]) == [0.5, 0.7, 0.7, 0.8]
+    assert epochs_to_reach([0.75, 0.75, 0.8, 0.8], 0.75) == 1  # reaching R exactly counts
+    assert epochs_to_reach([0.5, 0.6, 0.6, 0.7], 0.75) is None
+
+
+def test_ratios_are_paired_by_seed_over_the_best_so_far_with_a_t_interval():
+    ratios, _, notes = horizon_tables(grid(), N)
+    assert notes == []
+    near = by(ratios, pair="near", init="dpiat", recipe="paper")
+    assert [r["epoch"] for r in near] == [1, 2, 3, 4] and all(r["n"] == 2 for r in near)
+    assert near[0]["ratio_bn_mean"] == pytest.approx(1.5) and near[0]["ratio_bn_lo"] == pytest.approx(1.5)
+    # epoch 2: 0.75 / 0.6 and 0.8 / 0.6 -> mean 1.291667, sd 0.058926, t(0.975, 1) = 12.7062 -> +- 0.52944
+    assert near[1]["ratio_bn_mean"] == pytest.approx(1.291667, abs=1e-6)
+    assert near[1]["ratio_bn_lo"] == pytest.approx(0.76223, abs=1e-4)
+    assert near[1]["ratio_bn_hi"] == pytest.approx(1.82111, abs=1e-4)
+    # epoch 3: best 0.8 / 0.6 and 0.8 / 0.8 (random seed 1's 0.8 at epoch 3) -> (1.3333 + 1) / 2
+    assert near[2]["ratio_bn_mean"] == pytest.approx((0.8 / 0.6 + 1.0) / 2)
+    # epoch 4: 0.8 / 0.7 and 0.9 / 0.8
+    assert near[3]["ratio_bn_mean"] == pytest.approx((0.8 / 0.7 + 0.9 / 0.8) / 2)
+    # the protocol's own evaluation beside it: here val_top1 = val_top1_bn / 2, so the same ratios
+    assert near[3]["ratio_mean"] == pytest.approx(near[3]["ratio_bn_mean"])
+    # the random init of the target serves every pair: 'far' is paired with the runs of 'near'
+    far = by(ratios, pair="far", init="dpiat", recipe="paper")
+    assert far[0]["ratio_bn_mean"] == pytest.approx((0.65 / 0.5 + 0.5 / 0.4) / 2)
+    # a recipe's ratio is paired with random under the reference recipe (the paper's)
+    assert by(ratios, pair="near", init="dpiat", recipe="slow")[3]["ratio_bn_mean"] == near[3]["ratio_bn_mean"]
+    # ghn (source-free) is listed under each pair; random has no ratio row (1 by construction)
+    assert len(by(ratios, pair="far", init="ghn")) == N and not by(ratios, init="random")
+
+
+def test_time_to_accuracy_and_speedup():
+    _, times, _ = horizon_tables(grid(), N)
+    dpiat = by(times, pair="near", init="dpiat", recipe="paper")[0]
+    assert dpiat["random_final_best_bn"] == pytest.approx(0.75)  # (0.7 + 0.8) / 2
+    assert dpiat["epochs_to_reach_per_seed"] == "1 2" and dpiat["epochs_to_reach_mean"] == 1.5
+    assert dpiat["speedup"] == pytest.approx(4 / 1.5)
+    rnd = by(times, pair="near", init="random")[0]
+    assert rnd["epochs_to_reach_per_seed"] == "never 3" and rnd["speedup"] is None  # not every seed reaches R
+    ghn = by(times, pair="near", init="ghn")[0]
+    assert ghn["epochs_to_reach_per_seed"] == "never 4" and ghn["epochs_to_reach_mean"] is None
+    far = by(times, pair="far", init="dpiat")[0]  # best [.65 .65 .7 .7], [.5 .7 .7 .8]
+    assert far["epochs_to_reach_per_seed"] == "never 4"
+
+
+def test_unfinished_runs_are_named_and_never_averaged():
+    runs = grid()
+    runs.append(run("near", "dpiat", 2, [0.99, 0.99], status="interrupted"))  # 2 of 4 epochs
+    runs.append(run("near", "random", 2, [0.1] * N, status="failed"))
+    ratios, times, notes = horizon_tables(runs, N)
+    assert by(ratios, pair="near", init="dpiat", recipe="paper")[0]["n"] == 2
+    assert by(times, pair="near", init="dpiat", recipe="paper")[0]["seeds"] == "0 1"
+    assert any("paper/near/dpiat/seed2: interrupted with 2/4 epochs" in n and "not averaged" in n for n in notes)
+    assert any("paper/near/random/seed2: failed" in n for n in notes)
+
+
+def test_no_random_run_means_no_ratio_and_a_note():
+    runs = [r for r in grid() if r.init != "random"]
+    ratios, times, notes = horizon_tables(runs, N)
+    assert ratios == [] and times == [] and any("no finished random run" in n for n in notes)
+
+
+def _write(folder: Path, r: RunRecord, wall: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = [{"epoch": e, "val_top1": r.top1[e], "val_top1_bn": r.top1_bn[e]} for e in range(1, N + 1)]
+    record = {"schema_version": 1, "status": "finished", "failure_reason": None, "failure_kind": None,
+              "experiment": "horizon", "pair": r.pair, "init": r.init, "seed": r.seed, "recipe": r.recipe,
+              "source": r.source, "target": r.target, "data": "fm", "epochs": N,
+              "config": {"pair": {"title": f"{r.pair} in words"}, "grid": {"recipes": {"paper": [], "slow": []}, "table": "horizon"}},
+              "similarity": 0.5, "init_metrics": None, "metrics": metrics, "wall_seconds": wall,
+              "hardware": {"cpu_model": "Test CPU", "cpu_capability": "AVX2", "cpu_count": 2, "torch_threads": 1},
+              "versions": {"torch": "2.x"}}
+    (folder / "run.json").write_text(json.dumps(record))
+
+
+def test_files_and_pictures(tmp_path):
+    runs = tmp_path / "runs"
+    for r in grid():
+        _write(runs / r.recipe / r.pair / r.init / f"seed{r.seed}", r, wall=40.0)
+    from bench.results.table import aggregate
+
+    aggregate(runs, tmp_path / "out")  # the runs recorded grid.table=horizon: the horizon tables
+    rows = list(csv.DictReader((tmp_path / "out" / "ratios_by_epoch.csv").open()))
+    assert list(rows[0]) == RATIO_COLUMNS and len(rows) == 4 * 5  # (near: dpiat, slow dpiat, ghn; far: dpiat, ghn)
+    times = list(csv.DictReader((tmp_path / "out" / "time_to_accuracy.csv").open()))
+    assert list(times[0]) == TIME_COLUMNS
+    near = [t for t in times if t["pair"] == "near" and t["init"] == "dpiat" and t["recipe"] == "paper"][0]
+    assert near["seconds_per_epoch"] == "10" and float(near["wall_seconds_saved"]) == pytest.approx(25.0)
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "Test CPU (AVX2), 2 cores" in table and "| near | dpiat | paper | 2 | 1.50 [1.50, 1.50]" in table
+    assert "bench/aggregate.py" in table and not (tmp_path / "out" / "table.csv").exists()  # not the paper's table
+    for png in ("accuracy_by_epoch.png", "ratio_by_epoch.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 10_000
+
+
+# ---------------------------------------------------------------------------------------------------------
+# experiment=horizon's plan
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_horizon_plan_is_seed_major_with_the_recipe_only_where_scoped(tmp_path):
+    from bench.planning.plan import plan_sweep
+
+    plan = plan_sweep(["experiment=horizon", f"paths.runs={tmp_path}"])
+    lines = [t.line for t in plan.runs]
+    assert len(lines) == 15
+    assert [int(l.split("seed=")[1].split()[0]) for l in lines] == [0] * 5 + [1] * 5 + [2] * 5
+    slow = [l for l in lines if "recipe=adam_lr1e-3" in l]
+    assert len(slow) == 3 and all("pair=tinynet_d_to_e" in l and "init=dpiat" in l for l in slow)
+    # random runs need nothing from stage 1; ghn runs need the GHN-2; dpiat runs their source
+    for t in plan.runs:
+        kinds = sorted(n.kind for n in t.needs)
+        assert kinds == {"random": [], "ghn": ["prerequisite"], "dpiat": ["source"]}[t.line.split("init=")[1].split()[0]]
+
+
+def test_a_recipe_outside_its_scope_is_ad_hoc():
+    from bench.layout import run_path
+
+    grid = {"pairs": ["a_to_b"], "inits": ["random", "dpiat"], "recipes": {"paper": [], "slow": ["optim.lr=0.001"]},
+            "recipe_scope": {"slow": {"inits": ["dpiat"]}}}
+    assert str(run_path("r", "x", grid, "a_to_b", "random", 0, "slow")) == "r/x/adhoc/slow/a_to_b/random/seed0"
+    assert str(run_path("r", "x", grid, "a_to_b", "dpiat", 0, "slow")) == "r/x/slow/a_to_b/dpiat/seed0"
+
+
+def test_a_scope_naming_no_recipe_is_refused():
+    from bench.config import check_recipes
+    from bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grid.recipe_scope: 'slw' is not a recipe of grid.recipes; did you mean slow"):
+        check_recipes({"recipes": {"slow": []}, "recipe_scope": {"slw": {"inits": ["dpiat"]}}})
+
+
+def test_finished_committed_runs_are_taken_and_finished_runs_are_published(tmp_path):
+    from bench.planning.committed import adopt_run, publish_run
+
+    runs, committed = tmp_path / "runs" / "horizon", tmp_path / "results" / "horizon" / "runs"
+    done, partial = committed / "paper/p/random/seed0", committed / "paper/p/random/seed1"
+    for folder, status in ((done, "finished"), (partial, "running")):
+        folder.mkdir(parents=True)
+        (folder / "run.json").write_text(json.dumps({"status": status}))
+        (folder / "run.log").write_text("log\n")
+    assert adopt_run(runs / "paper/p/random/seed0", runs, committed)
+    assert json.loads((runs / "paper/p/random/seed0/run.json").read_text())["status"] == "finished"
+    assert (runs / "paper/p/random/seed0/run.log").read_text() == "log\n"
+    assert not adopt_run(runs / "paper/p/random/seed1", runs, committed)  # unfinished: started again here
+    assert not adopt_run(runs / "paper/p/random/seed0", runs, committed)  # never over a record that is here
+    here = runs / "paper/p/dpiat/seed0"
+    here.mkdir(parents=True)
+    (here / "run.json").write_text(json.dumps({"status": "finished", "x": 1}))
+    log = runs / "local_logs" / "paper_p_dpiat_seed0.log"
+    log.parent.mkdir()
+    log.write_text("sweep log\n")
+    assert publish_run(here, runs, committed, log)
+    assert json.loads((committed / "paper/p/dpiat/seed0/run.json").read_text())["x"] == 1
+    assert (committed / "local_logs" / log.name).read_text() == "sweep log\n"
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_resumes_in_a_fresh_clone_from_the_committed_runs(tmp_path):
+    """Stop a small resume_committed sweep midway (one of its two runs finished and copied to the committed
+    folder), then plan in a fresh copy of the checkout with no runs folder: only the missing run is planned."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
+    for path in ("bench", "conf", "dpiat"):  # this working tree's code, committed or not
+        shutil.rmtree(clone / path)
+        shutil.copytree(repo / path, clone / path, ignore=shutil.ignore_patterns("__pycache__"))
+    args = ["experiment=smoke", "grid.inits=[random]", "grid.seeds=[0,1]", "grid.resume_committed=true",
+            "experiment_name=resume_test", "paths.runs=results/runs"]
+    env = {"PYTHONPATH": str(clone), "PATH": "/usr/bin:/bin"}
+    # first machine: run seed 0 only (as if the sweep was stopped after it), then "commit" what it copied
+    first = subprocess.run([sys.executable, "bench/sweep.py", *args, "seed=0", "--local"], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-2000:]
+    kept = clone / "results" / "resume_test" / "runs"
+    assert (kept / "test_resnet_to_effnet" / "random" / "seed0" / "run.json").exists()
+    fresh = tmp_path / "fresh"
+    shutil.copytree(clone, fresh, ignore=shutil.ignore_patterns("runs"))  # results/runs/ is not committed ...
+    shutil.copytree(kept, fresh / "results" / "resume_test" / "runs")  # ... results/<experiment>/runs is
+    plan = subprocess.run([sys.executable, "bench/sweep.py", *args], cwd=fresh, env={**env, "PYTHONPATH": str(fresh)},
+                          capture_output=True, text=True, timeout=300)
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    assert "2 runs, 1 finished, 1 to run" in plan.stdout and "1 of the finished runs taken from the committed" in plan.stdout
+    assert "seed=1" in plan.stdout and "init=random seed=0" not in plan.stdout
