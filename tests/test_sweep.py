@@ -336,3 +336,16 @@ def test_gpu_hour_estimate_uses_measured_throughput_when_there_is_a_file(tmp_pat
     check.write_text("{}")
     with pytest.raises(SweepError, match="is not a bench/measure/gpu_check.py result"):
         estimate(paper, measured=check)
+
+
+def test_a_slice_without_the_init_that_reads_a_prerequisite_does_not_plan_it(tmp_path):
+    """A reviewer's slice of the proxy without ghn plans no GHN-2 meta-training (36 min that no run needs); with
+    ghn it does, and only the ghn runs wait for it."""
+    slice_ = ["experiment=proxy", f"paths.runs={tmp_path}", "grid.pairs=[lite0_imagenet_to_tinynet_e]", "grid.seeds=[0]"]
+    plan = plan_sweep([*slice_, "grid.inits=[random,dpiat]"])
+    assert not any("train_ghn.py" in t.line for t in plan.prerequisites) and len(plan.runs) == 2
+    plan = plan_sweep([*slice_, "grid.inits=[random,ghn]"])
+    ghn = [t for t in plan.prerequisites if "train_ghn.py" in t.line]
+    assert len(ghn) == 1
+    needs = {t.line.split("init=")[1].split()[0]: t.needs for t in plan.runs}
+    assert needs == {"random": [], "ghn": ghn}
