@@ -43,7 +43,7 @@ from pathlib import Path
 from bench.errors import USER_ERRORS
 from bench.layout import default_table_dir
 from bench.results.columns import ALL
-from bench.results.table import aggregate
+from bench.results.table import aggregate, table_kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     n_pairs = len({r["pair"] for r in rows} - {ALL})
+    if table_kind(args.runs_dir) == "horizon":
+        print(f"wrote {out}/ratios_by_epoch.csv, time_to_accuracy.csv, table.md"
+              f"{'' if args.no_plots else ', accuracy_by_epoch.png and ratio_by_epoch.png'} ({n_pairs} "
+              f"pair{'s' * (n_pairs != 1)}, {len(rows)} ratio rows)")
+        return 0
     print(f"wrote {out}/table.csv, table.md, table.tex{'' if args.no_plots else ' and plots'} "
           f"({n_pairs} pair{'s' * (n_pairs != 1)}, {len(rows)} rows)")
     return 0

@@ -143,7 +143,8 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
             continue
         level = float(np.mean([b[-1] for b in ref.bn.values()]))
         own = [s for (p, i, _), s in series.items() if p == pair and not _free(i)]
-        shown = sorted(free[target[pair]] + own, key=lambda s: (s.init != REFERENCE, s.init, s.recipe))
+        shown = sorted(free[target[pair]] + own,
+                       key=lambda s: (s.init != REFERENCE, s.init, s.recipe != reference_recipe, s.recipe))
         for s in shown:
             seeds = sorted(set(s.bn) & set(ref.bn))
             if s.init != REFERENCE or s.recipe != reference_recipe:

@@ -94,10 +94,10 @@ def _curves(runs: list[RunRecord], pair: str, init: str, recipe: str, epochs: in
 
 
 def _accuracy(runs, pairs, keys, colors, titles, time_rows, epochs) -> Figure:
-    fig = Figure(figsize=(6.2 * len(pairs) + 3.2, 4.6), layout="constrained")
+    fig = Figure(figsize=(max(6.2 * len(pairs), 9.0), 5.4), layout="constrained")
     axes = fig.subplots(1, len(pairs), sharey=True, squeeze=False)[0]
     targets = {r.pair: r.target for r in runs}
-    drawn, ns = set(), {}
+    drawn, ns, banded = set(), {}, False
     for ax, pair in zip(axes, pairs):
         level = next(r["random_final_best_bn"] for r in time_rows if r["pair"] == pair)
         for init, recipe in keys:
@@ -111,6 +111,7 @@ def _accuracy(runs, pairs, keys, colors, titles, time_rows, epochs) -> Figure:
             ax.plot(x, c.mean(axis=0), color=color, lw=1.6)
             if len(c) > 1:
                 ax.fill_between(x, c.min(axis=0), c.max(axis=0), color=color, alpha=0.18, lw=0)
+                banded = True
             drawn.add((init, recipe))
             ns.setdefault((init, recipe), set()).add(len(c))
         ax.axhline(level, color="k", ls=":", lw=1)
@@ -118,18 +119,22 @@ def _accuracy(runs, pairs, keys, colors, titles, time_rows, epochs) -> Figure:
         ax.set_title(titles.get(pair, pair), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation top-1, BatchNorm recalibrated")
+    from bench.results.horizon import _free
+
+    shared = len(pairs) > 1
     handles = [Line2D([], [], color=colors[k], lw=2.5,
-                      label=f"{_label(*k)} (n={'/'.join(map(str, sorted(ns[k])))} seeds)") for k in keys if k in drawn]
-    handles += [Patch(color=STYLE, alpha=0.25, lw=0, label="band: lowest..highest seed"),
-                Line2D([], [], color="k", ls=":", lw=1, label="R: random init's final best accuracy\n(mean over seeds)")]
-    fig.suptitle(f"Validation accuracy over {epochs} epochs, mean over seeds (random and GHN-2 runs are shared by "
-                 "both pairs: same target)", fontsize=10)
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+                      label=f"{_label(*k)} (n={'/'.join(map(str, sorted(ns[k])))} seeds"
+                      + (", the same runs in every panel)" if shared and _free(k[0]) else ")")) for k in keys if k in drawn]
+    if banded:
+        handles.append(Patch(color=STYLE, alpha=0.25, lw=0, label="band: lowest..highest seed"))
+    handles.append(Line2D([], [], color="k", ls=":", lw=1, label="R: random init's final best accuracy\n(mean over seeds)"))
+    fig.suptitle(f"Validation top-1 per epoch over {epochs} epochs, mean over seeds", fontsize=10)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8)
     return fig
 
 
 def _ratios(ratio_rows, pairs, keys, colors, titles) -> Figure:
-    fig = Figure(figsize=(6.2 * len(pairs) + 3.2, 4.6), layout="constrained")
+    fig = Figure(figsize=(max(6.2 * len(pairs), 9.0), 5.4), layout="constrained")
     axes = fig.subplots(1, len(pairs), sharey=True, squeeze=False)[0]
     drawn, band = set(), False
     for ax, pair in zip(axes, pairs):
@@ -155,5 +160,5 @@ def _ratios(ratio_rows, pairs, keys, colors, titles) -> Figure:
         handles.append(Patch(color=STYLE, alpha=0.25, lw=0, label="band: 95% t interval over seeds\n(paired by seed)"))
     handles.append(Line2D([], [], color="k", ls=":", lw=1, label="1: no gain over random init"))
     fig.suptitle("Ratio to random init of the best accuracy so far, mean over seeds", fontsize=10)
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8)
     return fig
