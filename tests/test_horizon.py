@@ -143,7 +143,7 @@ def test_files_and_pictures(tmp_path):
 def test_horizon_plan_is_seed_major_with_the_recipe_only_where_scoped(tmp_path):
     from bench.planning.plan import plan_sweep
 
-    plan = plan_sweep(["experiment=horizon", f"paths.runs={tmp_path}"])
+    plan = plan_sweep(["experiment=horizon", f"paths.runs={tmp_path}", "grid.resume_committed=false"])
     lines = [t.line for t in plan.runs]
     assert len(lines) == 15
     assert [int(l.split("seed=")[1].split()[0]) for l in lines] == [0] * 5 + [1] * 5 + [2] * 5
