@@ -83,5 +83,8 @@ def cell(source: str, row: tuple[str, ...], column: str) -> str:
 def number_in(quote: str, text: str) -> bool:
     """``quote`` occurs in ``text`` as whole numbers (0.46 is in '0.46 [+0.09, +0.77]', 0.4 and 1.46 are not);
     an interval's signs may be left out ('[0.09, 0.77]' for '[+0.09, +0.77]')."""
-    pattern = r"(?<![\d.])" + re.escape(quote).replace(r"\ ", r"\s+") + r"(?![\d])"
-    return re.search(pattern, text) is not None or re.search(pattern, text.replace("+", "")) is not None
+    def pattern(q: str) -> str:
+        return r"(?<![\d.])" + re.escape(q).replace(r"\ ", r"\s+") + r"(?![\d])"
+
+    return re.search(pattern(quote), text) is not None or \
+        re.search(pattern(quote.replace("+", "")), text.replace("+", "")) is not None
