@@ -180,3 +180,9 @@ def copy_layers(pairs) -> int:
         if _clip_copy_c is not None:
             return _copy_layers_c(pairs)
         return sum(_copy_layer(a, b) for a, b in pairs)
+
+
+def copy_matched(matching) -> int:
+    """Centre-clip every matched source layer of a :class:`dpiat.matching.Matching` into its target layer;
+    returns elements written."""
+    return copy_layers((s.module, t.module) for s, t, _ in matching.matched)

@@ -15,54 +15,24 @@ touches no harness code::
 An init function is called as ``fn(target, source=source_or_None, **options)``; it changes ``target``
 in place and returns a JSON-serialisable report (a dict with at least ``"method"``).
 Heavy methods are registered lazily as ``"module:function"`` so importing dpiat stays cheap. Transfer
-methods (faithful ``dpiat`` and its named variants) register here through ``dpiat.pipeline.register_method``,
-which makes each one an init of the same name.
+methods (faithful ``dpiat`` and its named variants) register through ``dpiat.registry.register_method``,
+which makes each one an init of the same name. The tables live in ``dpiat.registry``, which imports no
+method; this module looks them up, and imports ``dpiat.pipeline`` so that every built-in method is there.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
 from dpiat.errors import DpiatError, UnknownNameError
+# Every built-in transfer method (faithful dpiat and its variants) registers when pipeline is imported.
+from dpiat.pipeline import transfer
+from dpiat.registry import INITS as _REGISTRY
+from dpiat.registry import InitFn, InitMethod, register_init, register_lazy
 
-InitFn = Callable[..., dict]
-
-
-@dataclass(frozen=True)
-class InitMethod:
-    name: str
-    fn: InitFn | str  # a callable, or "module:attr" resolved on first use
-    needs_source: bool  # True: the method reads a trained source network
-    summary: str = ""
-
-    def resolve(self) -> InitFn:
-        if callable(self.fn):
-            return self.fn
-        module, _, attr = self.fn.partition(":")
-        return getattr(importlib.import_module(module), attr)
-
-
-_REGISTRY: dict[str, InitMethod] = {}
-
-
-def register_init(name: str, *, needs_source: bool, summary: str = "") -> Callable[[InitFn], InitFn]:
-    """Decorator: register ``fn`` as init method ``name``."""
-
-    def deco(fn: InitFn) -> InitFn:
-        _REGISTRY[name] = InitMethod(name, fn, needs_source, summary or (fn.__doc__ or "").strip().split("\n")[0])
-        return fn
-
-    return deco
-
-
-def register_lazy(name: str, target: str, *, needs_source: bool, summary: str = "") -> None:
-    """Register ``name`` -> ``"module:function"``, imported only when the method is used."""
-    _REGISTRY[name] = InitMethod(name, target, needs_source, summary)
+__all__ = ["InitFn", "InitMethod", "available_inits", "get_init", "initialize", "register_init", "register_lazy"]
 
 
 def get_init(name: str) -> InitMethod:
@@ -88,9 +58,18 @@ def initialize(name: str, target: nn.Module, *, source: nn.Module | str | None =
     method = get_init(name)
     if method.needs_source and source is None:
         raise DpiatError(f"init method {name!r} needs a trained source network, and none was given.")
-    report = method.resolve()(target, source=source, **options)
+    if method.transfer:
+        report = _transfer_init(target, source=source, method=name, **options)
+    else:
+        report = method.resolve()(target, source=source, **options)
     report.setdefault("method", name)
     return report
+
+
+def _transfer_init(target: nn.Module, source: nn.Module | None = None, *, method: str, **options) -> dict:
+    if options:
+        raise DpiatError(f"init method {method!r} takes no options, got {sorted(options)}")
+    return transfer(source, target, method=method).as_dict()
 
 
 @register_init("random", needs_source=False, summary="keep the target's default (timm) initialisation")
@@ -103,6 +82,3 @@ def random_init(target: nn.Module, source: nn.Module | None = None, **options: A
 
 register_lazy("ghn", "dpiat.ghn:ghn_init", needs_source=False,
               summary="GHN-2 parameter prediction (Knyazev et al. 2021); option checkpoint=PATH")
-
-# The transfer methods (faithful dpiat and its variants) are init methods too: dpiat.pipeline registers them.
-from dpiat import pipeline  # noqa: E402,F401  (after register_init: it calls it)

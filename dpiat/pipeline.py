@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from functools import partial
 
 import torch
 from torch import nn
 
-from dpiat.clip import clip_windows, copy_layers
+from dpiat.clip import clip_windows, copy_matched
 from dpiat.errors import DpiatError, UnknownNameError
-from dpiat.inits import register_init
 from dpiat.matching import Matching, match
 from dpiat.models import as_built_model
+from dpiat.registry import METHODS, STRUCTURES, TransferMethod, register_method
 
 
 @dataclass
@@ -102,45 +100,9 @@ def _check_has_storage(model: nn.Module, role: str) -> None:
         return
 
 
-def copy_matched(matching: Matching) -> int:
-    """Centre-clip every matched source layer into its target layer; returns elements written."""
-    return copy_layers((s.module, t.module) for s, t, _ in matching.matched)
-
-
 def _faithful(source: nn.Module, target: nn.Module) -> tuple[Matching, int]:
     matching = match(source, target)
     return matching, copy_matched(matching)
-
-
-# name -> fn(source, target) -> (Matching, parameter elements written[, details dict]).
-TransferMethod = Callable[[nn.Module, nn.Module], tuple]
-METHODS: dict[str, TransferMethod] = {}
-# name -> the standardization a method matches on, for methods that do not use the faithful one
-# (``similarity(a, b, method=name)`` reads it); absent: ``dpiat.standardize``.
-STRUCTURES: dict[str, Callable[[nn.Module], object]] = {}
-
-
-def register_method(name: str, fn: TransferMethod, *, summary: str, structure: Callable | None = None) -> None:
-    """Make ``fn`` available as ``transfer(source, target, method=name)`` and as the init method ``name``
-    (so the harness runs it with ``init=name``): one registration, one name everywhere.
-
-    ``fn(source, target)`` copies in place and returns ``(matching, elements_written)`` or
-    ``(matching, elements_written, details)``; ``details`` (JSON-able) lands in the report. ``structure``:
-    the method's own standardization (model -> Block) when it does not match on the faithful one; the
-    similarity of ``method=name`` then aligns those structures.
-    """
-    METHODS[name] = fn
-    if structure is not None:
-        STRUCTURES[name] = structure
-    else:
-        STRUCTURES.pop(name, None)
-    register_init(name, needs_source=True, summary=summary)(partial(_transfer_init, method=name))
-
-
-def _transfer_init(target: nn.Module, source: nn.Module | None = None, *, method: str, **options) -> dict:
-    if options:
-        raise DpiatError(f"init method {method!r} takes no options, got {sorted(options)}")
-    return transfer(source, target, method=method).as_dict()
 
 
 register_method("dpiat", _faithful, summary="faithful DPIAT transfer (Czyzewski et al. 2022)")
@@ -185,7 +147,9 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
     )
 
 
-__all__ = ["transfer", "TransferReport", "METHODS", "STRUCTURES", "register_method", "copy_matched", "clip_windows"]
+__all__ = ["transfer", "TransferReport", "METHODS", "STRUCTURES", "TransferMethod", "register_method", "copy_matched",
+           "clip_windows"]
 
-# The named variants register themselves here, so importing the registry gives all of them.
-from dpiat import struct, variants  # noqa: E402,F401  (after register_method: they call it)
+# The named variants register themselves in dpiat.registry, so importing this module gives all of them.
+# Imported after registering "dpiat": METHODS lists the faithful method first (as --method's help does).
+from dpiat import struct, variants  # noqa: E402,F401

@@ -44,7 +44,7 @@ from dpiat.clip import _clip_copy, copy_layers, one_thread
 from dpiat.errors import DpiatError, NoTransferableLayersError
 from dpiat.layers import is_dim, type_mask, weight_shape
 from dpiat.matching import Matching
-from dpiat.pipeline import register_method
+from dpiat.registry import register_method
 from dpiat.structure import Block, Layer
 
 # Kinds of the structure-aware leaves: mask bits above the ten PARAM bits (dpiat/layers.py), so that a leaf of

@@ -22,10 +22,10 @@ import math
 import torch
 from torch import nn
 
-from dpiat.clip import clip_copy, clip_windows, copy_layer
+from dpiat.clip import clip_copy, clip_windows, copy_layer, copy_matched
 from dpiat.layers import BATCHNORM, type_mask
 from dpiat.matching import Matching, match
-from dpiat.pipeline import copy_matched, register_method
+from dpiat.registry import register_method
 from dpiat.structure import Layer
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench import selection
+from bench import selection as entry
+from bench.results import selection
 from tests.test_aggregate import write_run
 
 # random t: seed0 BN curve 0.4 0.5, seed1 0.5 0.5
@@ -102,12 +103,12 @@ def test_reference_file_is_the_authors_67_pairs():
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert selection.main([str(tmp_path / "nope")]) == 2
+    assert entry.main([str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no such folder" in err
     empty = tmp_path / "runs" / "selection"
     empty.mkdir(parents=True)
-    assert selection.main([str(empty), "--out", str(tmp_path / "o")]) == 1
+    assert entry.main([str(empty), "--out", str(tmp_path / "o")]) == 1
     assert "no run.json" in capsys.readouterr().err
 
 

@@ -6,7 +6,7 @@ epochs (the rule the sweep plan follows to place them; the note says "shared wit
 its runs' target that holds only source-free inits is a baseline folder, not a pair. Runs with different
 target, data or epochs are never mixed; every run not averaged in is counted and named in the note, an
 interrupted one (recorded running, its process gone) as ``interrupted (resumable)``: never averaged in.
-Metric (``docs/protocol.md``, "Ratio metric"): README, "The table and its columns".
+Metric (``docs/protocol.md``, "Ratio metric"): docs/experiments.md, "The table and its columns".
 
     from bench.results.cells import build_cells, summarize_cell
     cells, notes = build_cells(runs, problems)      # from bench.results.runs.find_runs

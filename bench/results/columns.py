@@ -1,7 +1,7 @@
 """The table's rows: one per (pair, init), plus one ``ALL`` row per init; these are their columns, in order.
 
 Every writer (``table.csv``, ``table.md``, ``table.tex``, the plots) reads rows keyed by :data:`COLUMNS`;
-a new column goes here first. What each column means: README, "The table and its columns".
+a new column goes here first. What each column means: docs/experiments.md, "The table and its columns".
 
     >>> COLUMNS[:3], CLIPPED["ratio_best_mean"], CLIPPED["ratio_best_bn_mean"]
     (['pair', 'init', 'n'], 'ratio_best_clipped', 'ratio_best_bn_clipped')

@@ -63,7 +63,7 @@ def cpu_model() -> str:
 def hardware(trainer_cfg: Any) -> dict:
     """Where the run ran. On a CPU, results are bit-identical across runs only with the same torch version,
     thread count and CPU kernels (``cpu_capability``: the vector instruction set torch dispatched to), which
-    is why they are recorded (README, "Reproducibility")."""
+    is why they are recorded (docs/reproducing.md)."""
     gpu = on_gpu(trainer_cfg)
     return {"device": torch.cuda.get_device_name(0) if gpu and torch.cuda.is_available() else "cpu",
             "n_devices": int(trainer_cfg.devices) * int(trainer_cfg.num_nodes),

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from dpiat.clip import one_thread
-from dpiat.ghn.graph import Graph, GraphError, Node, _check_connected, _trace, _with_virtual_edges
+from dpiat.ghn.graph_core import Graph, GraphError, Node, _check_connected, _trace, _with_virtual_edges
 
 # ops that ppuda maps to a primitive (by the autograd class name before "Backward")
 _OPS = {"input": "input", "Mean": "glob_avg", "AdaptiveAvgPool2D": "glob_avg",
