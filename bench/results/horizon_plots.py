@@ -21,11 +21,17 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from bench.baselines import needs_source
 from bench.results.plots import STYLE, save_png
 from bench.running.record import RunRecord
 
 LABELS = {"random": "random init", "dpiat": "DPIAT (faithful)", "ghn": "GHN-2 predicted"}
 RECIPES = {"paper": "paper's recipe, Adam 4e-3", "adam_lr1e-3": "Adam 1e-3"}
+
+
+def _free(init: str) -> bool:
+    """A source-free init (random, ghn): its runs serve every pair of their target."""
+    return needs_source(init) is False
 
 
 def _label(init: str, recipe: str) -> str:
@@ -79,8 +85,6 @@ def write_horizon_plots(runs: list[RunRecord], ratio_rows: list[dict], time_rows
 
 def _curves(runs: list[RunRecord], pair: str, init: str, recipe: str, epochs: int, target: str) -> np.ndarray:
     """seeds x epochs of val_top1_bn for the finished runs of (init, recipe) serving ``pair``."""
-    from bench.results.horizon import _free
-
     rows = []
     for r in runs:
         if r.init != init or (r.recipe or "-") != recipe or r.status != "finished":
@@ -119,8 +123,6 @@ def _accuracy(runs, pairs, keys, colors, titles, time_rows, epochs) -> Figure:
         ax.set_title(titles.get(pair, pair), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation top-1, BatchNorm recalibrated")
-    from bench.results.horizon import _free
-
     shared = len(pairs) > 1
     handles = [Line2D([], [], color=colors[k], lw=2.5,
                       label=f"{_label(*k)} (n={'/'.join(map(str, sorted(ns[k])))} seeds"
