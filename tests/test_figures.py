@@ -25,6 +25,7 @@ PROXY, PROXY1 = "results/proxy/table.md", "results/proxy/epoch1/table.md"
 VARIANTS = "results/variants/table.md"
 VIT4, VIT1, VIT1_E1 = ("results/transformers/table.md", "results/transformers_lr1e-3/table.md",
                        "results/transformers_lr1e-3/epoch1/table.md")
+HZ, HZT = "results/horizon/ratios_by_epoch.csv", "results/horizon/time_to_accuracy.csv"
 SELECTION, RECIPE = "results/selection/selection.md", "results/recipe/table.md"
 OURS3, OURS1 = "BN ratio to random, last epoch (3)", "BN ratio to random, epoch 1"
 SIM = "DPIAT similarity (the paper's)"
@@ -34,6 +35,10 @@ D, DS, TD, CX = ("tinynet_d_to_e", "dpiat"), ("vit_small_to_tiny_32px", "dpiat_s
 
 # (page, text in the page, the figure in that text, its file, its row, its column)
 FIGURES = [
+    ("README.md", "1.02 after 50", "1.02", HZ, (TD, "dpiat", "paper", "50"), "ratio_bn_mean"),
+    ("README.md", "cross-family 1.01", "1.01", HZ, ("resnet10t_to_tinynet_e", "dpiat", "paper", "50"), "ratio_bn_mean"),
+    ("README.md", "a mean 21.7 epochs", "21.7", HZT, (TD, "dpiat", "paper"), "epochs_to_reach_mean"),
+    ("README.md", "(1.3 under Adam 1e-3)", "1.3", HZT, (TD, "dpiat", "adam_lr1e-3"), "epochs_to_reach_mean"),
     ("README.md", "yes: 1.25 [1.17, 1.34] after 3 epochs", "1.25 [1.17, 1.34]", PROXY, D, RB),
     ("README.md", "2.03 [1.68, 2.38] after 1", "2.03 [1.68, 2.38]", PROXY1, D, RB),
     ("README.md", "across families 0.99-", "0.99", PROXY, ("lite0_imagenet_to_tinynet_e", "dpiat"), RB),
