@@ -308,10 +308,14 @@ def _is_norm(item) -> bool:
 
 def _walk(module: nn.Module, name: str, level: int):
     """``dpiat.structure._flat`` with the leaves of this variant; the same rules of blocks and splicing, but
-    for one: in a module that holds a container of blocks, norms do not count as single layers in the vote.
-    A stage of PVT-v2 B1 ([downsample conv, its norm, 2 blocks, norm]) would otherwise be one flat block while
-    B2's (4 blocks) is a container of blocks, and no block of one could meet a block of the other. Without
-    norms (a CNN) the vote is the faithful one."""
+    for two about norms (without norms, in a CNN, the vote is the faithful one):
+
+    - in a module that holds a container of blocks, norms do not count as single layers in the vote. A stage
+      of PVT-v2 B1 ([downsample conv, its norm, 2 blocks, norm]) would otherwise be one flat block while B2's
+      (4 blocks) is a container of blocks, and no block of one could meet a block of the other;
+    - in any other module, a tie between singles and blocks is a block when norms are among the singles: a
+      plain pre-norm block (norm1, attn, norm2, mlp) would otherwise be dissolved into its parent, its norms
+      loose between the blocks of its attention and MLP, where no block of a timm ViT can meet them."""
     if isinstance(module, NORMS):
         return 0, 0, _norm_leaf(name, module)
     mask = type_mask(module)
@@ -349,7 +353,10 @@ def _walk(module: nn.Module, name: str, level: int):
             n_norms += _is_norm(e)
     if holds_container:
         n_single -= n_norms
-    if n_single > n_blocks and level > 0:
+    # a tie with norms among the singles is a block: a pre-norm transformer block (norm1, attn, norm2, mlp) is
+    # one unit, as timm's is thanks to its placeholder modules (ls1, drop_path1, ...)
+    tie_with_norms = n_norms and not holds_container and n_single == n_blocks
+    if (n_single > n_blocks or tie_with_norms) and level > 0:
         flat: list = []
         for item in entries:
             if isinstance(item, list):

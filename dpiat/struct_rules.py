@@ -93,8 +93,8 @@ class Correspondence:
 
     def _vote(self, name: str) -> str | None:
         prefix = name + "."
-        votes: Counter = Counter()
-        partners = []
+        same_path: Counter = Counter()  # partner X.r for leaf M.r: X
+        same_depth: Counter = Counter()  # partner x1...xk.y1..yd for leaf M.r, r of d parts: x1...xk
         for s, t in self.pairs:
             if t == name:
                 rel = ""
@@ -102,26 +102,21 @@ class Correspondence:
                 rel = t[len(prefix):]
             else:
                 continue
-            partners.append(s)
             if not rel:
-                votes[s] += 1
-            elif s == rel:
-                votes[""] += 1
+                same_path[s] += 1
+                continue
+            if s == rel:
+                same_path[""] += 1
             elif s.endswith("." + rel):
-                votes[s[:-len(rel) - 1]] += 1
-        if votes:
-            return votes.most_common(1)[0][0]
-        if not partners:
-            return None
-        common = partners[0].split(".")
-        for s in partners[1:]:
-            parts = s.split(".")
-            n = 0
-            while n < min(len(common), len(parts)) and common[n] == parts[n]:
-                n += 1
-            common = common[:n]
-        anc = ".".join(common)
-        return anc if anc in self.source else None
+                same_path[s[:-len(rel) - 1]] += 1
+            parts, depth = s.split("."), rel.count(".") + 1
+            if len(parts) >= depth:
+                same_depth[".".join(parts[:len(parts) - depth])] += 1
+        for votes in (same_path, same_depth):
+            for cand, _ in votes.most_common():
+                if cand in self.source:
+                    return cand
+        return None
 
     def _child(self, parent: str, source_parent: str, last: str) -> str | None:
         cand = f"{source_parent}.{last}" if source_parent else last

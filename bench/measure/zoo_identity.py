@@ -46,7 +46,8 @@ def architectures(pattern: str | None) -> list[str]:
     import timm
 
     names = sorted({n.split(".", 1)[0] for n in timm.list_models(pretrained=True)})
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    patterns = pattern.split(",") if pattern else ["*"]
+    return [n for n in names if any(fnmatch.fnmatch(n, p) for p in patterns)]
 
 
 def family(name: str) -> str:
@@ -161,7 +162,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-params", type=float, default=60e6, help="parameter cap (default 60e6)")
     p.add_argument("--methods", default="dpiat_struct,dpiat", help="comma-separated transfer methods")
-    p.add_argument("--only", default=None, help="fnmatch pattern of architecture names")
+    p.add_argument("--only", default=None, help="fnmatch patterns of architecture names, comma-separated")
     p.add_argument("--out", default="results/zoo/identity.csv")
     p.add_argument("--shard", default="0/1", help="i/n: this process checks every n-th architecture from i")
     p.add_argument("--summary", action="store_true", help="print the summary of the CSV and exit")
