@@ -6,21 +6,28 @@ centre crop from a wider source gives the target's queries the source's last que
 rows. ``dpiat_struct`` keeps the faithful standardization, scores, DP and centre rule, and adds to the
 structure what these networks are made of (docs/method.md, "dpiat_struct"):
 
-- a fused ``qkv`` projection of an attention module (a module with a ``qkv`` Linear and ``num_heads``) is
-  three layers, q, k and v, each scored and matched on its own; inside each, rows are (heads, head_dim), and
-  the centre rule is applied per axis: whole heads are kept or pasted by head index (centre), head_dim is
-  cropped or pasted inside each head (centre). The attention's output projection ``proj`` reads its input
-  columns with the same windows, a ``gate`` its output rows, a norm over all heads its channels;
+- a fused [q | k | v] projection (timm's ``qkv``, nanoGPT's ``c_attn``, ``nn.MultiheadAttention``'s
+  ``in_proj_weight``, PVT's ``kv`` beside ``q``) is three layers, q, k and v, each scored and matched on its
+  own; with a head count (``num_heads``, ``n_head``, ``heads``, ...) rows are (heads, head_dim), and the centre
+  rule is applied per axis: whole heads are kept or pasted by head index (centre), head_dim is cropped or
+  pasted inside each head (centre); without one, the projection is still split in three (and the report says
+  so). The output projection (``proj``, ``c_proj``, ``out_proj``, ...) reads its input columns with the same
+  windows, a ``gate`` its output rows, a norm over all heads its channels;
 - LayerNorm (timm's LayerNorm2d included), GroupNorm, RMSNorm (torch's and timm's) are layers of their own
   kind: their weight and bias are clipped as BatchNorm's are;
 - free parameters: layer scales (``gamma``, ``gamma_1``...), class / register / distillation tokens,
   position embeddings (the grid resampled to the target's grid, bicubic, then the width clipped) and Swin's
   relative position bias tables (resampled to the target's window, heads clipped like the heads of qkv);
 - Swin's patch merging: its norm and its ``reduction`` input read (2x2 positions, channels), clipped per
-  axis so that the four positions stay four positions.
+  axis so that the four positions stay four positions;
+- norms do not tip the block vote of a module that holds a container of blocks, and tie it to a block
+  elsewhere (:func:`_walk`);
+- after the DP's pairs are copied, the general rule (dpiat/struct_rules.py): every target parameter still
+  unwritten, other than a Conv/Linear/BatchNorm weight or bias, is matched with its module and copied from
+  the same-named parameter of the corresponding source module, by the rule of its layout.
 
 A network without any of these (a CNN of Conv/BatchNorm/Linear) gets the same structure, matching and copy
-as ``dpiat``, bit for bit (tested).
+as ``dpiat``, bit for bit (tested). What stays unwritten is named in ``report.tensors_left``.
 
     >>> import timm, torch, dpiat
     >>> src = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=2).eval()
