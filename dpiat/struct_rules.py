@@ -8,8 +8,8 @@ such target parameter ``M.attr``, the source module ``M'`` that corresponds to `
 pairs (:class:`Correspondence`), and ``M'.attr`` (the same name) is copied into ``M.attr``.
 
     >>> import torch, timm, dpiat
-    >>> src = timm.create_model("resmlp_12_224", img_size=32, patch_size=8, num_classes=10)
-    >>> dst = timm.create_model("resmlp_12_224", img_size=32, patch_size=8, num_classes=10)
+    >>> src = timm.create_model("resmlp_12_224", img_size=32, num_classes=10)
+    >>> dst = timm.create_model("resmlp_12_224", img_size=32, num_classes=10)
     >>> report = dpiat.transfer(src, dst, method="dpiat_struct")       # ResMLP's Affine and ls1/ls2 too
     >>> report.tensors_left, torch.equal(src.blocks[3].norm1.alpha, dst.blocks[3].norm1.alpha)
     ([], True)
@@ -58,10 +58,6 @@ def head_count(module: nn.Module) -> int | None:
         if isinstance(h, int) and not isinstance(h, bool) and h > 0:
             return h
     return None
-
-
-def is_norm(module: nn.Module, norms: tuple) -> bool:
-    return isinstance(module, norms)
 
 
 class Correspondence:
