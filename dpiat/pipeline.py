@@ -170,13 +170,15 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
     _check_has_storage(source, "source")
     _check_has_storage(target, "target")
     # In-place writes (copy_, the C copy) bump a tensor's version counter: read before and after, outside the
-    # timed span, they tell which target parameters received nothing, whatever the method.
-    versions = [(n, p, p._version) for n, p in target.named_parameters()]
+    # timed span, they tell which target parameters received nothing, whatever the method. Inference tensors
+    # (made under torch.inference_mode()) keep no counter: a copy of their values stands in, so one written
+    # with the values it already held is listed too (over-reported, never missed).
+    versions = [(n, p, p.detach().clone() if p.is_inference() else p._version) for n, p in target.named_parameters()]
     t0 = time.perf_counter()
     total = _n_parameters(target)  # first: the module objects are still in the cache, the copies evict them
     matching, written, *extra = METHODS[method](source, target)
     seconds = time.perf_counter() - t0
-    left = [n for n, p, v in versions if p._version == v]
+    left = [n for n, p, v in versions if (torch.equal(p, v) if isinstance(v, torch.Tensor) else p._version == v)]
     matched = matching.matched
     return TransferReport(
         method=method,

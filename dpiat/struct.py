@@ -479,8 +479,8 @@ def _attention_heads(module: nn.Module):
 
 def _versions(model: nn.Module) -> dict[str, int]:
     """Every parameter's version counter: in-place writes (copy_, the C copy) bump it, so a parameter whose
-    counter did not move was not written."""
-    return {n: p._version for n, p in model.named_parameters()}
+    counter did not move was not written. Inference tensors keep no counter and are left out (not tracked)."""
+    return {n: p._version for n, p in model.named_parameters() if not p.is_inference()}
 
 
 def dpiat_struct(source: nn.Module, target: nn.Module):

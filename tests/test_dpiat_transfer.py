@@ -261,3 +261,11 @@ def test_the_parameter_count_behind_fraction_overwritten_equals_model_parameters
     for m in ("tinynet_e", "mixnet_s"):
         net = timm.create_model(m)
         assert _n_parameters(net) == sum(p.numel() for p in net.parameters())
+
+
+def test_tensors_left_are_found_in_inference_mode_too():
+    with torch.inference_mode():  # inference tensors keep no version counter: values are compared instead
+        src = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=1, num_classes=10)
+        dst = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=1, num_classes=10)
+        report = dpiat.transfer(src, dst)
+    assert "cls_token" in report.tensors_left and "head.weight" not in report.tensors_left
