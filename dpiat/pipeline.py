@@ -41,6 +41,8 @@ class TransferReport:
     seconds: float
     pairs: list[tuple[str | None, str | None]] = field(repr=False)
     details: dict = field(default_factory=dict)  # what a named variant did beyond the faithful copy
+    # target parameters the transfer wrote nothing into: they keep the target's own values (its random init)
+    tensors_left: list[str] = field(default_factory=list)
     # the target that was filled: the module passed in, or the one built from a timm name (not in as_dict)
     target_model: nn.Module | None = field(default=None, repr=False, compare=False)
 
@@ -51,9 +53,13 @@ class TransferReport:
         return d
 
     def summary(self) -> str:
+        n = len(self.tensors_left)
+        left = ("every target parameter tensor written" if not n else
+                f"{n} target parameter tensor{'s' if n > 1 else ''} left at init ("
+                + ", ".join(self.tensors_left[:3]) + (", ..." if n > 3 else "") + "; report.tensors_left)")
         return (f"{self.method}: {self.source} -> {self.target}: matched {self.n_matched}/{self.n_target_layers} "
                 f"target layers ({self.n_identical_shape} with identical shapes), overwrote "
-                f"{100 * self.fraction_overwritten:.1f}% of target parameters, V={self.value:.3f}, "
+                f"{100 * self.fraction_overwritten:.1f}% of target parameters, {left}, V={self.value:.3f}, "
                 f"{1000 * self.seconds:.1f} ms")
 
 
@@ -125,10 +131,16 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
     source, target = as_built_model(source, "source"), as_built_model(target, "target")
     _check_has_storage(source, "source")
     _check_has_storage(target, "target")
+    # In-place writes (copy_, the C copy) bump a tensor's version counter: read before and after, outside the
+    # timed span, they tell which target parameters received nothing, whatever the method. Inference tensors
+    # (made under torch.inference_mode()) keep no counter: a copy of their values stands in, so one written
+    # with the values it already held is listed too (over-reported, never missed).
+    versions = [(n, p, p.detach().clone() if p.is_inference() else p._version) for n, p in target.named_parameters()]
     t0 = time.perf_counter()
     total = _n_parameters(target)  # first: the module objects are still in the cache, the copies evict them
     matching, written, *extra = METHODS[method](source, target)
     seconds = time.perf_counter() - t0
+    left = [n for n, p, v in versions if (torch.equal(p, v) if isinstance(v, torch.Tensor) else p._version == v)]
     matched = matching.matched
     return TransferReport(
         method=method,
@@ -143,6 +155,7 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
         seconds=seconds,
         pairs=matching.pairs,
         details=extra[0] if extra else {},
+        tensors_left=left,
         target_model=target,
     )
 

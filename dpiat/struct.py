@@ -6,21 +6,28 @@ centre crop from a wider source gives the target's queries the source's last que
 rows. ``dpiat_struct`` keeps the faithful standardization, scores, DP and centre rule, and adds to the
 structure what these networks are made of (docs/method.md, "dpiat_struct"):
 
-- a fused ``qkv`` projection of an attention module (a module with a ``qkv`` Linear and ``num_heads``) is
-  three layers, q, k and v, each scored and matched on its own; inside each, rows are (heads, head_dim), and
-  the centre rule is applied per axis: whole heads are kept or pasted by head index (centre), head_dim is
-  cropped or pasted inside each head (centre). The attention's output projection ``proj`` reads its input
-  columns with the same windows, a ``gate`` its output rows, a norm over all heads its channels;
+- a fused [q | k | v] projection (timm's ``qkv``, nanoGPT's ``c_attn``, ``nn.MultiheadAttention``'s
+  ``in_proj_weight``, PVT's ``kv`` beside ``q``) is three layers, q, k and v, each scored and matched on its
+  own; with a head count (``num_heads``, ``n_head``, ``heads``, ...) rows are (heads, head_dim), and the centre
+  rule is applied per axis: whole heads are kept or pasted by head index (centre), head_dim is cropped or
+  pasted inside each head (centre); without one, the projection is still split in three (and the report says
+  so). The output projection (``proj``, ``c_proj``, ``out_proj``, ...) reads its input columns with the same
+  windows, a ``gate`` its output rows, a norm over all heads its channels;
 - LayerNorm (timm's LayerNorm2d included), GroupNorm, RMSNorm (torch's and timm's) are layers of their own
   kind: their weight and bias are clipped as BatchNorm's are;
 - free parameters: layer scales (``gamma``, ``gamma_1``...), class / register / distillation tokens,
   position embeddings (the grid resampled to the target's grid, bicubic, then the width clipped) and Swin's
   relative position bias tables (resampled to the target's window, heads clipped like the heads of qkv);
 - Swin's patch merging: its norm and its ``reduction`` input read (2x2 positions, channels), clipped per
-  axis so that the four positions stay four positions.
+  axis so that the four positions stay four positions;
+- norms do not tip the block vote of a module that holds a container of blocks, and tie it to a block
+  elsewhere (:func:`_walk`);
+- after the DP's pairs are copied, the general rule (dpiat/struct_rules.py): every target parameter still
+  unwritten, other than a Conv/Linear/BatchNorm weight or bias, is matched with its module and copied from
+  the same-named parameter of the corresponding source module, by the rule of its layout.
 
 A network without any of these (a CNN of Conv/BatchNorm/Linear) gets the same structure, matching and copy
-as ``dpiat``, bit for bit (tested).
+as ``dpiat``, bit for bit (tested). What stays unwritten is named in ``report.tensors_left``.
 
     >>> import timm, torch, dpiat
     >>> src = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=2).eval()
@@ -36,7 +43,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from dpiat.alignment import Aligner
@@ -46,6 +52,8 @@ from dpiat.layers import is_dim, type_mask, weight_shape
 from dpiat.matching import Matching
 from dpiat.registry import register_method
 from dpiat.structure import Block, Layer
+
+from dpiat import struct_rules as rules  # noqa: E402  (the general rule and the copy rules by layout)
 
 # Kinds of the structure-aware leaves: mask bits above the ten PARAM bits (dpiat/layers.py), so that a leaf of
 # one kind scores only against leaves of the same kind (shape score otherwise, as for PARAM layers).
@@ -122,21 +130,42 @@ class Part(Layer):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _heads(module: nn.Module) -> tuple[int, int] | None:
-    """(heads, head_dim) of an attention module with a fused ``qkv`` Linear whose rows are
-    [q | k | v] x heads x head_dim (timm's Attention, Swin's WindowAttention); None otherwise."""
-    qkv = module._modules.get("qkv")
-    heads = getattr(module, "num_heads", None)
-    if not isinstance(qkv, nn.Linear) or not isinstance(heads, int) or heads <= 0:
-        return None
-    out = qkv.out_features
-    if out % (3 * heads):
-        return None
-    head_dim = out // (3 * heads)
+# Names of a fused [q | k | v] projection (timm, nanoGPT, others) and of the output projection reading the heads.
+FUSED_QKV = ("qkv", "c_attn", "qkv_proj", "to_qkv", "Wqkv", "wqkv")
+OUT_PROJ = ("proj", "c_proj", "out_proj", "o_proj", "to_out", "proj_out")
+
+
+def _head_split(module: nn.Module, attn_dim: int):
+    """(heads, head_dim) of an attention module whose projections are ``attn_dim`` wide, from the head count it
+    declares (``num_heads``, ``n_head``, ``heads``, ...) or its ``head_dim``; None when it declares neither;
+    False when what it declares contradicts ``attn_dim`` (another layout: not split at all)."""
+    heads = rules.head_count(module)
     declared = getattr(module, "head_dim", None)
-    if isinstance(declared, int) and declared != head_dim:
-        return None
-    return heads, head_dim
+    declared = declared if isinstance(declared, int) and declared > 0 else None
+    if heads is None:
+        if declared is None:
+            return None
+        return (attn_dim // declared, declared) if attn_dim % declared == 0 else False
+    if attn_dim % heads or (declared is not None and declared != attn_dim // heads):
+        return False
+    return heads, attn_dim // heads
+
+
+def _fused(module: nn.Module):
+    """The fused projection of an attention module: (child name, Linear, parts, heads), where ``parts`` is
+    ``("q", "k", "v")`` for a [q | k | v] projection and ``("k", "v")`` for a [k | v] one beside a ``q``
+    Linear (PVT); ``heads`` is (heads, head_dim), or None when the module declares no head count (then the
+    projection is still split into its parts, and the report says so). None: no fused projection."""
+    for name in FUSED_QKV:
+        lin = module._modules.get(name)
+        if isinstance(lin, nn.Linear) and lin.out_features and lin.out_features % 3 == 0:
+            heads = _head_split(module, lin.out_features // 3)
+            return None if heads is False else (name, lin, ("q", "k", "v"), heads)
+    kv, q = module._modules.get("kv"), module._modules.get("q")
+    if isinstance(kv, nn.Linear) and isinstance(q, nn.Linear) and kv.out_features == 2 * q.out_features > 0:
+        heads = _head_split(module, q.out_features)
+        return None if heads is False else ("kv", kv, ("k", "v"), heads)
+    return None
 
 
 def _merge_factors(module: nn.Module) -> tuple[int, int] | None:
@@ -160,23 +189,50 @@ def _linear_leaf(name: str, module: nn.Module, factors: dict) -> Layer:
     return Part(name, module, type_mask(module), weight_shape(module), factors=factors)
 
 
+PART_KINDS = {"q": QUERY, "k": KEY, "v": VALUE}
+
+
+def _qkv_parts(prefix: str, module: nn.Module, attrs, parts, heads, rows: int, width: int) -> list[Part]:
+    shape = (rows, width)
+    factors = {0: heads} if heads else None
+    return [Part(f"{prefix}[{p}]", module, PART_KINDS[p], shape, attrs=attrs, rows=(i, len(parts)), factors=factors)
+            for i, p in enumerate(parts)]
+
+
+def _mha_parts(module: nn.Module, prefix: str) -> list[Part]:
+    """q, k and v of ``nn.MultiheadAttention``'s packed ``in_proj_weight`` / ``in_proj_bias`` ([q | k | v] rows,
+    heads after heads, as timm's qkv)."""
+    w = module._parameters.get("in_proj_weight")
+    if not isinstance(module, nn.MultiheadAttention) or w is None or not module._qkv_same_embed_dim:
+        return []
+    heads = (module.num_heads, module.head_dim)
+    return _qkv_parts(prefix + "in_proj", module, ("in_proj_weight", "in_proj_bias"), ("q", "k", "v"), heads,
+                      module.embed_dim, int(w.shape[1]))
+
+
 def _special_children(module: nn.Module, prefix: str) -> dict:
     """Children of an attention or patch-merging module whose leaves need the structure: child name ->
     (depth, n_dim, entry) as the walk returns them."""
     out = {}
-    heads = _heads(module)
-    if heads is not None:
-        h, d = heads
-        attn_dim = h * d
-        qkv = module._modules["qkv"]
-        shape = (attn_dim, qkv.in_features)
-        parts = [Part(f"{prefix}qkv[{p}]", qkv, kind, shape, rows=(i, 3), factors={0: heads})
-                 for i, (p, kind) in enumerate((("q", QUERY), ("k", KEY), ("v", VALUE)))]
-        out["qkv"] = (1, 1, parts)  # a list with one DIM layer: spliced into the attention block, as singles
+    fused = _fused(module)
+    mha = isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim
+    if fused is not None or mha:
+        if fused is not None:
+            name, lin, parts, heads = fused
+            attn_dim = lin.out_features // len(parts)
+            out[name] = (1, 1, _qkv_parts(prefix + name, lin, ("weight", "bias"), parts, heads, attn_dim,
+                                          lin.in_features))  # a list with one DIM layer: spliced, as singles
+            q = module._modules.get("q") if parts == ("k", "v") else None
+            if q is not None:
+                out["q"] = (0, 1, Part(prefix + "q", q, QUERY, weight_shape(q), factors={0: heads} if heads else None))
+        else:
+            heads, attn_dim = (module.num_heads, module.head_dim), module.embed_dim
+        if heads is None:
+            return out
         for child_name, child in module._modules.items():
-            if child is None or child_name == "qkv":
+            if child is None or child_name in out:
                 continue
-            if isinstance(child, nn.Linear) and child_name == "proj" and child.in_features == attn_dim:
+            if isinstance(child, nn.Linear) and child_name in OUT_PROJ and child.in_features == attn_dim:
                 out[child_name] = (0, 1, _linear_leaf(prefix + child_name, child, {1: heads}))
             elif isinstance(child, nn.Linear) and child_name == "gate" and child.out_features == attn_dim:
                 out[child_name] = (0, 1, _linear_leaf(prefix + child_name, child, {0: heads}))
@@ -213,9 +269,10 @@ def _free_kind(attr: str, p: torch.Tensor) -> int:
 
 def _pos_grid(owner: nn.Module, p: torch.Tensor):
     """(prefix tokens, (grid h, grid w)) of a ViT-style position embedding [1, prefix + h*w, dim], or
-    ("nhwc", (h, w)) for one shaped [1, h, w, dim]; None when the grid cannot be read."""
+    ("nhwc", (h, w)) / ("nchw", (h, w)) for one shaped [1, h, w, dim] / [1, dim, h, w] (SAM's / Hiera's), told
+    apart by which two sizes are equal (:func:`dpiat.struct_rules.layout4`); None when the grid cannot be read."""
     if p.dim() == 4:
-        return "nhwc", (int(p.shape[1]), int(p.shape[2]))
+        return rules.grid4(p)
     if p.dim() != 3:
         return None
     tokens = int(p.shape[1])
@@ -252,8 +309,20 @@ def _free_leaves(module: nn.Module, prefix: str) -> list[Part]:
     return leaves
 
 
+def _is_norm(item) -> bool:
+    return isinstance(item, Part) and item.mask == NORM
+
+
 def _walk(module: nn.Module, name: str, level: int):
-    """``dpiat.structure._flat`` with the leaves of this variant; the same rules of blocks and splicing."""
+    """``dpiat.structure._flat`` with the leaves of this variant; the same rules of blocks and splicing, but
+    for two about norms (without norms, in a CNN, the vote is the faithful one):
+
+    - in a module that holds a container of blocks, norms do not count as single layers in the vote. A stage
+      of PVT-v2 B1 ([downsample conv, its norm, 2 blocks, norm]) would otherwise be one flat block while B2's
+      (4 blocks) is a container of blocks, and no block of one could meet a block of the other;
+    - in any other module, a tie between singles and blocks is a block when norms are among the singles: a
+      plain pre-norm block (norm1, attn, norm2, mlp) would otherwise be dissolved into its parent, its norms
+      loose between the blocks of its attention and MLP, where no block of a timm ViT can meet them."""
     if isinstance(module, NORMS):
         return 0, 0, _norm_leaf(name, module)
     mask = type_mask(module)
@@ -262,15 +331,18 @@ def _walk(module: nn.Module, name: str, level: int):
     prefix = name + "." if name else ""
     special = _special_children(module, prefix)
     kids = list(module.named_children())
-    own = _free_leaves(module, prefix)
+    mha = _mha_parts(module, prefix)  # q, k, v of a packed projection: one DIM layer, as a fused qkv
+    own = mha + _free_leaves(module, prefix)
     child_level = level if len(kids) + len(own) == 1 else level + 1
     entries: list = list(own)  # a module's own parameters first, as in its state_dict
-    n_blocks, n_single, n_dim = 0, len(own), 0
+    n_blocks, n_single, n_dim = 0, len(own), 1 if mha else 0
+    n_norms, holds_container = 0, False
     for child_name, child in kids:
         hit = special.get(child_name)
         d, k, e = hit if hit is not None else _walk(child, prefix + child_name, child_level)
         n_dim += k
         if isinstance(e, list):
+            holds_container = holds_container or d > 1
             if d > 1 or k < 2:
                 for item in e:
                     entries.append(item)
@@ -278,13 +350,20 @@ def _walk(module: nn.Module, name: str, level: int):
                         n_blocks += 1
                     else:
                         n_single += 1
+                        n_norms += _is_norm(item)
             else:
                 entries.append(e)
                 n_blocks += 1
         else:
             entries.append(e)
             n_single += 1
-    if n_single > n_blocks and level > 0:
+            n_norms += _is_norm(e)
+    if holds_container:
+        n_single -= n_norms
+    # a tie with norms among the singles is a block: a pre-norm transformer block (norm1, attn, norm2, mlp) is
+    # one unit, as timm's is thanks to its placeholder modules (ls1, drop_path1, ...)
+    tie_with_norms = n_norms and not holds_container and n_single == n_blocks
+    if (n_single > n_blocks or tie_with_norms) and level > 0:
         flat: list = []
         for item in entries:
             if isinstance(item, list):
@@ -336,77 +415,6 @@ def match_struct(source: nn.Module, target: nn.Module, *, aligner: Aligner | Non
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _factored_clip(a: torch.Tensor, b: torch.Tensor, fa: dict, fb: dict) -> int:
-    """Centre-clip ``a`` into ``b`` where a dimension factored on both sides (into as many axes) is clipped
-    axis by axis: rows (heads, head_dim) keep whole heads by head index and the centre of each head."""
-    if a.dim() != b.dim():
-        return 0
-    a_shape, b_shape = [], []
-    for d in range(a.dim()):
-        x, y = fa.get(d), fb.get(d)
-        if x and y and len(x) == len(y) and math.prod(x) == a.shape[d] and math.prod(y) == b.shape[d]:
-            a_shape += x
-            b_shape += y
-        else:
-            a_shape.append(a.shape[d])
-            b_shape.append(b.shape[d])
-    if len(a_shape) == a.dim():
-        return _clip_copy(a, b)
-    av = a.reshape(a_shape)
-    try:
-        bv = b.view(b_shape)
-    except RuntimeError:  # a target that is not viewable this way: copy into a contiguous copy, then back
-        tmp = b.contiguous().view(b_shape)
-        n = _clip_copy(av, tmp)
-        b.copy_(tmp.view(b.shape))
-        return n
-    return _clip_copy(av, bv)
-
-
-def _interpolate(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``x`` [1, C, h, w] resampled to ``size`` (bicubic, antialiased when shrinking), in x's dtype."""
-    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    y = F.interpolate(x.float(), size=size, mode="bicubic", align_corners=False, antialias=shrink)
-    return y.to(x.dtype)
-
-
-def _copy_pos_embed(a: torch.Tensor, b: torch.Tensor, ga, gb) -> tuple[int, bool]:
-    """Position embedding: the grid resampled to the target's, prefix tokens (class, registers) taken from
-    the front, the width centre-clipped. Returns (elements written, resampled?)."""
-    if ga is None or gb is None or (ga[0] == "nhwc") != (gb[0] == "nhwc"):
-        return _clip_copy(a, b), False
-    if ga[0] == "nhwc":  # [1, h, w, dim]
-        grid = a
-        if ga[1] != gb[1]:
-            grid = _interpolate(a.permute(0, 3, 1, 2), gb[1]).permute(0, 2, 3, 1)
-        return _clip_copy(grid, b), ga[1] != gb[1]
-    (pa, (ha, wa)), (pb, (hb, wb)) = ga, gb
-    written = 0
-    n = min(pa, pb)
-    if n:
-        written += _clip_copy(a[:, :n], b[:, :n])
-    grid = a[:, pa:]
-    if (ha, wa) != (hb, wb):
-        image = grid.reshape(1, ha, wa, a.shape[-1]).permute(0, 3, 1, 2)
-        grid = _interpolate(image, (hb, wb)).permute(0, 2, 3, 1).reshape(1, hb * wb, a.shape[-1])
-    written += _clip_copy(grid, b[:, pb:])
-    return written, (ha, wa) != (hb, wb)
-
-
-def _copy_rel_bias(a: torch.Tensor, b: torch.Tensor, ga, gb) -> tuple[int, bool]:
-    """Relative position bias table [(2Wh-1)*(2Ww-1), heads]: resampled to the target's window, then the
-    heads centre-clipped (the heads the target's qkv keeps)."""
-    if ga is None or gb is None or ga == gb:
-        return _clip_copy(a, b), False
-    image = a.t().reshape(1, a.shape[1], ga[0], ga[1])
-    table = _interpolate(image, gb).reshape(a.shape[1], gb[0] * gb[1]).t()
-    return _clip_copy(table, b), True
-
-
-def _factors(leaf: Layer) -> dict:
-    return leaf.factors if isinstance(leaf, Part) else {}
-
-
 def _tensors(leaf: Layer) -> list:
     if isinstance(leaf, Part):
         return leaf.tensors()
@@ -416,35 +424,72 @@ def _tensors(leaf: Layer) -> list:
 def copy_part(s: Layer, t: Layer) -> tuple[int, bool]:
     """Copy one matched pair of which at least one side is a :class:`Part`; (elements written, resampled?)."""
     written, resampled = 0, False
+    fs, ft = (s.factors if isinstance(s, Part) else {}), (t.factors if isinstance(t, Part) else {})
     for a, b in zip(_tensors(s), _tensors(t)):
         if a is None or b is None:
             continue
         if t.mask == POS_EMBED:
-            n, r = _copy_pos_embed(a, b, s.grid, t.grid)
+            n, r = rules.copy_pos_embed(a, b, s.grid, t.grid)
         elif t.mask == REL_POS_BIAS:
-            n, r = _copy_rel_bias(a, b, s.grid, t.grid)
+            n, r = rules.copy_rel_bias(a, b, s.grid, t.grid)
+        elif fs or ft:
+            n, r = rules.factored_clip(a, b, fs, ft), False
         else:
-            n, r = _factored_clip(a, b, _factors(s), _factors(t)), False
+            n, r = _clip_copy(a, b), False
         written += n
         resampled = resampled or r
     return written, resampled
 
 
-def _covered(blocks: Block) -> set[str]:
-    names = set()
-    for leaf in blocks.layers():
-        if isinstance(leaf, Part):
-            names.update(leaf.parameter_names())
-        elif leaf.transferable:
-            names.update((f"{leaf.name}.weight", f"{leaf.name}.bias"))
-    return names
+def _module_rule(source: nn.Module, target: nn.Module, matching: Matching, unwritten: list[str]):
+    """The general rule (dpiat/struct_rules.py) for the target parameters the DP left unwritten: each is
+    matched with its module and copied from the same-named parameter of the corresponding source module.
+    Not applied to the weight and bias of Conv / Linear / BatchNorm layers, which are the DP's alone (as in
+    faithful ``dpiat``: an unmatched layer stays unmatched). Returns (elements written, names written,
+    resampled names, rules used)."""
+    s_modules, t_modules = dict(source.named_modules()), dict(target.named_modules())
+    where = rules.Correspondence([(s.name, t.name) for s, t, _ in matching.matched], s_modules, t_modules, NORMS)
+    written, done, resampled, used = 0, [], [], {}
+    for full in unwritten:
+        owner, _, attr = full.rpartition(".")
+        dst = t_modules.get(owner)
+        if dst is None or (type_mask(dst) and attr in ("weight", "bias")):
+            continue
+        other = where(owner)
+        src = s_modules.get(other) if other is not None else None
+        a, b = getattr(src, attr, None), getattr(dst, attr, None)
+        if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+            continue
+        n, r, rule = rules.copy_parameter(src, dst, attr, a, b, _attention_heads(src), _attention_heads(dst))
+        if n:
+            written += n
+            done.append(full)
+            used[rule] = used.get(rule, 0) + 1
+            if r:
+                resampled.append(full)
+    return written, done, resampled, used
+
+
+def _attention_heads(module: nn.Module):
+    if isinstance(module, nn.MultiheadAttention):
+        return module.num_heads, module.head_dim
+    fused = _fused(module)
+    return fused[3] if fused is not None else None
+
+
+def _versions(model: nn.Module) -> dict[str, int]:
+    """Every parameter's version counter: in-place writes (copy_, the C copy) bump it, so a parameter whose
+    counter did not move was not written. Inference tensors keep no counter and are left out (not tracked)."""
+    return {n: p._version for n, p in model.named_parameters() if not p.is_inference()}
 
 
 def dpiat_struct(source: nn.Module, target: nn.Module):
     """DPIAT on the structure-aware standardization: q, k, v and heads, norms, layer scales, tokens, position
     embeddings and bias tables (module docstring; docs/method.md). Plain layer pairs are copied by the
-    faithful copy; the others by the rules of their kind."""
+    faithful copy; the others by the rules of their kind; every parameter still unwritten after that by the
+    general rule (matched with its module, :func:`_module_rule`)."""
     matching = match_struct(source, target)
+    before = _versions(target)
     plain, parts = [], []
     for s, t, _ in matching.matched:
         if type(s) is Layer and type(t) is Layer:
@@ -463,10 +508,15 @@ def dpiat_struct(source: nn.Module, target: nn.Module):
                 kinds[kind] = kinds.get(kind, 0) + 1
             if r:
                 resampled.append(t.name)
-    covered = _covered(matching.target_blocks)
-    not_handled = [n for n, _ in target.named_parameters() if n not in covered]
-    return matching, written, {"structured_pairs": kinds, "resampled": resampled,
-                               "parameters_never_transferable": not_handled}
+        unwritten = [n for n, v in _versions(target).items() if v == before[n]]
+        n, by_module, more, used = _module_rule(source, target, matching, unwritten)
+    written += n
+    no_heads = sorted({base for leaf in matching.target_blocks.layers() if isinstance(leaf, Part)
+                       and leaf.mask in (QUERY, KEY, VALUE) and not leaf.factors
+                       for base in [leaf.name.split("[", 1)[0]]})
+    return matching, written, {"structured_pairs": kinds, "resampled": resampled + more,
+                               "module_rule": by_module, "module_rule_layouts": used,
+                               "qkv_split_without_heads": no_heads}
 
 
 register_method("dpiat_struct", dpiat_struct,

@@ -163,6 +163,24 @@ def test_report_fields():
     assert d["value"] == dpiat.match(src, dst).value
 
 
+
+def test_the_report_names_every_target_tensor_left_at_init():
+    src, dst = timm.create_model("resnet10t", num_classes=10), timm.create_model("tinynet_e", num_classes=10)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # noise: no source value can equal the target's init by accident
+        for p in src.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    before = {n: p.detach().clone() for n, p in dst.named_parameters()}
+    r = dpiat.transfer(src, dst)
+    unchanged = [n for n, p in dst.named_parameters() if torch.equal(p, before[n])]
+    assert r.tensors_left == unchanged and len(unchanged) > 0
+    unmatched = {t for s, t in r.pairs if s is None and t}
+    assert unmatched and unmatched <= {n.rsplit(".", 1)[0] for n in r.tensors_left}
+    # the rest are biases whose source partner has none (a conv with bias fed by one without)
+    assert all(n.endswith(".bias") for n in r.tensors_left if n.rsplit(".", 1)[0] not in unmatched)
+    assert f"{len(unchanged)} target parameter tensors left at init ({unchanged[0]}" in r.summary()
+    assert r.as_dict()["tensors_left"] == unchanged
+
 # ------------------------------------------------------------------------------------------- bad input
 def test_non_module_is_rejected():
     with pytest.raises(dpiat.DpiatError, match="must be a torch.nn.Module or a timm name, got int"):
@@ -243,3 +261,11 @@ def test_the_parameter_count_behind_fraction_overwritten_equals_model_parameters
     for m in ("tinynet_e", "mixnet_s"):
         net = timm.create_model(m)
         assert _n_parameters(net) == sum(p.numel() for p in net.parameters())
+
+
+def test_tensors_left_are_found_in_inference_mode_too():
+    with torch.inference_mode():  # inference tensors keep no version counter: values are compared instead
+        src = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=1, num_classes=10)
+        dst = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=1, num_classes=10)
+        report = dpiat.transfer(src, dst)
+    assert "cls_token" in report.tensors_left and "head.weight" not in report.tensors_left
