@@ -24,8 +24,10 @@ within seconds: huggingface_hub would retry an unreachable hub for about 25 s be
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -46,8 +48,8 @@ class PretrainedUnavailableError(DpiatError):
     def _text(self, file_hint: str) -> str:
         fetch = f"python -c \"import timm; timm.create_model('{self.name}', pretrained=True)\""
         return (f"cannot load the pretrained weights of {self.name!r} ({self.where}): {self.why}. Fix: connect "
-                f"to the internet; or pre-download them on a connected machine ({fetch}) and copy its "
-                f"{_cache_words()} here (HF_HUB_OFFLINE=1 then uses it); or {file_hint}")
+                f"to the internet; or pre-download them on a connected machine ({fetch}), copy its hub cache "
+                f"(~/.cache/huggingface/hub) into {hub_cache()} and set HF_HUB_OFFLINE=1; or {file_hint}")
 
     def with_hint(self, file_hint: str) -> "PretrainedUnavailableError":
         """The same error, its last fix worded for another interface (e.g. the harness's source.weights)."""
@@ -165,10 +167,29 @@ def _registry_cfg(name: str) -> tuple[str, dict]:
     return full, cfg.to_dict()
 
 
+@contextmanager
+def _quiet_timm_loader():
+    """timm's INFO lines about the file it loads (Hydra shows INFO): the caller says where the weights came from."""
+    loggers = [logging.getLogger(n) for n in ("timm.models._builder", "timm.models._helpers", "timm.models._hub")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(max(lg.level, logging.WARNING))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def load_pretrained(name: str, **kwargs):
     """``name`` (``arch.tag``, a bare ``arch`` for timm's default tag, or ``hf-hub:<repo>``) built by
     ``timm.create_model`` with its pretrained weights; ``kwargs`` go to timm (num_classes, in_chans, ...).
     The model's ``pretrained_cfg["file"]`` is the file the weights came from."""
+    with _quiet_timm_loader():
+        return _load_pretrained(name, **kwargs)
+
+
+def _load_pretrained(name: str, **kwargs):
     import timm
 
     if name.startswith("hf-hub:"):
