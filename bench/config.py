@@ -69,8 +69,8 @@ class PairConfig:
 @dataclass
 class SourceConfig:
     # train: train it here with the same recipe and data, cached and shared by all target runs;
-    # timm: timm's pretrained weights of the tag pair.source names (its default tag for a bare name), from the
-    # local Hugging Face cache or downloaded; none: an untrained source (the control that shows
+    # timm: timm's pretrained weights (needs internet, or the local Hugging Face cache holding them) of the tag
+    # pair.source names (its default tag for a bare name); none: an untrained source (the control that shows
     # a gain comes from training); zoo:<name>: offline real weights (dpiat.zoo); anything else: the path of
     # a weights file (see dpiat.load_weights)
     weights: str = "train"

@@ -29,7 +29,8 @@ _EXPORTS = {
     "load_weights": "weights", "read_state_dict": "weights", "save_weights": "weights",
 }
 _SUBMODULES = {"alignment", "atomic", "cli", "clip", "errors", "ghn", "inits", "layers", "matching", "models",
-               "pipeline", "plots", "ranking", "recommender", "struct", "structure", "variants", "weights", "zoo"}
+               "pipeline", "plots", "pretrained", "ranking", "recommender", "shapes", "struct", "structure", "variants",
+               "weights", "zoo"}
 
 
 def __getattr__(name: str):
