@@ -8,8 +8,9 @@ device and standardized as each kind of structure does (``dpiat/shapes.py``), fo
 installed timm, the structure format and the standardization code are exactly the ones an index was made with
 (its ``version`` field); tests/test_dpiat_recommend.py checks that the committed files are current and that
 their entries equal fresh builds. Run this again after changing dpiat/structure.py, dpiat/layers.py or
-dpiat/struct.py (the ``dpiat_struct`` index), or after moving the timm pin: 43 s per index on 2 idle cores, about 2.5 min with both
-busy. The output is byte-identical for the same inputs (sorted keys, gzip without a timestamp).
+dpiat/struct.py (the ``dpiat_struct`` index), or after moving the timm pin: 43 s per index on 2 idle cores,
+about 2.5 min with both busy. The output is byte-identical for the same inputs (sorted keys, gzip without a
+timestamp).
 """
 
 from __future__ import annotations
