@@ -9,11 +9,14 @@ REFERENCE defaults to the committed copy of the same experiment's runs, ``result
 experiment being what MINE's run.json files record. Both are read as bench/aggregate.py reads them (the same
 cells, the same runs left out). For each (pair, init): the number of seeds, the mean +- std of the best top-1
 over epochs 1..N (as the protocol evaluates, and BatchNorm-recalibrated), the ratio to random init, yours and
-the reference's, the difference and the largest difference that still agrees; then the machines each side ran
-on (CPU model, torch version and threads, from run.json) and a one-line verdict.
+the reference's; each seed both sides ran, checked exactly ("seed 0: identical", or the first epoch and
+measure that differ); for the rest of your seeds, the difference of means and the largest difference that still
+agrees; then the machines each side ran on (CPU model, torch version and threads, from run.json) and a
+one-line verdict.
 
-The rule (bench/results/agreement.py): your runs are another sample of seeds, usually on another CPU, where
-results differ by seed noise and never bit-exactly. A cell agrees when |your mean - the reference mean| <=
+The rule (bench/results/agreement.py): a seed both sides ran that is bit-identical agrees, and is not judged
+again. The rest of your seeds are another sample of seeds, usually on another CPU, where results differ by
+seed noise and never bit-exactly. They agree when |their mean - the reference mean| <=
 t * s * sqrt(1/n_yours + 1/n_reference), for both evaluations, where s is the seed-to-seed std (the larger of the
 reference cell's own and the one pooled over all reference cells: 3 seeds alone say little about it) and t
 Student's quantile at the pooled degrees of freedom, Bonferroni-corrected over the table's comparisons: a fair
@@ -80,6 +83,11 @@ def describe(row: Row) -> list[str]:
         shared = f", runs shared from {side.cell.shared_from}" if side.cell.shared_from else ""
         lines.append(f"  {who}  n={side.n}  best top-1 {side.summary('top1')} / BN {side.summary('top1_bn')}"
                      f"  ratio to random {_fmt(side.ratio[0])} / BN {_fmt(side.ratio[1])}{shared}")
+    lines += [f"  {line}" for line in row.seeds]
+    if row.judged:
+        seeds = ", ".join(map(str, row.rest))
+        lines.append(f"  your seed{'s' * (len(row.rest) != 1)} {seeds} (not identical to a reference seed) against "
+                     "the reference's mean:")
     for m, j in row.judged.items():
         lines.append(f"  {MEASURES[m]}: difference {j.difference:+.3f}, agrees within +-{j.tolerance:.3f}: "
                      f"{'yes' if j.agree else 'NO'}")
@@ -94,8 +102,11 @@ def verdict(rows: list[Row], mine: Path, ref: Path) -> tuple[str, int]:
     if bad:
         names = ", ".join(f"{r.pair}/{r.init}" for r in bad)
         return (f"verdict: {len(bad)} of {len(judged)} (pair, init) DISAGREE with the reference: {names}{extra}", 1)
-    return (f"verdict: all {len(judged)} (pair, init) compared agree with the reference within seed noise{extra}",
-            0)
+    exact = sum(len(r.identical) for r in judged)
+    noisy = sum(len(r.rest) for r in judged)
+    how = " and ".join(part for part in (f"{exact} seed{'s' * (exact != 1)} bit-identical" if exact else "",
+                                          f"{noisy} within seed noise" if noisy else "") if part)
+    return (f"verdict: all {len(judged)} (pair, init) compared agree with the reference ({how}){extra}", 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  seed noise of the {MEASURES[m]}, pooled over the reference: std {pooled.std:.3f} "
                   f"({pooled.df} degrees of freedom)")
     same = [k.rsplit(":", 1)[0] for k in kinds["yours"]] == [k.rsplit(":", 1)[0] for k in kinds["reference"]]
-    print("  the same kind of machine on both sides: reruns there are bit-identical, so any difference means "
-          "other code, data or settings" if same and len(kinds["yours"]) == 1 else
-          "  the machines differ: expect differences of seed-noise size, never bit-identical numbers")
+    print("  the same kind of machine on both sides: a seed both ran should be bit-identical (checked seed by "
+          "seed below), so a difference there means other code, data or settings" if same and len(kinds["yours"]) == 1
+          else "  the machines differ: expect differences of seed-noise size, never bit-identical numbers")
     print()
     for row in rows:
         print("\n".join(describe(row)))

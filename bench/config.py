@@ -69,7 +69,8 @@ class PairConfig:
 @dataclass
 class SourceConfig:
     # train: train it here with the same recipe and data, cached and shared by all target runs;
-    # timm: timm's pretrained weights (needs internet); none: an untrained source (the control that shows
+    # timm: timm's pretrained weights (needs internet, or the local Hugging Face cache holding them) of the tag
+    # pair.source names (its default tag for a bare name); none: an untrained source (the control that shows
     # a gain comes from training); zoo:<name>: offline real weights (dpiat.zoo); anything else: the path of
     # a weights file (see dpiat.load_weights)
     weights: str = "train"
@@ -294,7 +295,14 @@ def check_config(cfg: DictConfig) -> None:
     if method.needs_source:
         if not cfg.pair.source:
             raise ConfigError(f"init {cfg.init.name!r} needs a source network, and pair {cfg.pair.name!r} has none")
-        dpiat.models.check_model_name(cfg.pair.source)
+        from dpiat.pretrained import is_pretrained_name
+
+        if is_pretrained_name(cfg.pair.source) and cfg.source.weights == "train":
+            raise ConfigError(f"pair.source={cfg.pair.source} names pretrained weights, but source.weights=train "
+                              "would train that architecture here from scratch: add source.weights=timm to load "
+                              "them, or name the bare architecture to train it")
+        if not (cfg.pair.source.startswith("hf-hub:") and cfg.source.weights == "timm"):  # a hub repo: its config
+            dpiat.models.check_model_name(cfg.pair.source)
     for role in ("source", "target"):  # extra timm arguments: build on the meta device now, not after hours
         kwargs = cfg.pair.get(f"{role}_kwargs")
         if kwargs and cfg.pair.get(role):

@@ -20,6 +20,8 @@ resumes. Exit status: 0 finished (or already finished), 1 failed (the reason is 
 
 import sys
 
+import bench.startup  # noqa: F401  (first: Ctrl-C during the imports below ends in one line)
+
 import hydra
 from omegaconf import DictConfig
 

@@ -27,6 +27,8 @@ import itertools
 import platform
 import random
 import sys
+
+import bench.startup  # noqa: F401  (first: Ctrl-C during the imports below ends in one line)
 import time
 
 import hydra

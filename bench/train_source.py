@@ -16,6 +16,8 @@ Exit status: 0 trained, or already cached (also when ``source.weights`` is not `
 
 import sys
 
+import bench.startup  # noqa: F401  (first: Ctrl-C during the imports below ends in one line)
+
 import hydra
 from omegaconf import DictConfig
 

@@ -21,7 +21,7 @@ _EXPORTS = {
     "DpiatError": "errors", "NoTransferableLayersError": "errors", "UnknownNameError": "errors",
     "WeightsError": "errors",
     "available_inits": "inits", "get_init": "inits", "initialize": "inits", "register_init": "inits",
-    "Matching": "matching", "match": "matching", "create_model": "models",
+    "Matching": "matching", "match": "ranking", "create_model": "models",
     "DEFAULT_CANDIDATES": "ranking", "rank_sources": "ranking", "similarity": "ranking",
     "similarity_matrix": "ranking", "Recommendation": "recommender", "recommend": "recommender",
     "Block": "structure", "Layer": "structure", "standardize": "structure",
@@ -29,7 +29,8 @@ _EXPORTS = {
     "load_weights": "weights", "read_state_dict": "weights", "save_weights": "weights",
 }
 _SUBMODULES = {"alignment", "atomic", "cli", "clip", "errors", "ghn", "inits", "layers", "matching", "models",
-               "pipeline", "plots", "ranking", "recommender", "struct", "structure", "variants", "weights", "zoo"}
+               "pipeline", "plots", "pretrained", "ranking", "recommender", "shapes", "struct", "structure", "variants",
+               "weights", "zoo"}
 
 
 def __getattr__(name: str):

@@ -57,20 +57,32 @@ class _SkipInitOnMeta(TorchFunctionMode):
 
 def create_model(name: str, *, device: str | torch.device | None = None, pretrained: bool = False,
                  **kwargs) -> nn.Module:
-    """``timm.create_model(name, **kwargs)``, built directly on ``device`` (e.g. ``"meta"``)."""
+    """``timm.create_model(name, **kwargs)``, built directly on ``device`` (e.g. ``"meta"``).
+
+    ``pretrained=True``: with the weights of the tag ``name`` names (``resnet18.a1_in1k``, ``hf-hub:...``; a
+    bare architecture: timm's default tag), from the local hub cache or downloaded, or one clear error within
+    seconds (:func:`dpiat.pretrained.load_pretrained`). Without it, a tag is ignored: the architecture alone."""
     import timm
 
-    check_model_name(name)
     if pretrained and str(device) == "meta":
         raise DpiatError("pretrained weights cannot be loaded on the meta device")
+    if pretrained:
+        from dpiat.pretrained import load_pretrained
+
+        try:
+            model = load_pretrained(name, **kwargs)
+        except TypeError as e:
+            raise DpiatError(f"timm could not build {name!r} with {kwargs}: {e}") from None
+        return model if device is None else model.to(device)
+    check_model_name(name)
     try:
         if device is None:
-            return timm.create_model(name, pretrained=pretrained, **kwargs)
+            return timm.create_model(name, **kwargs)
         if str(device) == "meta":
             with torch.device("meta"), _SkipInitOnMeta():
                 return timm.create_model(name, pretrained=False, **kwargs)
         with torch.device(device):
-            return timm.create_model(name, pretrained=pretrained, **kwargs)
+            return timm.create_model(name, **kwargs)
     except TypeError as e:  # e.g. an option the architecture does not take
         raise DpiatError(f"timm could not build {name!r} with {kwargs}: {e}") from None
 
@@ -85,13 +97,17 @@ def as_model(model: nn.Module | str, **kwargs) -> nn.Module:
 def as_built_model(model: nn.Module | str, role: str) -> nn.Module:
     """A module as it is, or a timm name built with real (CPU) tensors for a function that copies values.
 
-    A name is built exactly as ``timm.create_model(name)`` builds it: timm's default head and stem (1000
-    classes, 3 input channels, the ImageNet layout the names stand for) and timm's random initialisation, no
-    downloaded weights. For another head, stem or trained weights, build the module yourself and pass it:
-    ``dpiat.create_model(name, num_classes=10, in_chans=1)``, then ``dpiat.load_weights``.
+    A name is built as ``timm.create_model(name)`` builds it: timm's default head and stem (1000 classes, 3
+    input channels, the ImageNet layout the names stand for). A source named by a pretrained tag
+    (``resnet18.a1_in1k``, ``hf-hub:timm/...``) gets those weights (:func:`dpiat.pretrained.load_pretrained`);
+    a bare architecture, and any target, timm's random initialisation. For another head, stem or weights,
+    build the module yourself and pass it: ``dpiat.create_model(name, num_classes=10, in_chans=1)``, then
+    ``dpiat.load_weights``.
     """
     if isinstance(model, nn.Module):
         return model
     if not isinstance(model, str):
         raise DpiatError(f"the {role} must be a torch.nn.Module or a timm name, got {type(model).__name__}")
-    return create_model(model)
+    from dpiat.pretrained import is_pretrained_name
+
+    return create_model(model, pretrained=role == "source" and is_pretrained_name(model))

@@ -117,17 +117,21 @@ register_method("dpiat", _faithful, summary="faithful DPIAT transfer (Czyzewski 
 def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dpiat") -> TransferReport:
     """Copy ``source``'s parameters into ``target`` in place and report what was done.
 
-    Either may be a timm name, built as ``timm.create_model(name)`` builds it (1000 classes, 3 channels,
-    timm's random init: ``dpiat.models.as_built_model``); the target, built or given, is
-    ``report.target_model``. A source given by name holds no trained weights, so transferring it is only a
-    control, and a warning says so.
+    Either may be a timm name, built as ``timm.create_model(name)`` builds it (1000 classes, 3 channels:
+    ``dpiat.models.as_built_model``); the target, built or given, is ``report.target_model``. A source named
+    by a pretrained tag (``"resnet18.a1_in1k"``, ``"hf-hub:timm/..."``) gets those weights, from the local hub
+    cache or downloaded (:mod:`dpiat.pretrained`). A bare architecture name holds no trained weights, so
+    transferring it is only a control, and a warning says so.
     """
+    from dpiat.pretrained import is_pretrained_name
+
     if method not in METHODS:
         raise UnknownNameError("transfer method", method, METHODS)
-    if isinstance(source, str):
-        warnings.warn(f"the source {source!r} is a name, so its random init is transferred (a control only); for "
-                      "trained weights pass a module, e.g. dpiat.create_model(name, pretrained=True) or one "
-                      "filled by dpiat.load_weights", UserWarning, stacklevel=2)
+    if isinstance(source, str) and not is_pretrained_name(source):
+        warnings.warn(f"the source {source!r} is a bare architecture, so its random init is transferred (a control "
+                      f"only); for trained weights name a pretrained tag (e.g. 'resnet18.a1_in1k', listed by "
+                      "dpiat.recommend), or pass a module: dpiat.create_model(name, pretrained=True) or one filled "
+                      "by dpiat.load_weights", UserWarning, stacklevel=2)
     source, target = as_built_model(source, "source"), as_built_model(target, "target")
     _check_has_storage(source, "source")
     _check_has_storage(target, "target")

@@ -41,6 +41,14 @@ def _check_path(path) -> Path:
     return path
 
 
+def check_plot_path(path) -> Path:
+    """``path`` as a picture can be written there (.png or .svg, matplotlib installed), or a DpiatError: what
+    a command checks before it prints or computes anything."""
+    path = _check_path(path)
+    _pyplot()
+    return path
+
+
 def _save(fig, path: Path, plt) -> None:
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format=path.suffix.lower()[1:], dpi=110, bbox_inches="tight")
@@ -75,7 +83,24 @@ _STYLES = {"same shape": "-", "cropped (source larger)": "--", "pasted (source s
            "cropped and pasted": "-."}
 
 
-def plot_matching(matching: Matching, path, *, source: str = "source", target: str = "target") -> None:
+NAME_GAP, NAME_MARGIN = 0.08, 0.03  # data units (the columns sit at x = 0 and 1): column to name, name to edge
+
+
+def _fit_names(fig, ax, left: list, right: list) -> None:
+    """Set the x range so that it ends just beyond the block names on each side: the colour bar then follows
+    the target's names after its pad, whatever their length, instead of after an empty band. A name of p
+    pixels spans p * L / W data units (axis range L, axis width W pixels), so L solves
+    L = 1 + 2 * (gap + margin) + (p_left + p_right) * L / W."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width = ax.get_window_extent(renderer).width
+    pl, pr = (max((t.get_window_extent(renderer).width for t in texts), default=0.0) for texts in (left, right))
+    span = (1 + 2 * (NAME_GAP + NAME_MARGIN)) / max(1 - (pl + pr) / width, 0.2)
+    ax.set_xlim(-(NAME_GAP + NAME_MARGIN) - pl * span / width, 1 + NAME_GAP + NAME_MARGIN + pr * span / width)
+
+
+def plot_matching(matching: Matching, path, *, source: str = "source", target: str = "target",
+                  method: str = "dpiat") -> None:
     """The two standardized networks as columns of layers (top-level blocks shaded and named), matched layers
     joined by lines coloured by shape score, line style telling identical / cropped / pasted copies apart,
     unmatched target layers and unused source layers marked."""
@@ -95,13 +120,14 @@ def plot_matching(matching: Matching, path, *, source: str = "source", target: s
     xs, xt = 0.0, 1.0
     fig, ax = plt.subplots(figsize=(9, max(8, n * 0.075)))
     cmap, norm = plt.get_cmap("viridis"), colors.Normalize(0, 1)
+    names = {xs: [], xt: []}  # the block names beside each column, to fit the axis to them
     for col_x, spans, leaves, y in ((xs, src_spans, src_leaves, ys), (xt, dst_spans, dst_leaves, yt)):
         step = 1 / max(len(leaves) - 1, 1)
         for k, (name, a, b) in enumerate(spans):
             top, bottom = y[id(leaves[a])] + step / 2, y[id(leaves[b])] - step / 2
             ax.fill_between([col_x - 0.06, col_x + 0.06], bottom, top, color="0.85" if k % 2 else "0.93", lw=0)
-            side, ha = (col_x - 0.08, "right") if col_x == xs else (col_x + 0.08, "left")
-            ax.text(side, (top + bottom) / 2, name, ha=ha, va="center", fontsize=6.5)
+            side, ha = (col_x - NAME_GAP, "right") if col_x == xs else (col_x + NAME_GAP, "left")
+            names[col_x].append(ax.text(side, (top + bottom) / 2, name, ha=ha, va="center", fontsize=6.5))
     kinds_used = set()
     for s, t, score in matching.layers:
         if s is not None and t is not None:
@@ -124,8 +150,8 @@ def plot_matching(matching: Matching, path, *, source: str = "source", target: s
                 Line2D([], [], marker="x", ls="", color="red", ms=6, label=f"target layer unmatched ({len(missing)})")]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=3, fontsize=8, frameon=False)
     sm = cm.ScalarMappable(norm=norm, cmap=cmap)
-    fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.25, label="shape score of the matched pair")
-    ax.set_xlim(-0.55, 1.55)
+    fig.colorbar(sm, ax=ax, fraction=0.03, pad=0.02, shrink=0.5, label="shape score of the matched pair")
+    _fit_names(fig, ax, names[xs], names[xt])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xticks([xs, xt], [f"source: {source}\n{len(src_leaves)} layers", f"target: {target}\n{len(dst_leaves)} layers"])
     ax.xaxis.tick_top()
@@ -133,13 +159,14 @@ def plot_matching(matching: Matching, path, *, source: str = "source", target: s
     for spine in ax.spines.values():
         spine.set_visible(False)
     n_matched = len(matched_t)
-    ax.set_title(f"DPIAT matching, {source} -> {target}: {n_matched} of {len(dst_leaves)} target layers receive "
+    what = "DPIAT matching" if method == "dpiat" else f"DPIAT matching ({method})"
+    ax.set_title(f"{what}, {source} -> {target}: {n_matched} of {len(dst_leaves)} target layers receive "
                  f"weights\n(grey bands: top-level blocks; lines: matched layers, colour = shape score, "
                  "style = how the tensor is copied)", fontsize=9)
     _save(fig, path, plt)
 
 
-def plot_similarity(names: list[str], values: list[list[float]], path) -> None:
+def plot_similarity(names: list[str], values: list[list[float]], path, *, method: str = "dpiat") -> None:
     """A heatmap of a similarity matrix with the value in every cell."""
     path = _check_path(path)
     plt = _pyplot()
@@ -154,5 +181,6 @@ def plot_similarity(names: list[str], values: list[list[float]], path) -> None:
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), names, fontsize=8)
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="DPIAT similarity (1 = same layer shapes)")
-    ax.set_title(f"DPIAT architecture similarity of {k} timm models", fontsize=10)
+    how = "" if method == "dpiat" else f" (matching of {method})"
+    ax.set_title(f"DPIAT architecture similarity of {k} timm models{how}", fontsize=10)
     _save(fig, path, plt)

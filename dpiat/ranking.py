@@ -17,7 +17,7 @@ from torch import nn
 
 from dpiat.alignment import Aligner
 from dpiat.errors import UnknownNameError
-from dpiat.matching import check_transferable
+from dpiat.matching import Matching, check_transferable
 from dpiat.models import as_model
 from dpiat.structure import Block, standardize
 
@@ -49,6 +49,26 @@ def _structure_of(method: str):
     from dpiat.struct import check_struct_transferable
 
     return structure, check_struct_transferable
+
+
+def match(source: nn.Module | str, target: nn.Module | str, method: str = "dpiat", *,
+          aligner: Aligner | None = None) -> Matching:
+    """Which source layer feeds which target layer under ``method``'s matching (no copying; the meta device
+    will do, and a timm name is built there). ``method="dpiat"``: the faithful matching
+    (:func:`dpiat.matching.match`); ``"dpiat_struct"``: its structure (q/k/v, norms, tokens, position
+    embeddings... as leaves of their own); the other named variants match as ``dpiat`` does.
+
+        >>> m = dpiat.match("deit_tiny_patch16_224", "vit_tiny_patch16_224", method="dpiat_struct")
+        >>> print(m.table())
+    """
+    structure, check = _structure_of(method)
+    source, target = as_model(source), as_model(target)
+    a, b = structure(source), structure(target)
+    check(a, "source", source)
+    check(b, "target", target)
+    aligner = aligner or Aligner()
+    value = aligner.align(a, b).value
+    return Matching(value, aligner.leaf_pairs(a, b), a, b)
 
 
 class _Structures:

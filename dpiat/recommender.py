@@ -22,12 +22,18 @@ a folder named by the timm version and a digest of the whole library's code. Tha
 pretrained tags and timm families (one file per timm version), need neither torch nor timm: ``import dpiat``
 is lazy, so a repeated ``dpiat recommend`` answers in a fraction of a second.
 
-dpiat ships the structures of every pretrained architecture of the timm version it pins
-(``dpiat/data/structures_dpiat.json.gz``, made by ``bench/measure/structure_index.py`` and checked by the
-tests): when the installed timm, the format and the standardization code are the ones it was made for, a
-structure missing from the cache is taken from it (and written to the cache) instead of being built, which is
-what makes the first call take seconds instead of minutes. Any other timm version builds, as described
-above. ``DPIAT_SHIPPED_INDEX=0`` ignores it.
+dpiat ships the structures of every pretrained architecture of the timm version it pins, for each kind of
+structure (``dpiat/data/structures_dpiat.json.gz`` and ``structures_dpiat_struct.json.gz``, made by
+``bench/structure_index.py`` and checked by the tests): when the installed timm, the format and the
+standardization code are the ones it was made for, a structure missing from the cache is taken from it (and
+written to the cache) instead of being built, which is what makes the first call take seconds instead of
+minutes. Any other timm version builds, as described above. ``DPIAT_SHIPPED_INDEX=0`` ignores them.
+
+``method="auto"`` (the default) measures ``dpiat_struct``'s matching when the target has layers only it
+transfers (attention, LayerNorm, tokens, position embeddings: a ViT, a ConvNeXt), else the faithful
+``dpiat``'s; the choice is kept with the target's results, and every candidate says which (``method``).
+timm's smoke-test nets (``test_*``: tiny random architectures for timm's own tests, with "pretrained" tags)
+are left out unless ``include_test_nets=True`` or named in ``candidates``.
 
 Scores (``score=``), each a number in [0, 1], higher is better:
 
@@ -83,7 +89,12 @@ def cache_dir() -> Path:
 # ---------------------------------------------------------------------------------------------------------
 
 
-SHIPPED_INDEX = Path(__file__).resolve().parent / "data" / "structures_dpiat.json.gz"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+# the shipped index of each kind of structure (bench/structure_index.py writes them)
+SHIPPED_INDEXES: dict[str, Path] = {kind: DATA_DIR / f"structures_{kind}.json.gz" for kind in ("dpiat", "dpiat_struct")}
+SHIPPED_INDEX = SHIPPED_INDEXES["dpiat"]  # the faithful method's (the name older code imports)
+AUTO = "auto"  # recommend's default method: dpiat_struct for a target with layers only it transfers, else dpiat
+TEST_NETS = "test_*"  # timm's smoke-test architectures, left out of the default candidates
 
 
 def timm_version() -> str:
@@ -105,10 +116,17 @@ def code_digest() -> str:
     return code.hexdigest()[:12]
 
 
+def structure_version(method: str = "dpiat") -> tuple[str, str]:
+    """``(version folder, kind)`` of ``method``'s structures: the timm version, the format version and a
+    digest of the code that standardizes (so a timm upgrade or a change of that code starts afresh)."""
+    from dpiat.shapes import structure_code
+
+    digest, kind = structure_code(method)
+    return f"timm-{timm_version()}_format-{STRUCTURE_FORMAT}_code-{digest}", kind
+
+
 def store_dir(method: str = "dpiat", root: Path | None = None) -> Path:
     """The cache folder of ``method``'s structures for the installed timm and this code."""
-    from dpiat.shapes import structure_version
-
     version, kind = structure_version(method)
     return (root or cache_dir()) / "structures" / version / kind
 
@@ -161,7 +179,7 @@ def shipped_entries(version: str, kind: str) -> dict:
     if (version, kind) not in _SHIPPED:
         entries: dict = {}
         try:
-            with gzip.open(SHIPPED_INDEX, "rt") as f:
+            with gzip.open(SHIPPED_INDEXES[kind], "rt") as f:
                 data = json.load(f)
             if data.get("version") == version and data.get("kind") == kind:
                 entries = data["entries"]
@@ -187,7 +205,7 @@ def structure_entry(arch: str, method: str = "dpiat", root: Path | None = None,
     if shipped is not None:
         entry, where = {"format": STRUCTURE_FORMAT, **shipped}, "shipped"
     else:
-        entry, where = build_entry(arch, method), "built"
+        entry, where = {"format": STRUCTURE_FORMAT, **build_entry(arch, method)}, "built"
     _write_json(path, entry, notes)
     return entry, where
 
@@ -208,7 +226,7 @@ def _work(arch: str) -> tuple[str, dict, list, list, str]:
         result = score_pair(job["aligner"], entry, job["target"])
     except (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError):  # valid JSON, wrong content
         notes.append(f"note: corrupt cache entry {job['store'] / (_safe_name(arch) + '.json')}: rebuilding it")
-        entry, where = build_entry(arch, job["method"]), "built"
+        entry, where = {"format": STRUCTURE_FORMAT, **build_entry(arch, job["method"])}, "built"
         _write_json(job["store"] / f"{_safe_name(arch)}.json", entry, notes)
         if "skipped" in entry:
             return arch, entry, [], notes, where
@@ -274,11 +292,16 @@ def catalog(notes: list | None = None, root: Path | None = None) -> dict:
     return data
 
 
-def _select(candidates, name, tags, exclude_families, cat: dict) -> list[tuple[str, list[dict]]]:
+def _select(candidates, name, tags, exclude_families, cat: dict,
+            include_test_nets: bool = False) -> list[tuple[str, list[dict]]]:
     """Candidates (with the tags they are listed with) that pass the name, tag and family filters. Names
-    given explicitly are checked against timm later, only if the cache has no result for them."""
+    given explicitly are checked against timm later, only if the cache has no result for them; the default
+    list leaves timm's smoke-test nets out unless ``include_test_nets``."""
     all_tags = cat["tags"]
-    archs = sorted(all_tags) if candidates is None else list(dict.fromkeys(_patterns(candidates)))
+    if candidates is None:
+        archs = sorted(a for a in all_tags if include_test_nets or not fnmatch.fnmatchcase(a, TEST_NETS))
+    else:
+        archs = list(dict.fromkeys(_patterns(candidates)))
     names, tag_patterns, families = _patterns(name), _patterns(tags), _patterns(exclude_families)
     if tag_patterns:
         _check_patterns("pretrained tag pattern", tag_patterns,
@@ -315,10 +338,11 @@ class Candidate:
     overwritten: float
     params: int
     tags: list[dict]
+    method: str = "dpiat"  # the transfer method whose matching gave similarity and overwritten
 
     def as_dict(self) -> dict:
         return {"name": self.name, "score": self.score, "similarity": self.similarity,
-                "overwritten": self.overwritten, "params": self.params, "tags": self.tags}
+                "overwritten": self.overwritten, "params": self.params, "method": self.method, "tags": self.tags}
 
 
 @dataclass
@@ -334,10 +358,16 @@ class Recommendation:
     cache: str
     notes: list[str] = field(default_factory=list)
     shipped: int = 0  # structures taken from the index shipped with dpiat in this call
+    asked: str = "dpiat"  # the method asked for (``auto`` or a name); ``method`` is the one measured
+
+    def __str__(self) -> str:
+        return self.table()
 
     def table(self) -> str:
+        """The ranking as printed by ``dpiat recommend``: a header line, then one row per candidate."""
         shipped = f", {self.shipped} from the shipped index" if self.shipped else ""
-        lines = [f"sources for {self.target}, best first by {self.score} (method {self.method}): "
+        method = f"{self.method}, chosen by auto" if self.asked == AUTO else self.method
+        lines = [f"sources for {self.target}, best first by {self.score} (method {method}): "
                  f"{self.n_ranked} ranked, {len(self.skipped)} skipped, {self.built} built{shipped}, "
                  f"{self.seconds:.{1 if self.seconds >= 1 else 2}f} s",
                  f"{'#':>4}  {'name':<34} {'score':>6} {'similarity':>10} {'overwritten':>11} {'params':>8}  tags"]
@@ -379,9 +409,9 @@ def _workers(requested: int | None) -> int:
 def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = None,
               name: str | Sequence[str] | None = None, max_params: float | None = None,
               tags: str | Sequence[str] | None = None, exclude_families: str | Sequence[str] | None = None,
-              top: int | None = None, score: str = DEFAULT_SCORE, method: str = "dpiat",
+              top: int | None = None, score: str = DEFAULT_SCORE, method: str = AUTO,
               workers: int | None = None, num_classes: int | None = None, in_chans: int | None = None,
-              ) -> Recommendation:
+              include_test_nets: bool = False) -> Recommendation:
     """Rank candidate sources for ``target`` (a timm name or a module), best first.
 
     ``candidates``: timm architecture names (default: every architecture with pretrained weights in the
@@ -389,8 +419,12 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
     on pretrained tags, e.g. ``"*in1k*"``; a candidate is kept when one of its tags matches, and is listed
     with the matching tags), ``exclude_families`` (patterns on the timm module, ``family()``), ``max_params``.
     ``score``: a name of ``SCORES``. ``method``: the transfer method whose matching is measured (as in
-    ``dpiat.similarity``). ``workers``: processes building and scoring (default: the usable CPUs).
-    ``num_classes`` / ``in_chans``: the target's, when it is a timm name.
+    ``dpiat.similarity``), or ``"auto"``: ``dpiat_struct`` when the target has layers only it transfers, else
+    ``dpiat``. ``workers``: processes building and scoring (default: the usable CPUs). ``num_classes`` /
+    ``in_chans``: the target's, when it is a timm name. ``include_test_nets``: rank timm's ``test_*`` nets too.
+
+        >>> rec = dpiat.recommend("vit_tiny_patch16_224", top=5)
+        >>> print(rec.table())                    # as `dpiat recommend` prints it; rec.candidates[0].as_dict()
     """
     t0 = time.perf_counter()
     if score not in SCORES:
@@ -406,14 +440,19 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
         raise DpiatError(f"the target must be a timm name or a torch.nn.Module, got {type(target).__name__}")
     notes: list[str] = []
     cat = catalog(notes)
-    selected = _select(candidates, name, tags, exclude_families, cat)
+    selected = _select(candidates, name, tags, exclude_families, cat, include_test_nets)
     if not selected:
         raise DpiatError("no candidate passes the filters: loosen --name / --tags / --exclude-family")
 
+    asked = method
     tgt = None
     if isinstance(target, str):  # the same name and head: the same results, found without building anything
         memo_name = f"{_safe_name(target)}__classes-{num_classes}_chans-{in_chans}.json"
     else:
+        memo_name = None
+    if method == AUTO:
+        method = _auto_method(target, memo_name, model_kwargs, notes)
+    if memo_name is None:
         from dpiat.shapes import target_structure
 
         tgt = target_structure(target, method, {})
@@ -426,7 +465,7 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
     if todo:
         from dpiat.alignment import Aligner
         from dpiat.models import check_model_name
-        from dpiat.shapes import structure_version, target_structure
+        from dpiat.shapes import target_structure
 
         if tgt is None:
             check_model_name(target)
@@ -465,16 +504,35 @@ def recommend(target: nn.Module | str, *, candidates: Sequence[str] | None = Non
         sim, over, params = r
         if max_params is not None and params > max_params:
             continue
-        c = Candidate(arch, 0.0, sim, over, int(params), listed)
+        c = Candidate(arch, 0.0, sim, over, int(params), listed, method)
         c.score = key(c)
         ranked.append(c)
     ranked.sort(key=lambda c: (-c.score, c.name))
     shown = ranked[:top] if top else ranked
     target_name = target if isinstance(target, str) else type(target).__name__
     return Recommendation(target_name, method, score, shown, skipped, len(ranked), counts["built"],
-                          time.perf_counter() - t0, str(cache_dir()), notes, counts["shipped"])
+                          time.perf_counter() - t0, str(cache_dir()), notes, counts["shipped"], asked)
 
 
-__all__ = ["recommend", "Recommendation", "Candidate", "SCORES", "DEFAULT_SCORE", "cache_dir", "store_dir",
-           "pairs_dir", "structure_entry", "shipped_entries", "catalog", "pretrained_tags", "family",
-           "STRUCTURE_FORMAT", "SHIPPED_INDEX"]
+def _auto_method(target, memo_name: str | None, model_kwargs: dict, notes: list) -> str:
+    """The method ``auto`` stands for with this target: read from the cache for a target given by name (no
+    torch), else decided (:func:`dpiat.shapes.needs_own_structure`) and, for a name, kept there."""
+    path = pairs_dir() / AUTO / memo_name if memo_name else None
+    if path is not None:
+        known = _read_json(path, notes)
+        if known is not None and known.get("method") in ("dpiat", "dpiat_struct"):
+            return known["method"]
+    from dpiat.models import check_model_name
+    from dpiat.shapes import needs_own_structure
+
+    if isinstance(target, str):
+        check_model_name(target)
+    method = "dpiat_struct" if needs_own_structure(target, model_kwargs) else "dpiat"
+    if path is not None:
+        _write_json(path, {"format": STRUCTURE_FORMAT, "method": method}, notes)
+    return method
+
+
+__all__ = ["recommend", "Recommendation", "Candidate", "SCORES", "DEFAULT_SCORE", "AUTO", "TEST_NETS", "cache_dir",
+           "store_dir", "structure_version", "pairs_dir", "structure_entry", "shipped_entries", "catalog",
+           "pretrained_tags", "family", "STRUCTURE_FORMAT", "SHIPPED_INDEX", "SHIPPED_INDEXES"]

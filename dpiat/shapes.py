@@ -1,5 +1,5 @@
 """The shape structure of a model: what ranking needs of it, without the model (the torch side of
-:mod:`dpiat.recommender`).
+:mod:`dpiat.recommender`, which imports this module; this one knows nothing of the recommender's cache).
 
 A standardized model (``dpiat.standardize``, or the structure of another method) is encoded as a table of
 distinct leaves ``[PARAM type mask, weight shape, shapes of the tensors a transfer writes]`` and the nested
@@ -109,26 +109,37 @@ def structure_fn(method: str):
     return (method if method in STRUCTURES else "dpiat"), structure, check
 
 
-def structure_version(method: str) -> tuple[str, str]:
-    """``(version folder, kind)`` of ``method``'s structures: the timm version, the format version and a
-    digest of the code that standardizes (so a timm upgrade or a change of that code starts afresh)."""
-    import timm
-
-    from dpiat.recommender import STRUCTURE_FORMAT
-
+def structure_code(method: str) -> tuple[str, str]:
+    """``(digest, kind)``: a digest of the code that standardizes for ``method`` (its standardization's
+    module, dpiat/structure.py and dpiat/layers.py) and the kind of structure (``dpiat`` or the method's own):
+    the cache and the shipped index are valid only for the code they were made with."""
     kind, structure, _ = structure_fn(method)
     code = hashlib.sha256()
     for path in sorted({inspect.getsourcefile(structure), inspect.getsourcefile(Block),
                         inspect.getsourcefile(sys.modules["dpiat.layers"].type_mask)}):
         code.update(Path(path).read_bytes())
-    return f"timm-{timm.__version__}_format-{STRUCTURE_FORMAT}_code-{code.hexdigest()[:12]}", kind
+    return code.hexdigest()[:12], kind
+
+
+def needs_own_structure(target: nn.Module | str, model_kwargs: dict | None = None) -> bool:
+    """True when ``target`` has layers that only ``dpiat_struct`` transfers (attention q/k/v, LayerNorm /
+    GroupNorm / RMSNorm, tokens, position embeddings, layer scales...): what ``recommend(method="auto")``
+    reads to pick ``dpiat_struct`` over the faithful ``dpiat``."""
+    from dpiat.models import as_model
+    from dpiat.struct import KIND_NAMES, standardize_struct
+
+    kinds = 0
+    for bit in KIND_NAMES:
+        kinds |= bit
+    blocks = standardize_struct(as_model(target, **(model_kwargs or {})))
+    return any(leaf.mask & kinds for leaf in blocks.layers())
 
 
 def build_entry(arch: str, method: str) -> dict:
-    """Build ``arch`` on the meta device and encode its structure, or say why it cannot be ranked."""
+    """Build ``arch`` on the meta device and encode its structure, or say why it cannot be ranked
+    (``{"skipped": reason}``)."""
     from dpiat.models import create_model
     from dpiat.pipeline import _n_parameters
-    from dpiat.recommender import STRUCTURE_FORMAT
 
     _, structure, check = structure_fn(method)
     try:
@@ -138,11 +149,11 @@ def build_entry(arch: str, method: str) -> dict:
             blocks = structure(model)
             check(blocks, "candidate", model)
     except NoTransferableLayersError:
-        return {"format": STRUCTURE_FORMAT, "skipped": "no layer the method can transfer"}
+        return {"skipped": "no layer the method can transfer"}
     except Exception as e:  # noqa: BLE001 -- any failure of a third-party constructor skips that model only
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}".rstrip(": ")
-        return {"format": STRUCTURE_FORMAT, "skipped": f"cannot be built on the meta device ({reason[:200]})"}
-    return {"format": STRUCTURE_FORMAT, **encode(blocks, _n_parameters(model))}
+        return {"skipped": f"cannot be built on the meta device ({reason[:200]})"}
+    return encode(blocks, _n_parameters(model))
 
 
 @dataclass
@@ -177,5 +188,5 @@ def score_pair(aligner: Aligner, entry: dict, target: Target) -> list[float]:
     return [sim, n / target.params if target.params else 0.0]
 
 
-__all__ = ["ShapeLayer", "encode", "decode", "written", "tensor_shapes", "structure_fn", "structure_version",
-           "build_entry", "Target", "target_structure", "score_pair"]
+__all__ = ["ShapeLayer", "encode", "decode", "written", "tensor_shapes", "structure_fn", "structure_code",
+           "needs_own_structure", "build_entry", "Target", "target_structure", "score_pair"]

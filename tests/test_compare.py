@@ -55,16 +55,19 @@ def test_identical_runs_agree_and_a_shifted_cell_is_named(tmp_path, capsys):
     ref = make(tmp_path / "ref" / "exp")
     assert main([str(make(tmp_path / "mine" / "exp")), str(ref)]) == 0
     out = capsys.readouterr().out
-    assert "verdict: all 2 (pair, init) compared agree" in out
+    assert "verdict: all 2 (pair, init) compared agree with the reference (6 seeds bit-identical)" in out
     assert "a_to_t / dpiat: agree" in out and "n=3  best top-1 0.630 +- 0.030" in out
+    assert out.count(": identical") == 6 and ": difference" not in out  # identical seeds: no mean to judge
 
-    # pooled std over both reference cells: 0.02 and 0.03 -> sqrt((0.02^2 + 0.03^2) / 2), 4 df, k = 4
+    # pooled std over both reference cells: 0.02 and 0.03 -> sqrt((0.02^2 + 0.03^2) / 2), 4 df; k = 2: the
+    # shifted cell's two measures (the random cell's seeds are identical, so not judged by the rule)
     s = math.sqrt((0.02 ** 2 + 0.03 ** 2) / 2)
-    tol = t.ppf(1 - 0.05 / 8, 4) * max(s, 0.03) * math.sqrt(2 / 3)
-    assert f"agrees within +-{tol:.3f}" in out
+    tol = t.ppf(1 - 0.05 / 4, 4) * max(s, 0.03) * math.sqrt(2 / 3)
     mine = make(tmp_path / "low" / "exp", shift={("a_to_t", "dpiat"): -(tol + 0.01)})
     assert main([str(mine), str(ref)]) == 1
     out = capsys.readouterr().out
+    assert f"agrees within +-{tol:.3f}" in out
+    assert "seed 0: differs first at epoch 1, top-1" in out
     assert "a_to_t / dpiat: DISAGREE" in out and "a_to_t / random: agree" in out
     assert out.strip().splitlines()[-1] == "verdict: 1 of 2 (pair, init) DISAGREE with the reference: a_to_t/dpiat"
     close = make(tmp_path / "close" / "exp", shift={("a_to_t", "dpiat"): -(tol - 0.01)})
@@ -78,8 +81,31 @@ def test_a_partial_reproduction_compares_what_it_has(tmp_path, capsys):
     assert main([str(mine), str(ref)]) == 0
     out = capsys.readouterr().out
     assert "a_to_t / dpiat: only in the reference" in out
-    assert "verdict: all 1 (pair, init) compared agree with the reference within seed noise; 1 (pair, init) not " \
-           "compared" in out
+    assert "verdict: all 1 (pair, init) compared agree with the reference (1 seed bit-identical); 1 (pair, init) " \
+           "not compared" in out
+
+
+def test_a_seed_both_sides_ran_is_checked_exactly_and_only_the_rest_by_means(tmp_path, capsys):
+    """One rerun seed, bit-identical to the committed one, beside a three-seed reference: "identical", no
+    "difference" against the reference's mean (the old output said +0.021 for such a seed)."""
+    ref = make(tmp_path / "ref" / "exp")
+    one = make(tmp_path / "one" / "exp", seeds=1)
+    assert main([str(one), str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: identical" in out and ": difference" not in out and "seed 1" not in out
+    # the same seed 0 plus a seed 5 the reference lacks: seed 0 checked exactly, seed 5 alone against the mean
+    write_run(one, "a_to_t", "dpiat", 5, [0.53, 0.63], source="a", bn=[0.53, 0.63])
+    assert main([str(one), str(ref)]) == 0
+    out = capsys.readouterr().out
+    dpiat_cell = out[out.index("a_to_t / dpiat"):]
+    assert "seed 0: identical" in dpiat_cell and "your seed 5 (not identical to a reference seed)" in dpiat_cell
+    assert "best top-1: difference +0.000," in dpiat_cell  # 0.63 against the reference's mean 0.63
+    # a shared seed that differs is named with the first number that differs, and judged with the rest
+    write_run(one, "a_to_t", "dpiat", 0, [0.50, 0.60], source="a", bn=[0.50, 0.61])
+    assert main([str(one), str(ref)]) == 0
+    out = capsys.readouterr().out
+    assert "seed 0: differs first at epoch 2, top-1, BN 0.6100 yours, 0.6000 the reference" in out
+    assert "your seeds 0, 5 (not identical to a reference seed)" in out
 
 
 def test_a_different_set_up_disagrees(tmp_path, capsys):

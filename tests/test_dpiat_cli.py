@@ -122,7 +122,7 @@ def test_help_is_plain_text_with_every_argument_explained_and_the_methods_listed
         text = help_of(command, capsys=capsys)
         assert "``" not in text
         # the argument's own help line: its name, then the help column (not the usage line nor wrapped text)
-        lines = [ln for ln in text.splitlines() if re.match(rf"\s+{argument}(\s{{2,}}|$)", ln)]
+        lines = [ln for ln in text.splitlines() if re.match(rf"\s+{argument}\s{{2,}}\S", ln)]
         assert lines and all("timm name" in ln for ln in lines), text
     monkeypatch.setitem(dpiat.METHODS, "my_variant", dpiat.METHODS["dpiat"])  # registered later: listed too
     text = " ".join(help_of("transfer", capsys=capsys).split())
@@ -147,3 +147,93 @@ def test_rank_says_why_a_transformer_target_scores_near_zero(capsys):
     assert lines[-1].startswith("note: every similarity is below 0.05") and "LayerNorm" in lines[-1]
     assert main(["rank", "tinynet_e", "--candidates", "resnet10t"]) == 0  # a CNN target: no note
     assert "note:" not in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The method's matching can be seen: dpiat.match / similarity / rank take method=, the commands --method
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_match_similarity_and_rank_take_a_method():
+    faithful = dpiat.match("test_vit", "test_vit")
+    struct = dpiat.match("test_vit", "test_vit", method="dpiat_struct")
+    assert faithful.pairs == dpiat.matching.match(dpiat.create_model("test_vit", device="meta"),
+                                                  dpiat.create_model("test_vit", device="meta")).pairs
+    assert len(struct.matched) > len(faithful.matched)  # q, k, v, norms, tokens: leaves of their own
+    assert any("qkv" in (t or "") and t not in dict(faithful.pairs).values() for _, t in struct.pairs)
+    sim = dpiat.similarity("test_vit", "vit_tiny_patch16_224", method="dpiat_struct")
+    assert sim != dpiat.similarity("test_vit", "vit_tiny_patch16_224")
+    ranked = dpiat.rank_sources("test_vit", ["vit_tiny_patch16_224", "test_resnet"], method="dpiat_struct")
+    assert dict(ranked)["vit_tiny_patch16_224"] == pytest.approx(sim)
+    with pytest.raises(dpiat.UnknownNameError, match="Did you mean: dpiat_struct"):
+        dpiat.match("test_vit", "test_vit", method="dpiat_strukt")
+
+
+def test_explain_similarity_and_rank_take_method(capsys):
+    assert main(["explain", "test_vit", "test_vit", "--method", "dpiat_struct"]) == 0
+    struct = capsys.readouterr().out
+    assert main(["explain", "test_vit", "test_vit"]) == 0
+    faithful = capsys.readouterr().out
+    assert "(method dpiat_struct)" in struct.splitlines()[0] and "qkv" in struct and struct != faithful
+    sim = dpiat.similarity("test_vit", "vit_tiny_patch16_224", method="dpiat_struct")
+    assert main(["similarity", "test_vit", "vit_tiny_patch16_224", "--method", "dpiat_struct"]) == 0
+    assert f"{sim:7.4f}" in capsys.readouterr().out
+    assert main(["rank", "test_vit", "--candidates", "vit_tiny_patch16_224", "--method", "dpiat_struct"]) == 0
+    out = capsys.readouterr().out
+    assert "by method dpiat_struct" in out and f"{sim:.4f}" in out and "note:" not in out
+    assert main(["rank", "test_vit", "--method", "dpiat_strukt"]) == 2
+    assert "Did you mean: dpiat_struct" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Nothing written on failure, every argument checked first; a closed pipe ends quietly
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ["transfer", "test_resnet", "test_resnet", "--num-classes", "0", "--out", "x.safetensors"],
+    ["transfer", "test_resnet", "test_resnet", "--num-classes", "-3", "--out", "x.safetensors"],
+    ["transfer", "test_resnet", "test_resnet", "--in-chans", "0", "--out", "x.safetensors"],
+    ["explain", "test_resnet", "test_resnet", "--source-num-classes", "0"],
+    ["rank", "test_resnet", "--top", "0"],
+    ["recommend", "test_resnet", "--num-classes", "-3"],
+    ["recommend", "test_resnet", "--workers", "0"],
+])
+def test_counts_below_one_are_refused_before_anything_is_built(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_plot_path_fails_before_the_table_is_printed(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for plot, message in ((tmp_path / "a.jpg", "writes .png or .svg"), (tmp_path / "no" / "a.png", "does not exist")):
+        assert main(["explain", "test_resnet", "test_resnet", "--plot", str(plot)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and message in err and len(err.strip().splitlines()) == 1
+        assert main(["similarity", "test_resnet", "test_vit", "--plot", str(plot)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and message in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_out_in_a_missing_folder_creates_nothing(tmp_path, capsys):
+    out = tmp_path / "missing" / "dir" / "x.safetensors"
+    assert main(["transfer", "test_resnet", "test_resnet", "--out", str(out)]) == 2
+    assert "does not exist (create it first)" in capsys.readouterr().err
+    assert main(["transfer", "test_resnet", "test_resnet", "--out", str(tmp_path / "x.safetensors"),
+                 "--report", str(tmp_path / "missing" / "r.json")]) == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_output_cut_short_by_its_reader_ends_without_a_traceback():
+    """`dpiat explain ... | head -3`: the reader closes the pipe after three lines."""
+    p = subprocess.Popen([sys.executable, "-m", "dpiat", "explain", "tf_efficientnet_b2", "tf_efficientnet_b0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = [p.stdout.readline() for _ in range(3)]
+    p.stdout.close()  # as head does once it has its lines
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=300) == 141 and all(head)
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

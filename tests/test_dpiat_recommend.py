@@ -34,9 +34,12 @@ def _fake_tags():
 
 @pytest.fixture
 def zoo(monkeypatch, tmp_path):
-    """The candidate list is a few small timm models, the cache a fresh folder, no shipped index (timm's
-    test_* models have pretrained tags, so the real one would hold them)."""
+    """The candidate list is a few small timm models (timm's test_* nets, not left out here), the cache a
+    fresh folder, no shipped index (timm's test_* models have pretrained tags, so the real one holds them).
+    The method is the faithful one unless a test asks for another."""
     monkeypatch.setattr(rec_mod, "pretrained_tags", _fake_tags)
+    monkeypatch.setattr(rec_mod, "TEST_NETS", "no_such_net")  # the fake zoo is made of timm's test_* nets
+    monkeypatch.setattr(shapes, "needs_own_structure", lambda *a, **k: False)  # auto: dpiat (its GroupNorm aside)
     monkeypatch.setenv("DPIAT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("DPIAT_SHIPPED_INDEX", "0")
     return tmp_path / "cache"
@@ -73,7 +76,8 @@ def test_first_call_builds_second_reads_the_cache(zoo):
     ten = dpiat.recommend(TARGET, workers=1, num_classes=10)
     assert ten.built == 0 and {c.name: c.overwritten for c in ten.candidates} != {
         c.name: c.overwritten for c in first.candidates}
-    assert len(list(rec_mod.pairs_dir().rglob("*.json"))) == 3
+    assert len(list((rec_mod.pairs_dir() / "dpiat").glob("*.json"))) == 3  # and auto's choice per target
+    assert len(list((rec_mod.pairs_dir() / "auto").glob("*.json"))) == 3
 
 
 def test_scores_equal_the_library_and_a_real_transfer(zoo):
@@ -197,7 +201,7 @@ def test_cli_json_keys_order_and_table(zoo, capsys):
     assert main(["recommend", TARGET, "--json", "--workers", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out) == len(ZOO)
-    assert all(list(c) == ["name", "score", "similarity", "overwritten", "params", "tags"] for c in out)
+    assert all(list(c) == ["name", "score", "similarity", "overwritten", "params", "method", "tags"] for c in out)
     assert [c["score"] for c in out] == sorted((c["score"] for c in out), reverse=True)
     assert out[0]["tags"][0] == {"tag": "r160_in1k", "input_size": [3, 160, 160]}
     assert main(["recommend", TARGET, "--top", "2", "--workers", "1", "--score", "overwritten"]) == 0
@@ -253,19 +257,17 @@ def test_encode_decode_keeps_what_the_alignment_reads():
 def _index_file(path, version, kind, archs):
     entries = {}
     for a in archs:
-        e = shapes.build_entry(a, "dpiat")
-        e.pop("format")
-        entries[a] = e
+        entries[a] = shapes.build_entry(a, "dpiat")
     with gzip.open(path, "wt") as f:
         json.dump({"version": version, "kind": kind, "entries": entries}, f)
 
 
 def test_the_shipped_index_is_read_instead_of_building(zoo, tmp_path, monkeypatch):
     built = dpiat.recommend(TARGET, workers=1)  # everything built, in the zoo's cache
-    version, kind = shapes.structure_version("dpiat")
+    version, kind = rec_mod.structure_version("dpiat")
     index = tmp_path / "index.json.gz"
     _index_file(index, version, kind, ZOO[:4])
-    monkeypatch.setattr(rec_mod, "SHIPPED_INDEX", index)
+    monkeypatch.setitem(rec_mod.SHIPPED_INDEXES, "dpiat", index)
     monkeypatch.setattr(rec_mod, "_SHIPPED", {})
     monkeypatch.setenv("DPIAT_SHIPPED_INDEX", "1")
     monkeypatch.setenv("DPIAT_CACHE_DIR", str(tmp_path / "fresh"))
@@ -282,27 +284,29 @@ def test_the_shipped_index_is_read_instead_of_building(zoo, tmp_path, monkeypatc
     assert (other.shipped, other.built) == (0, len(ZOO)) and _ranking(other) == _ranking(built)
 
 
-def test_the_committed_index_is_current_and_equals_fresh_builds():
-    """dpiat/data/structures_dpiat.json.gz: made for the pinned timm and this standardization code, every
+@pytest.mark.parametrize("method", ["dpiat", "dpiat_struct"])
+def test_the_committed_index_is_current_and_equals_fresh_builds(method):
+    """dpiat/data/structures_<kind>.json.gz: made for the pinned timm and this standardization code, every
     pretrained architecture in it, and its entries what a build gives now (a sample of them)."""
-    with gzip.open(rec_mod.SHIPPED_INDEX, "rt") as f:
+    with gzip.open(rec_mod.SHIPPED_INDEXES[method], "rt") as f:
         data = json.load(f)
-    version, kind = shapes.structure_version("dpiat")
+    version, kind = rec_mod.structure_version(method)
     assert (data["version"], data["kind"]) == (version, kind), (
-        "the shipped structure index is stale: run .venv/bin/python bench/structure_index.py and commit it")
+        f"the shipped {method} structure index is stale: run .venv/bin/python bench/structure_index.py "
+        f"--method {method} and commit it")
     entries = data["entries"]
     assert set(entries) == set(rec_mod.pretrained_tags()) and len(entries) > 1000
     names = sorted(entries)
-    sample = {"tf_efficientnet_b0", "resnet50", "vit_small_patch16_224", *names[::250]}
+    sample = {"tf_efficientnet_b0", "resnet50", "vit_small_patch16_224", "deit_tiny_patch16_224",
+              "convnext_atto", "swin_tiny_patch4_window7_224", *names[::250]}
     for arch in sorted(sample):
-        fresh = shapes.build_entry(arch, "dpiat")
-        fresh.pop("format")
+        fresh = shapes.build_entry(arch, method)
         assert json.loads(json.dumps(fresh)) == entries[arch], arch
 
 
 def test_a_cached_recommend_imports_neither_torch_nor_timm(zoo):
     first = dpiat.recommend(TARGET, workers=1)
-    code = ("import json, sys; from dpiat.cli import main; code = main(['recommend', %r, '--json']); "
+    code = ("import json, sys; from dpiat.cli import main; code = main(['recommend', %r, '--json', '--include-test-nets']); "
             "print(json.dumps([code, 'torch' in sys.modules, 'timm' in sys.modules]))" % TARGET)
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DPIAT_CACHE_DIR": str(zoo)},
                          capture_output=True, text=True, check=True).stdout
@@ -310,3 +314,41 @@ def test_a_cached_recommend_imports_neither_torch_nor_timm(zoo):
     assert status == [0, False, False], status
     assert [c["name"] for c in json.loads(listed)] == [c.name for c in first.candidates]
     assert [c["similarity"] for c in json.loads(listed)] == [c.similarity for c in first.candidates]
+
+
+def test_auto_picks_dpiat_struct_for_a_target_with_what_only_it_transfers(zoo, monkeypatch, capsys):
+    monkeypatch.undo()  # the real needs_own_structure and test_* filter; the fixture's zoo again below
+    monkeypatch.setattr(rec_mod, "pretrained_tags", _fake_tags)
+    monkeypatch.setattr(rec_mod, "TEST_NETS", "no_such_net")
+    monkeypatch.setenv("DPIAT_CACHE_DIR", str(zoo))
+    monkeypatch.setenv("DPIAT_SHIPPED_INDEX", "0")
+    assert shapes.needs_own_structure("test_vit") and not shapes.needs_own_structure("test_resnet")
+    vit = dpiat.recommend("test_vit", workers=1)
+    assert (vit.method, vit.asked) == ("dpiat_struct", "auto") and "chosen by auto" in vit.table().splitlines()[0]
+    assert {c.method for c in vit.candidates} == {"dpiat_struct"}
+    explicit = dpiat.recommend("test_vit", workers=1, method="dpiat_struct")
+    assert _ranking(explicit) == _ranking(vit)
+    for c in vit.candidates:  # what dpiat_struct's similarity says, not the faithful one's
+        assert c.similarity == pytest.approx(dpiat.similarity(c.name, "test_vit", method="dpiat_struct"), abs=1e-9)
+    faithful = dpiat.recommend("test_vit", workers=1, method="dpiat")
+    assert {c.name: c.similarity for c in faithful.candidates} != {c.name: c.similarity for c in vit.candidates}
+    cnn = dpiat.recommend("test_resnet", workers=1)
+    assert cnn.method == "dpiat" and {c.method for c in cnn.candidates} == {"dpiat"}
+    assert main(["recommend", "test_vit", "--json", "--workers", "1"]) == 0  # the choice read back from the cache
+    assert {c["method"] for c in json.loads(capsys.readouterr().out)} == {"dpiat_struct"}
+
+
+def test_timm_smoke_test_nets_are_left_out_unless_asked(zoo, monkeypatch):
+    monkeypatch.setattr(rec_mod, "TEST_NETS", "test_*")
+    monkeypatch.setattr(rec_mod, "pretrained_tags", lambda: {**_fake_tags(), "resnet10t": [{"tag": "c3_in1k",
+                                                                                          "input_size": [3, 176, 176]}]})
+    assert [c.name for c in dpiat.recommend(TARGET, workers=1).candidates] == ["resnet10t"]
+    assert len(dpiat.recommend(TARGET, workers=1, include_test_nets=True).candidates) == len(ZOO) + 1
+    named = dpiat.recommend(TARGET, workers=1, candidates=["test_resnet", "resnet10t"])  # named: ranked
+    assert sorted(c.name for c in named.candidates) == ["resnet10t", "test_resnet"]
+
+
+def test_a_recommendation_prints_as_its_table(zoo):
+    rec = dpiat.recommend(TARGET, workers=1, top=3)
+    assert str(rec) == rec.table() and rec.table().splitlines()[0].startswith(f"sources for {TARGET}")
+    assert len(rec.table().splitlines()) == 2 + 3

@@ -8,6 +8,7 @@ of equal similarity do not hide each other. The figures are captured before savi
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -81,9 +82,7 @@ def assert_legends_cover_no_data(fig):
 def test_titles_are_words_from_the_record_the_pair_config_or_the_model_names(tmp_path, figures):
     root = tmp_path / "runs" / "exp"
     proxy_like(root)
-    for seed in range(3):  # a custom pair (pair=custom): no title anywhere, its names read as "a -> b"
-        write_run(root, "mixnet_m_to_tinynet_e", "dpiat", seed, [0.4, 0.6], source="mixnet_m", target="tinynet_e",
-                  similarity=0.4)
+    for seed in range(3):
         with_config(root / "rexnet_100_to_tinynet_e" / "dpiat" / f"seed{seed}" / "run.json",
                     title="ReXNet, as recorded")
     aggregate(root, tmp_path / "out")
@@ -91,11 +90,44 @@ def test_titles_are_words_from_the_record_the_pair_config_or_the_model_names(tmp
     assert "TinyNet-D -> TinyNet-E (same family)" in titles  # from conf/pair/tinynet_d_to_e.yaml
     assert "untrained TinyNet-D -> TinyNet-E (control)" in titles
     assert "ReXNet, as recorded" in titles  # run.json's config.pair.title wins
-    assert "mixnet_m -> tinynet_e" in titles
     assert not any("_to_" in t for t in titles)  # no folder names
     ticks = " ".join(t.get_text().replace("\n", " ") for t in figures["ratios.png"].axes[-1].get_xticklabels())
     assert "TinyNet-D -> TinyNet-E (same family)" in ticks and "mean over pairs" in ticks and "_to_" not in ticks
     assert "TinyNet-D -> TinyNet-E (same family)" in figures["curves_tinynet_d_to_e.png"].axes[0].get_title()
+
+    # a custom pair (pair=custom) has no title anywhere: its name is derived from its networks, "a -> b", and
+    # then every pair of the figure is named so, none in words among model names
+    figures.clear()
+    for seed in range(3):
+        write_run(root, "mixnet_m_to_tinynet_e", "dpiat", seed, [0.4, 0.6], source="mixnet_m", target="tinynet_e",
+                  similarity=0.4)
+    aggregate(root, tmp_path / "out")
+    titles = [ax.get_title().replace("\n", " ") for ax in figures["curves.png"].axes if ax.axison]
+    assert "mixnet_m -> tinynet_e" in titles and "tinynet_d -> tinynet_e" in titles
+    assert "untrained tinynet_d -> tinynet_e (control)" in titles and "rexnet_100 -> tinynet_e" in titles
+    assert not any("TinyNet" in t or "ReXNet" in t for t in titles)
+    ticks = [t.get_text() for t in figures["ratios.png"].axes[-1].get_xticklabels()]
+    assert not any("TinyNet" in t or "_to_" in t for t in ticks)
+
+
+def test_many_pairs_get_slanted_names_that_never_overlap_and_a_readable_legend(tmp_path, figures):
+    root = tmp_path / "runs" / "exp"
+    proxy_like(root, extra_pairs=20)  # 24 pairs, as the selection grid
+    aggregate(root, tmp_path / "out")
+    fig = figures["ratios.png"]
+    r = renderer_of(fig)
+    labels = [t for t in fig.axes[-1].get_xticklabels() if t.get_text()]
+    assert len(labels) == 25
+    # slanted names are parallel lines of text anchored at their ticks: two neighbours stay apart when the
+    # distance between their lines, (tick spacing) x sin(angle), exceeds a line's height
+    assert all(abs(t.get_rotation() - 35) < 1e-6 and t.get_ha() == "right" for t in labels)
+    xs = [fig.axes[-1].transData.transform((x, 0))[0] for x in fig.axes[-1].get_xticks()]
+    line = 1.2 * max(t.get_fontsize() for t in labels) * fig.dpi / 72
+    assert min(b - a for a, b in zip(xs, xs[1:])) * math.sin(math.radians(35)) > line, "two pair names overlap"
+    assert all(t.get_window_extent(r).height < 0.9 * fig.bbox.height for t in labels)
+    size = max(t.get_fontsize() for t in labels)
+    assert all(t.get_fontsize() >= size for leg in legends(fig) for t in leg.get_texts())
+    assert_legends_cover_no_data(fig)
 
 
 def test_derived_titles_say_where_the_source_weights_come_from():
@@ -189,3 +221,42 @@ def test_points_of_equal_similarity_are_side_by_side_and_labels_stay_inside(tmp_
             f"label {text.get_text()!r} runs off the axes"
     keys = legend_text(fig)
     assert "TinyNet-D -> TinyNet-E (same family), similarity 0.915" in keys and "side by side" in keys
+
+
+def test_the_heatmap_frames_measured_pairs_inside_their_cells(tmp_path, monkeypatch):
+    """Frames inset in their own cells: neighbours' frames never seem to frame the diagonal between them."""
+    from bench.results import selection_plots
+
+    captured = {}
+    monkeypatch.setattr(selection_plots, "save_png", lambda fig, path: captured.setdefault("fig", fig))
+    models = ["test_resnet", "test_efficientnet", "test_byobnet"]
+    records = [{"source": s, "target": t} for t in models[:2] for s in models if s != t]
+    selection_plots.plot_heatmap(records, tmp_path / "h.png")
+    ax = captured["fig"].axes[0]
+    frames = [p for p in ax.patches if p.get_edgecolor()[:3] == (1.0, 0.0, 0.0)]
+    assert len(frames) == len(records)
+    for frame in frames:
+        x0, y0 = frame.get_xy()
+        j, i = round(x0 + frame.get_width() / 2), round(y0 + frame.get_height() / 2)
+        assert i != j, "a frame on the diagonal"
+        assert j - 0.5 < x0 and x0 + frame.get_width() < j + 0.5 and i - 0.5 < y0 and y0 + frame.get_height() < i + 0.5
+
+
+def test_the_matching_colour_bar_follows_the_target_names_without_a_gap(monkeypatch):
+    pytest.importorskip("matplotlib")
+    import dpiat
+    from dpiat import plots as dplots
+
+    captured = {}
+    monkeypatch.setattr(dplots, "_save", lambda fig, path, plt: captured.setdefault("fig", fig))
+    for source, target in (("tf_efficientnet_b2", "tf_efficientnet_b0"), ("convnext_atto", "convnext_pico")):
+        captured.clear()
+        dplots.plot_matching(dpiat.match(source, target), "m.png", source=source, target=target)
+        fig = captured["fig"]
+        r = renderer_of(fig)
+        ax, bar = fig.axes[0], fig.axes[1]
+        right = max(t.get_window_extent(r).x1 for t in ax.texts)
+        left = min(t.get_window_extent(r).x0 for t in ax.texts)
+        gap = bar.get_window_extent(r).x0 - right
+        assert 0 < gap < 0.5 * fig.dpi, f"{gap / fig.dpi:.2f} in between the names and the colour bar"
+        assert left >= ax.get_window_extent(r).x0  # the source's names inside the axis too

@@ -5,6 +5,13 @@ What bench/compare.py prints and decides. Both folders are read as a table reads
 top-1 over epochs 1..N of each seed, as the protocol evaluates and BatchNorm-recalibrated (each where both
 sides have it). The ratio to random is shown beside them, not judged: it is computed from the same accuracies.
 
+Seeds both sides ran are checked first, seed by seed (:func:`seed_check`): the same seed on the same kind of
+machine reruns bit-identically, so each says "seed 0: identical" or names the first number that differs (the
+epoch and the measure). A seed identical to the reference's agrees exactly and is not judged again; the rule
+below judges the rest of your seeds (those the reference lacks, and shared ones that differ) against the
+reference's mean. A cell whose seeds are all identical agrees without a mean difference being reported: one
+seed beside a three-seed mean would show a "difference" that is only the spread of the reference's seeds.
+
 The rule (:func:`judge`). A reproduction is another sample of seeds, on another machine most likely, where
 results differ by seed noise and never bit-exactly; with 3 seeds a cell's own standard deviation is barely
 known (2 degrees of freedom), so the seed noise ``s`` of a cell is the larger of its own sample std in the
@@ -64,6 +71,11 @@ class Side:
     cell: Cell
     best: dict[str, list[float]]  # measure -> per-seed values (seed order)
     ratio: tuple[float | None, float | None]  # mean ratio to random, best over epochs: protocol, BN
+    curves: dict[str, dict[int, list[float]]] = field(default_factory=dict)  # measure -> seed -> top-1 per epoch
+
+    def best_of(self, measure: str, seeds) -> list[float]:
+        """The best top-1 of ``seeds`` (those of them this side has), in seed order."""
+        return [max(self.curves[measure][s]) for s in sorted(seeds) if s in self.curves[measure]]
 
     @property
     def n(self) -> int:
@@ -82,8 +94,11 @@ class Row:
     init: str
     mine: Side | None
     ref: Side | None
-    judged: dict[str, Judgement] = field(default_factory=dict)
+    judged: dict[str, Judgement] = field(default_factory=dict)  # the rule, on the seeds not identical
     problem: str = ""  # why it is not judged, or (with disagree) what differs in the set-up
+    seeds: list[str] = field(default_factory=list)  # one line per seed both sides ran (seed_check)
+    identical: list[int] = field(default_factory=list)  # those seeds that are bit-identical
+    rest: list[int] = field(default_factory=list)  # your other seeds: judged by the rule
 
     @property
     def status(self) -> str:
@@ -95,7 +110,7 @@ class Row:
         if self.problem.startswith("different set-up"):
             return "disagree"
         if not self.judged:
-            return "not judged"
+            return "agree" if self.identical and not self.rest else "not judged"
         return "agree" if all(j.agree for j in self.judged.values()) else "disagree"
 
 
@@ -110,9 +125,9 @@ def read_sides(runs_dir: Path, epochs: int | None) -> tuple[dict[tuple[str, str]
     sides, used = {}, []
     for cell in cells:
         row = cell_row(cell, ref.get(cell.pair), compare.get(cell.pair))
-        best = {"top1": [max(c) for _, c in sorted(cell.curves().items())],
-                "top1_bn": [max(c) for _, c in sorted(cell.curves(bn=True).items())]}
-        sides[cell.pair, cell.init] = Side(cell, best, (row["ratio_best_mean"], row["ratio_best_bn_mean"]))
+        curves = {"top1": cell.curves(), "top1_bn": cell.curves(bn=True)}
+        best = {m: [max(c) for _, c in sorted(by_seed.items())] for m, by_seed in curves.items()}
+        sides[cell.pair, cell.init] = Side(cell, best, (row["ratio_best_mean"], row["ratio_best_bn_mean"]), curves)
         if cell.shared_from is None:
             used += cell.used
     return sides, used
@@ -127,6 +142,24 @@ def pooled(sides: dict[tuple[str, str], Side], measure: str) -> Pooled:
             squares += (len(values) - 1) * float(np.var(values, ddof=1))
             df += len(values) - 1
     return Pooled(math.sqrt(squares / df) if df else None, df)
+
+
+def seed_check(seed: int, mine: Side, ref: Side) -> tuple[bool, str]:
+    """(identical, line) for a seed both sides ran: every epoch's top-1, as the protocol evaluates and with
+    BatchNorm recalibrated, compared exactly; the line names the first number that differs."""
+    for m in MEASURES:
+        a, b = mine.curves[m].get(seed), ref.curves[m].get(seed)
+        if a is None and b is None:
+            continue
+        if a is None or b is None:
+            return False, f"seed {seed}: {MEASURES[m].replace('best ', '')} recorded only in {'the reference' if a is None else 'yours'}"
+        if len(a) != len(b):
+            return False, f"seed {seed}: {len(a)} epochs in yours, {len(b)} in the reference"
+        for epoch, (x, y) in enumerate(zip(a, b), 1):
+            if x != y:
+                what = MEASURES[m].replace("best ", "")
+                return False, f"seed {seed}: differs first at epoch {epoch}, {what} {x:.4f} yours, {y:.4f} the reference"
+    return True, f"seed {seed}: identical"
 
 
 def judge(mine: list[float], ref: list[float], noise: Pooled, k: int, alpha: float = ALPHA) -> Judgement:
@@ -164,12 +197,20 @@ def compare(mine_dir: Path, ref_dir: Path, epochs: int | None = None, alpha: flo
                            f"{b.cell.key[0]} on {b.cell.key[1]}, {b.cell.key[2]}")
         elif not a.n or not b.n:
             row.problem = "no finished runs " + ("in yours" if not a.n else "in the reference")
-    comparisons = [(row, m) for row in rows if row.mine and row.ref and not row.problem for m in MEASURES
-                   if row.mine.best[m] and row.ref.best[m] and noise[m].df]
+        else:
+            mine_seeds, ref_seeds = set(a.curves["top1"]), set(b.curves["top1"])
+            for seed in sorted(mine_seeds & ref_seeds):
+                same, line = seed_check(seed, a, b)
+                row.seeds.append(line)
+                if same:
+                    row.identical.append(seed)
+            row.rest = sorted(mine_seeds - set(row.identical))
+    comparisons = [(row, m) for row in rows if row.mine and row.ref and not row.problem and row.rest
+                   for m in MEASURES if row.mine.best_of(m, row.rest) and row.ref.best[m] and noise[m].df]
     for row, m in comparisons:
-        row.judged[m] = judge(row.mine.best[m], row.ref.best[m], noise[m], len(comparisons), alpha)
+        row.judged[m] = judge(row.mine.best_of(m, row.rest), row.ref.best[m], noise[m], len(comparisons), alpha)
     for row in rows:
-        if row.mine and row.ref and not row.problem and not row.judged:
+        if row.mine and row.ref and not row.problem and row.rest and not row.judged:
             row.problem = "the reference has no cell with 2 seeds: its seed noise is unknown"
     return rows, mine_runs, ref_runs, noise
 

@@ -39,6 +39,7 @@ from dpiat.atomic import atomic_open
 PLOT_NAMES = re.compile(r"^(curves|curves_.*|ratios|similarity_vs_ratio)\.png$")  # what this module writes
 STYLE = "0.35"  # the grey of legend entries that explain a line style or marker, not a colour
 MAX_LEGEND_IN_PANEL = 14  # legend entries that fit in an empty panel of curves.png; more go below the panels
+SLANT_ABOVE = 8  # ratios.png with more pairs than this: narrower groups, slanted names, legend above
 
 
 def save_png(fig: Figure, path: Path) -> None:
@@ -193,8 +194,10 @@ def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None,
               if any(r["pair"] == p and r["init"] in inits and r["ratio_best_mean"] is not None for r in rows)]
     groups.append(ALL)
     lookup = {(r["pair"], r["init"]): r for r in rows}
-    per_group = max(1.3, 0.3 * len(inits))  # inches
-    fig = Figure(figsize=(max(6.4, per_group * len(groups)) + 3.2, 3.6 * len(panels) + 0.8), layout="constrained")
+    slanted = len(groups) > SLANT_ABOVE  # many pairs: narrower groups, names slanted so that none overlaps
+    per_group = max(0.6 if slanted else 1.3, 0.3 * len(inits))  # inches
+    fig = Figure(figsize=(max(6.4, per_group * len(groups)) + (0 if slanted else 3.2), 3.6 * len(panels) + 0.8),
+                 layout="constrained")
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False).ravel()
     epochs = {r["epochs"] for r in rows if r["pair"] != ALL and r["epochs"] is not None}
     n_text = f"1..{epochs.pop()}" if len(epochs) == 1 else "1..N"
@@ -221,8 +224,12 @@ def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None,
         ax.set_title(("Ratio to random init of the same seed, mean over seeds\n" if ax is axes[0] else "") + how,
                      fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    wrap = max(12, int(per_group * 11))
-    axes[-1].set_xticks(range(len(groups)), [_wrap(titles.get(g, g), wrap) for g in groups], fontsize=8)
+    if slanted:  # one line each, slanted, ending under its bars
+        axes[-1].set_xticks(range(len(groups)), [titles.get(g, g) for g in groups], fontsize=8.5, rotation=35,
+                            ha="right", rotation_mode="anchor")
+    else:
+        wrap = max(12, int(per_group * 11))
+        axes[-1].set_xticks(range(len(groups)), [_wrap(titles.get(g, g), wrap) for g in groups], fontsize=8)
     handles = [Patch(color=colors[i], label=i) for i in inits]
     handles.append(Patch(facecolor="white", edgecolor="black", hatch="//",
                          label="hatched: mean over pairs (no interval)"))
@@ -235,7 +242,10 @@ def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None,
                               label=f"whisker: 95% interval over seeds ({_interval_text(whiskers)})"))
     if bare:
         handles.append(Patch(facecolor="none", edgecolor="none", label="no whisker: one seed, no interval"))
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    if slanted:  # a wide figure: the legend in rows above the panels, at the size of the axis labels
+        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 3), fontsize=10)
+    else:
+        fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig
 
 

@@ -110,15 +110,16 @@ def plot_heatmap(records: list[dict], path: Path) -> Path | None:
         for j, b in enumerate(models):      # column: source
             ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if sim[i, j] < 0.55 else "black")
-            if (b, a) in measured:
-                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.6))
+            if (b, a) in measured:  # inset, so that the frames of neighbours never seem to frame a cell between
+                ax.add_patch(plt.Rectangle((j - 0.42, i - 0.42), 0.84, 0.84, fill=False, edgecolor="red",
+                                           linewidth=1.6))
     ax.set_xticks(range(len(models)), models, rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(models)), models, fontsize=8)
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     fig.colorbar(im, ax=ax, fraction=0.04, label="DPIAT similarity (symmetric)")
-    ax.set_title("Architecture similarity of the grid's models\n(red outline: a source -> target pair trained "
-                 "and measured)", fontsize=10)
+    ax.set_title("Architecture similarity of the grid's models\n(red frame inside a cell: a source -> target "
+                 "pair trained and measured; the diagonal, a model with itself, never is)", fontsize=10)
     fig.tight_layout()
     save_png(fig, path)
     return path

