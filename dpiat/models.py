@@ -69,6 +69,8 @@ def create_model(name: str, *, device: str | torch.device | None = None, pretrai
     if pretrained:
         from dpiat.pretrained import load_pretrained
 
+        if not name.startswith("hf-hub:"):  # an unknown architecture: close names, before any tag lookup
+            check_model_name(name)
         try:
             model = load_pretrained(name, **kwargs)
         except TypeError as e:

@@ -146,13 +146,11 @@ def _url_file(name: str, url: str) -> str | None:
 
 
 def _registry_cfg(name: str) -> tuple[str, dict]:
-    """(``arch.tag``, timm's pretrained config of it) for ``arch.tag`` or a bare ``arch`` (its default tag)."""
+    """(``arch.tag``, timm's pretrained config of it) for ``arch.tag`` or a bare ``arch`` (its default tag); the
+    architecture is checked by the caller (:func:`dpiat.models.create_model`, which imports this module)."""
     import timm
     from timm.models import get_pretrained_cfg
 
-    from dpiat.models import check_model_name
-
-    check_model_name(name)
     arch, _, tag = name.partition(".")
     if tag:
         known = timm.list_pretrained(f"{arch}.*")
