@@ -229,11 +229,12 @@ def test_out_in_a_missing_folder_creates_nothing(tmp_path, capsys):
 
 
 def test_output_cut_short_by_its_reader_ends_without_a_traceback():
-    """`dpiat explain ... | head -3`: the reader closes the pipe after three lines."""
+    """`dpiat explain ... | head -0`: the reader closes the pipe before the first line (while dpiat still imports
+    torch), so every write fails, whatever the speed of the machine (a reader that takes three lines first races
+    the whole table into the pipe's buffer on an idle machine)."""
     p = subprocess.Popen([sys.executable, "-m", "dpiat", "explain", "tf_efficientnet_b2", "tf_efficientnet_b0"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    head = [p.stdout.readline() for _ in range(3)]
-    p.stdout.close()  # as head does once it has its lines
+    p.stdout.close()  # as a reader that wants nothing more does
     err = p.stderr.read().decode()
-    assert p.wait(timeout=300) == 141 and all(head)
+    assert p.wait(timeout=300) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err, err

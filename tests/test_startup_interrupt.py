@@ -28,7 +28,10 @@ def test_ctrl_c_during_start_up_is_one_line(script, tmp_path):
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "DPIAT_TEST_SIGINT_AFTER": "1.0"}
     p = subprocess.run([sys.executable, script, "experiment=smoke", f"paths.runs={tmp_path / 'runs'}"], cwd=REPO,
-                       env=env, capture_output=True, text=True, timeout=300)
+                       env=env, capture_output=True, text=True, timeout=300,
+                       # a SIGINT ignored by this test process (an earlier test's clean-up) would be inherited, and
+                       # Python keeps an ignored SIGINT ignored: give the task the default, as a shell does
+                       preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     output = p.stdout + p.stderr
     assert p.returncode in (-signal.SIGINT, 130), output[-3000:]
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-3000:]
