@@ -73,13 +73,15 @@ def check_transferable(blocks: Block, role: str, model: nn.Module) -> int:
     return n
 
 
-def match(source: nn.Module | str, target: nn.Module | str, *, aligner: Aligner | None = None) -> Matching:
+def match(source: nn.Module | str, target: nn.Module | str, *, aligner: Aligner | None = None,
+          structure=standardize, check=check_transferable) -> Matching:
     """Align ``source`` to ``target`` (docs/method.md §2-4). Works on the meta device; a timm name is built
-    there (timm's default 1000 classes and 3 channels: only shapes are read)."""
+    there (timm's default 1000 classes and 3 channels: only shapes are read). ``structure`` and ``check``: the
+    standardization and its transferability check (a method's own, e.g. dpiat_struct's; see dpiat.ranking.match)."""
     source, target = as_model(source), as_model(target)
-    a, b = standardize(source), standardize(target)
-    check_transferable(a, "source", source)
-    check_transferable(b, "target", target)
+    a, b = structure(source), structure(target)
+    check(a, "source", source)
+    check(b, "target", target)
     aligner = aligner or Aligner()
     value = aligner.align(a, b).value
     return Matching(value, aligner.leaf_pairs(a, b), a, b)

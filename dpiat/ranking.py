@@ -18,6 +18,7 @@ from torch import nn
 from dpiat.alignment import Aligner
 from dpiat.errors import UnknownNameError
 from dpiat.matching import Matching, check_transferable
+from dpiat.matching import match as _match
 from dpiat.models import as_model
 from dpiat.structure import Block, standardize
 
@@ -58,17 +59,13 @@ def match(source: nn.Module | str, target: nn.Module | str, method: str = "dpiat
     (:func:`dpiat.matching.match`); ``"dpiat_struct"``: its structure (q/k/v, norms, tokens, position
     embeddings... as leaves of their own); the other named variants match as ``dpiat`` does.
 
+        >>> import dpiat
         >>> m = dpiat.match("deit_tiny_patch16_224", "vit_tiny_patch16_224", method="dpiat_struct")
-        >>> print(m.table())
+        >>> m.table().splitlines()[0].split()[:4]  # one row per target layer, its source layer beside it
+        ['target', 'layer', 'shape', 'source']
     """
     structure, check = _structure_of(method)
-    source, target = as_model(source), as_model(target)
-    a, b = structure(source), structure(target)
-    check(a, "source", source)
-    check(b, "target", target)
-    aligner = aligner or Aligner()
-    value = aligner.align(a, b).value
-    return Matching(value, aligner.leaf_pairs(a, b), a, b)
+    return _match(source, target, aligner=aligner, structure=structure, check=check)
 
 
 class _Structures:

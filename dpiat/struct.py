@@ -49,7 +49,7 @@ from dpiat.alignment import Aligner
 from dpiat.clip import _clip_copy, copy_layers, one_thread
 from dpiat.errors import DpiatError, NoTransferableLayersError
 from dpiat.layers import is_dim, type_mask, weight_shape
-from dpiat.matching import Matching
+from dpiat.matching import Matching, match
 from dpiat.registry import register_method
 from dpiat.structure import Block, Layer
 
@@ -402,12 +402,7 @@ def check_struct_transferable(blocks: Block, role: str, model: nn.Module) -> int
 
 def match_struct(source: nn.Module, target: nn.Module, *, aligner: Aligner | None = None) -> Matching:
     """:func:`dpiat.match` on the structure-aware standardization (the same DP and tie rules)."""
-    a, b = standardize_struct(source), standardize_struct(target)
-    check_struct_transferable(a, "source", source)
-    check_struct_transferable(b, "target", target)
-    aligner = aligner or Aligner()
-    value = aligner.align(a, b).value
-    return Matching(value, aligner.leaf_pairs(a, b), a, b)
+    return match(source, target, aligner=aligner, structure=standardize_struct, check=check_struct_transferable)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -31,17 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.measure.speed import Busy  # noqa: E402
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
+from bench.measure.speed import Busy, cpu_model  # noqa: E402
 
 def _tree(root: int) -> list[int]:
     """``root`` and its descendants (from /proc/*/stat)."""

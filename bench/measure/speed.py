@@ -4,9 +4,11 @@ time, the load average as printed, and background processes that keep cores busy
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PAIRS = [
     ("tf_efficientnet_b2", "tf_efficientnet_b0"),
@@ -22,6 +24,17 @@ SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def cpu_model(unknown: str = "unknown") -> str:
+    """The CPU's model name as /proc/cpuinfo gives it, else what the platform module says, else ``unknown``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or unknown
 
 
 class Busy:

@@ -25,8 +25,6 @@ import argparse
 import csv
 import fcntl
 import fnmatch
-import os
-import platform
 import sys
 import time
 import warnings
@@ -35,6 +33,7 @@ from pathlib import Path
 import torch
 
 import dpiat
+from bench.measure.speed import cpu_model, load
 from dpiat.models import create_model
 from dpiat.pipeline import _n_parameters
 
@@ -54,20 +53,6 @@ def family(name: str) -> str:
     from timm.models._registry import _model_to_module
 
     return _model_to_module.get(name, "?")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
-def load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def noisy_copy(name: str, seed: int) -> torch.nn.Module:
@@ -187,7 +172,7 @@ def main(argv=None) -> int:
     done = {(r["name"], r["method"]) for r in read_rows(out)}
     names = architectures(args.only)[i::n]
     print(f"# {len(names)} architectures in shard {args.shard}; {len(done)} rows already in {out}; "
-          f"cpu {cpu_model()}, load {load0}", flush=True)
+          f"cpu {cpu_model('?')}, load {load0}", flush=True)
     checked = over = 0
     for name in names:
         todo = [m for m in methods if (name, m) not in done]
@@ -208,7 +193,7 @@ def main(argv=None) -> int:
         print(" ".join(f"{r['name']} {r['method']} identical={r['identical']} left={r['n_left']} "
                        f"{r['seconds']}s {r['error']}".rstrip() for r in rows), flush=True)
     wall = time.time() - t0
-    print(f"# checked {checked} architectures ({over} over the cap) in {wall:.0f} s; cpu {cpu_model()}, "
+    print(f"# checked {checked} architectures ({over} over the cap) in {wall:.0f} s; cpu {cpu_model('?')}, "
           f"load {load0} at start, {load()} at end", flush=True)
     print(summary(read_rows(out), args.max_params))
     return 0
