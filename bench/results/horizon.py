@@ -78,15 +78,19 @@ class _Series:
     recipe: str
     bn: dict[int, list[float]]  # seed -> best_e of val_top1_bn, e = 1..N
     plain: dict[int, list[float]]  # seed -> best_e of val_top1
-    raw_bn: dict[int, list[float]]  # seed -> val_top1_bn per epoch (the picture)
     seconds_per_epoch: dict[int, float]  # seed -> wall seconds per epoch on the machine that ran it
 
 
-def _wall_per_epoch(run: RunRecord, epochs: int) -> float | None:
+def _raw(path: Path) -> dict:
+    """A run.json's whole record (wall time, hardware: what RunRecord does not carry); {} when unreadable."""
     try:
-        seconds = json.loads(Path(run.path).read_text()).get("wall_seconds")
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+
+
+def _wall_per_epoch(run: RunRecord, epochs: int) -> float | None:
+    seconds = _raw(run.path).get("wall_seconds")
     return float(seconds) / epochs if isinstance(seconds, (int, float)) and seconds > 0 else None
 
 
@@ -100,8 +104,8 @@ def _series(runs: list[RunRecord], epochs: int, notes: list[str]) -> dict[tuple[
             notes.append(f"{recipe}/{run.pair}/{run.init}/seed{run.seed}: {run.status} with {done}/{epochs} epochs of "
                          "val_top1_bn, not averaged" + (f" ({run.failure_reason})" if run.failure_reason else ""))
             continue
-        s = out.setdefault((run.pair, run.init, recipe), _Series(run.pair, run.init, recipe, {}, {}, {}, {}))
-        s.bn[run.seed], s.plain[run.seed], s.raw_bn[run.seed] = best_so_far(bn), best_so_far(plain), bn
+        s = out.setdefault((run.pair, run.init, recipe), _Series(run.pair, run.init, recipe, {}, {}, {}))
+        s.bn[run.seed], s.plain[run.seed] = best_so_far(bn), best_so_far(plain)
         per_epoch = _wall_per_epoch(run, epochs)
         if per_epoch is not None:
             s.seconds_per_epoch[run.seed] = per_epoch
@@ -242,9 +246,8 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
 def _hardware(runs: list[RunRecord]) -> str:
     seen = []
     for run in runs:
-        try:
-            raw = json.loads(Path(run.path).read_text())
-        except (OSError, ValueError):
+        raw = _raw(run.path)
+        if not raw:
             continue
         hw, v = raw.get("hardware") or {}, raw.get("versions") or {}
         text = (f"{hw.get('cpu_model', '?')} ({hw.get('cpu_capability', '?')}), {hw.get('cpu_count', '?')} cores, "
