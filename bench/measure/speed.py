@@ -3,12 +3,11 @@ time, the load average as printed, and background processes that keep cores busy
 
 from __future__ import annotations
 
-import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from bench.running.host import cpu_model, load  # noqa: F401  (the measure scripts import them from here)
 
 PAIRS = [
     ("tf_efficientnet_b2", "tf_efficientnet_b0"),
@@ -20,21 +19,6 @@ PAIRS = [
 
 # A background process that keeps one core busy, and exits when its parent (this script) is gone.
 SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for _ in range(200000):\n        pass\n"
-
-
-def load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def cpu_model(unknown: str = "unknown") -> str:
-    """The CPU's model name as /proc/cpuinfo gives it, else what the platform module says, else ``unknown``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or unknown
 
 
 class Busy:

@@ -4,5 +4,5 @@
 train) -> :mod:`~bench.running.lit` (Lightning). Identity and the start/resume/skip/refuse decision:
 :mod:`~bench.running.folder`; run.json: :mod:`~bench.running.record`; per epoch:
 :mod:`~bench.running.recorder`; source networks: :mod:`~bench.running.sources`; provenance:
-:mod:`~bench.running.provenance`.
+:mod:`~bench.running.provenance` (the CPU and load: :mod:`~bench.running.host`).
 """

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench.running.host import cpu_model
 from bench.running.lit import on_gpu
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,17 +48,6 @@ def versions() -> dict:
             "timm": timm.__version__, "lightning": lightning.__version__, "torchmetrics": torchmetrics.__version__,
             "hydra": hydra.__version__, "dpiat": dpiat.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo), else what the platform module says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def hardware(trainer_cfg: Any) -> dict:
