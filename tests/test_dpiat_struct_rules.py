@@ -166,3 +166,30 @@ def test_pvt_v2_b2_into_b1_overwrites_everything():
     src, dst = src.to_empty(device="cpu"), dst.to_empty(device="cpu")
     assert dpiat.transfer(src, dst, method="dpiat_struct").fraction_overwritten >= 0.9
     assert dpiat.transfer(src, dst).fraction_overwritten < 0.6  # faithful: block 0 of stages 1-3 unmatched
+
+
+def test_zoo_script_stops_on_ctrl_c_with_its_rows_kept_and_resumes(tmp_path, monkeypatch, capsys):
+    """bench/measure/zoo_identity.py: Ctrl-C after the first architecture is one line and exit 130, the finished
+    row stays in the CSV, and the same command goes on with the rest only."""
+    import bench.measure.zoo_identity as zoo
+
+    out = tmp_path / "identity.csv"
+    argv = ["--only", "test_vit,test_vit2", "--methods", "dpiat_struct", "--out", str(out)]
+    real_check, calls = zoo.check, []
+
+    def check_then_ctrl_c(name, methods):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_check(name, methods)
+
+    monkeypatch.setattr(zoo, "check", check_then_ctrl_c)
+    assert zoo.main(argv) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    rows = zoo.read_rows(out)
+    assert [r["name"] for r in rows] == ["test_vit"] and rows[0]["identical"] == "1"
+    monkeypatch.setattr(zoo, "check", real_check)
+    assert zoo.main(argv) == 0
+    assert [r["name"] for r in zoo.read_rows(out)] == ["test_vit", "test_vit2"]
+    assert "identical on 2 of 2" in capsys.readouterr().out

@@ -15,8 +15,10 @@ source's. A row names the parameters left different ("tensors left") and the tra
 
 The CSV is written row by row (flushed, under a file lock) and an architecture already in it is skipped, so a
 run that is stopped resumes where it was, and shards started side by side share one file. The parameter count
-is read on the meta device (no memory). The header file beside the CSV (``identity.txt``) records the command,
-the CPU, the load average and the wall time of each run, and the summary line.
+is read on the meta device (no memory). Ctrl-C stops it with one line (exit 130); the rows written so far stay
+and the same command goes on from there. The header file beside the CSV (``identity.txt``, made from the lines
+this script prints) records the command, the CPU, the load average and the wall time of each run, and the
+summary line.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import argparse
 import csv
 import fcntl
 import fnmatch
+import io
 import sys
 import time
 import warnings
@@ -118,12 +121,16 @@ def read_rows(path: Path) -> list[dict]:
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append under an exclusive lock, header first when the file is new: shards may write at the same time."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO(newline="")
+    csv.DictWriter(text, FIELDS).writerows(rows)
     with path.open("a", newline="") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             if f.tell() == 0:
-                csv.DictWriter(f, FIELDS).writeheader()
-            csv.DictWriter(f, FIELDS).writerows(rows)
+                header = io.StringIO(newline="")
+                csv.DictWriter(header, FIELDS).writeheader()
+                f.write(header.getvalue())
+            f.write(text.getvalue())  # the rows ready first, written at once: a Ctrl-C leaves no half row
             f.flush()
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
@@ -173,6 +180,21 @@ def main(argv=None) -> int:
     names = architectures(args.only)[i::n]
     print(f"# {len(names)} architectures in shard {args.shard}; {len(done)} rows already in {out}; "
           f"cpu {cpu_model('?')}, load {load0}", flush=True)
+    try:
+        over, checked = _check_all(names, methods, done, out, args.max_params)
+    except KeyboardInterrupt:
+        print(f"# interrupted: {out} keeps every architecture finished so far; run the same command again to "
+              "go on from there", file=sys.stderr, flush=True)
+        return 130
+    wall = time.time() - t0
+    print(f"# checked {checked} architectures ({over} over the cap) in {wall:.0f} s; cpu {cpu_model('?')}, "
+          f"load {load0} at start, {load()} at end", flush=True)
+    print(summary(read_rows(out), args.max_params))
+    return 0
+
+
+def _check_all(names: list[str], methods: list[str], done: set, out: Path, cap: float) -> tuple[int, int]:
+    """Check every architecture of ``names`` not yet in ``out`` under ``cap``; ``(over the cap, checked)``."""
     checked = over = 0
     for name in names:
         todo = [m for m in methods if (name, m) not in done]
@@ -184,7 +206,7 @@ def main(argv=None) -> int:
                 params = _n_parameters(create_model(name, device="meta"))
         except Exception:  # noqa: BLE001 -- counted below, by the full build
             params = 0
-        if params > args.max_params:
+        if params > cap:
             over += 1
             continue
         rows = check(name, todo)
@@ -192,11 +214,7 @@ def main(argv=None) -> int:
         checked += 1
         print(" ".join(f"{r['name']} {r['method']} identical={r['identical']} left={r['n_left']} "
                        f"{r['seconds']}s {r['error']}".rstrip() for r in rows), flush=True)
-    wall = time.time() - t0
-    print(f"# checked {checked} architectures ({over} over the cap) in {wall:.0f} s; cpu {cpu_model('?')}, "
-          f"load {load0} at start, {load()} at end", flush=True)
-    print(summary(read_rows(out), args.max_params))
-    return 0
+    return over, checked
 
 
 if __name__ == "__main__":
