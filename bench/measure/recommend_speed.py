@@ -3,6 +3,7 @@ nothing, peak memory, idle and with both cores busy, side by side in one run.
 
     .venv/bin/python bench/measure/recommend_speed.py                       # idle, then both cores kept busy
     .venv/bin/python bench/measure/recommend_speed.py --busy 0 --out results/speed/recommend.json
+    .venv/bin/python bench/measure/recommend_speed.py --target vit_tiny_patch16_224 --new-target convnext_atto
 
 Per condition (``--busy N``: N extra processes spinning one core each), each a fresh ``dpiat recommend TARGET
 --json`` process timed from start to exit (interpreter, imports and all), in a fresh cache folder:
@@ -13,8 +14,9 @@ empty cache with the shipped index switched off, ``DPIAT_SHIPPED_INDEX=0``: ever
 meta device, what a timm version without a shipped index costs). Meanwhile the process tree (the command and
 its worker processes) is sampled every 50 ms for the peak of the summed RSS (shared pages counted once per
 process: an upper bound) and of the summed PSS (shared pages split between processes). The rankings of cold,
-warm and from nothing must be identical (checked). One table row per condition, with the CPU model and the
-1-minute load before and after.
+warm and from nothing must be identical (checked). One table row per condition, with the CPU model, the
+1-minute load before and after, and the matching measured (``--method auto``, the default: ``dpiat_struct`` for
+a ViT target, the faithful ``dpiat`` for a CNN without LayerNorm).
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ def timed(argv: list[str], env: dict) -> dict:
         raise SystemExit(f"dpiat {' '.join(argv)} failed (exit {proc.returncode}):\n{err[-3000:]}")
     ranking = json.loads(out)
     return {"s": wall, "peak_rss_mib": peak[0] / 1024, "peak_pss_mib": peak[1] / 1024, "ranked": len(ranking),
+            "methods": sorted({c["method"] for c in ranking}),
             "top3": [[c["name"], round(c["score"], 4)] for c in ranking[:3]],
             "ranking": [[c["name"], c["score"], c["overwritten"]] for c in ranking]}
 
@@ -134,10 +137,10 @@ def main() -> None:
 
     header = {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__, "timm": timm.__version__,
               "python": platform.python_version(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
-    print(json.dumps(header))
-    print("| busy | load before / after | cold | warm, same target | warm, new target | from nothing | ranked "
+    print(json.dumps({**header, "target": args.target, "new_target": args.new_target}))
+    print("| busy | load before / after | method | cold | warm, same target | warm, new target | from nothing | ranked "
           "| peak RSS / PSS (sum): cold | from nothing | cache |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for n in args.busy:
         with Busy(n):
@@ -147,14 +150,16 @@ def main() -> None:
         fn = r.get("from_nothing")
         fn_s = f"{fn['s']:.0f} s" if fn else "-"
         fn_mem = f"{fn['peak_rss_mib']:.0f} / {fn['peak_pss_mib']:.0f} MiB" if fn else "-"
-        print(f"| {n} | {r['load_before']:.2f} / {r['load_after']:.2f} | {r['cold']['s']:.1f} s | "
+        print(f"| {n} | {r['load_before']:.2f} / {r['load_after']:.2f} | {', '.join(r['cold']['methods'])} | "
+              f"{r['cold']['s']:.1f} s | "
               f"{r['warm_same']['s']:.2f} s | {r['warm_new']['s']:.1f} s | "
               f"{fn_s} | {r['cold']['ranked']} | "
               f"{r['cold']['peak_rss_mib']:.0f} / {r['cold']['peak_pss_mib']:.0f} MiB | "
               f"{fn_mem} | "
               f"{r['cache_files']} files, {r['cache_mib']:.1f} MiB |", flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps({**header, "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({**header, "target": args.target, "new_target": args.new_target,
+                                              "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
