@@ -27,6 +27,7 @@ VIT4, VIT1, VIT1_E1 = ("results/transformers/table.md", "results/transformers_lr
                        "results/transformers_lr1e-3/epoch1/table.md")
 HZ, HZT = "results/horizon/ratios_by_epoch.csv", "results/horizon/time_to_accuracy.csv"
 SELECTION, RECIPE = "results/selection/selection.md", "results/recipe/table.md"
+REC, REC_VIT = "results/speed/recommend.txt", "results/speed/recommend_vit.txt"
 OURS3, OURS1 = "BN ratio to random, last epoch (3)", "BN ratio to random, epoch 1"
 SIM = "DPIAT similarity (the paper's)"
 R, RB = "ratio best [95% CI]", "ratio best, BN [95% CI]"
@@ -112,6 +113,22 @@ FIGURES = [
      (TD, "dpiat", "paper (the experiment's own settings)"), "best top-1, BN"),
     ("results/recipe/README.md", "(at 1e-3 it reaches only 0.453)", "0.453", RECIPE,
      (TD, "random", "adam_lr1e-3 (optim.lr=0.001)"), "best top-1, BN"),
+    # speed figures: numbers of the raw outputs in results/speed/
+    ("docs/performance.md", "**cold** (empty cache) **11.8 s / 15.9 s**", "11.8", REC, None, None),
+    ("docs/performance.md", "**cold** (empty cache) **11.8 s / 15.9 s**", "15.9", REC, None, None),
+    ("docs/performance.md", "**warm** (the same command again) **0.16 s /\n0.13 s**", "0.16", REC, None, None),
+    ("docs/performance.md", "9.1 s /\n14.5 s", "9.1", REC, None, None),
+    ("docs/performance.md", "9.1 s /\n14.5 s", "14.5", REC, None, None),
+    ("docs/performance.md", "59 s /\n123 s", "123", REC, None, None),
+    ("docs/performance.md", "**cold 8.0 s / 15.0 s**", "8.0", REC_VIT, None, None),
+    ("docs/performance.md", "**cold 8.0 s / 15.0 s**", "15.0", REC_VIT, None, None),
+    ("docs/performance.md", "warm 0.10 s / 0.15 s", "0.10", REC_VIT, None, None),
+    ("docs/performance.md", "7.1 s / 15.3 s", "15.3", REC_VIT, None, None),
+    ("docs/performance.md", "from nothing 45 s /\n96 s", "45", REC_VIT, None, None),
+    ("docs/performance.md", "from nothing 45 s /\n96 s", "96", REC_VIT, None, None),
+    ("docs/pretrained-sources.md", "takes 8.0 s on an idle 2-core VM", "8.0", REC_VIT, None, None),
+    ("docs/pretrained-sources.md", "15.0 s with both cores kept busy", "15.0", REC_VIT, None, None),
+    ("docs/performance.md", "construction included: 2.30 s", "2.30", "results/speed/rank_speed_loaded.txt", None, None),
 ]
 
 
