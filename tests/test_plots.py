@@ -13,6 +13,7 @@ import math
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.container import ErrorbarContainer
+from matplotlib.text import Text
 
 from bench.results import plots
 from bench.results.table import aggregate
@@ -221,6 +222,52 @@ def test_points_of_equal_similarity_are_side_by_side_and_labels_stay_inside(tmp_
             f"label {text.get_text()!r} runs off the axes"
     keys = legend_text(fig)
     assert "TinyNet-D -> TinyNet-E (same family), similarity 0.915" in keys and "side by side" in keys
+
+
+def crowded_rows(n=14):
+    """Rows of n pairs of nearly equal similarity (0.25-0.28) and ratio (1.00-1.02), as the selection grid's
+    many similar pairs, and two far apart; 95% intervals of +-0.1."""
+    pairs = [(f"m{k}_to_t", 0.25 + 0.002 * k, 1.0 + 0.004 * (k % 5)) for k in range(n)]
+    pairs += [("far_to_t", 0.9, 1.3), ("mid_to_t", 0.6, 1.2)]
+    return [{"pair": pair, "init": "dpiat", "similarity": sim, "ratio_best_mean": ratio, "interval": "t",
+             "ratio_best_ci_low": ratio - 0.1, "ratio_best_ci_high": ratio + 0.1} for pair, sim, ratio in pairs]
+
+
+def test_numbers_of_crowded_points_never_overlap_and_a_moved_one_has_a_leader():
+    fig = plots.plot_similarity(crowded_rows(), {"dpiat": "C1"})
+    r = renderer_of(fig)
+    ax = fig.axes[0]
+    numbers = [t for t in ax.texts if t.get_gid() == "number"]
+    assert sorted(int(t.get_text()) for t in numbers) == list(range(1, 17))
+    boxes = [Text.get_window_extent(t, r) for t in numbers]  # the text's own extent, not its leader's too
+    for i in range(len(boxes)):
+        for j in range(i):
+            assert not boxes[i].overlaps(boxes[j]), f"numbers {numbers[i].get_text()} and {numbers[j].get_text()}"
+    inside = ax.get_window_extent(r)
+    assert all(inside.x0 <= b.x0 and b.x1 <= inside.x1 and inside.y0 <= b.y0 and b.y1 <= inside.y1 for b in boxes)
+    points = [ax.transData.transform(p) for line in ax.lines if line.get_gid() == "points" for p in line.get_xydata()]
+    gap = (plots.NUMBER_GAP + 1) * fig.dpi / 72
+    moved = 0
+    for text, box in zip(numbers, boxes):
+        x, y = ax.transData.transform(text.xy)  # the point it labels (one point per pair here)
+        assert min(math.dist((x, y), p) for p in points) < 0.5, f"number {text.get_text()} labels no point"
+        beside = box.y0 <= y <= box.y1 and min(abs(box.x0 - x), abs(box.x1 - x)) <= gap
+        if not beside:  # moved up or down, or past other points: a thin grey leader line to its point
+            moved += 1
+            assert text.arrow_patch is not None, f"number {text.get_text()} moved without a leader"
+            assert text.arrow_patch.get_linewidth() < 1 and tuple(text.arrow_patch.get_edgecolor()[:3]) == (0.6,) * 3
+        else:
+            assert text.arrow_patch is None
+    assert moved  # 14 numbers in a crowd: some had to move
+    assert_legends_cover_no_data(fig)
+
+
+def test_the_similarity_plot_is_the_same_every_time(tmp_path):
+    saved = []
+    for k in range(2):
+        plots.save_png(plots.plot_similarity(crowded_rows(), {"dpiat": "C1"}), tmp_path / f"{k}.png")
+        saved.append((tmp_path / f"{k}.png").read_bytes())
+    assert saved[0] == saved[1]
 
 
 def test_the_heatmap_frames_measured_pairs_inside_their_cells(tmp_path, monkeypatch):

@@ -12,7 +12,8 @@
   over seeds where there is one (two seeds or more), the mean over pairs (hatched), and the paper's figure
   when it gives one.
 - ``similarity_vs_ratio.png``: architecture similarity vs that ratio, one series per source-based init with
-  at least 3 pairs, Pearson r and n in the legend.
+  at least 3 pairs, Pearson r and n in the legend; each pair numbered beside its points (the key in the
+  legend), numbers that would collide moved apart, a moved one with a grey leader line to its point.
 
 Pairs are titled in words (:mod:`bench.results.titles`); every legend sits outside the data, and says what
 each colour, line style, marker, band and whisker means. Uses matplotlib's ``Figure`` directly (no pyplot),
@@ -26,6 +27,8 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib import patheffects
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
@@ -251,6 +254,10 @@ def plot_ratios(rows: list[dict], colors: dict[str, str], paper: dict | None,
 
 # ------------------------------------------------------------------------------------------ similarity
 
+NUMBER_GAP = 7  # points from a point's centre to the near edge of its number, where a number first sits
+NUMBER_PAD = 1.5  # pixels kept clear around each number: no two numbers touch
+LEADER = dict(arrowstyle="-", color="0.6", lw=0.6, shrinkA=0, shrinkB=3.5)  # a moved number -> its point
+
 
 def _dodged(points: list[dict], span: float) -> bool:
     """Sort ``points`` by similarity and give those of (nearly) the same similarity side-by-side x positions
@@ -270,9 +277,180 @@ def _dodged(points: list[dict], span: float) -> bool:
     return any(len(c) > 1 for c in clusters)
 
 
+def _overlaps(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """How many of ``others`` (m x 4: x0, y0, x1, y1) each of ``boxes`` (n x 4) overlaps: (n,)."""
+    if not len(others):
+        return np.zeros(len(boxes))
+    return ((boxes[:, None, 0] < others[None, :, 2]) & (others[None, :, 0] < boxes[:, None, 2])
+            & (boxes[:, None, 1] < others[None, :, 3]) & (others[None, :, 1] < boxes[:, None, 3])).sum(axis=1)
+
+
+def _crossed(starts: np.ndarray, ends: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Segments starts[i] -> ends[i] (n x 2) and boxes (m x 4): (n, m), True where segment i passes through
+    box j (the slab test: the segment's stretches inside the box's x and y ranges overlap)."""
+    d = (ends - starts)[:, None, :]
+    lo, hi = boxes[None, :, :2], boxes[None, :, 2:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - starts[:, None, :]) / d, (hi - starts[:, None, :]) / d
+    inside = (starts[:, None, :] > lo) & (starts[:, None, :] < hi)  # where d is 0: always or never in the slab
+    enter = np.where(d == 0, np.where(inside, -np.inf, np.inf), np.minimum(t1, t2)).max(axis=2)
+    leave = np.where(d == 0, np.where(inside, np.inf, -np.inf), np.maximum(t1, t2)).min(axis=2)
+    return np.maximum(enter, 0.0) < np.minimum(leave, 1.0)
+
+
+def _intersect(a0: np.ndarray, a1: np.ndarray, b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
+    """Segments a0[i] -> a1[i] (n x 2) and b0[j] -> b1[j] (m x 2): (n, m), True where they cross."""
+    def side(p, q, r):  # sign of the turn p -> q -> r
+        return np.sign((q[..., 0] - p[..., 0]) * (r[..., 1] - p[..., 1])
+                       - (q[..., 1] - p[..., 1]) * (r[..., 0] - p[..., 0]))
+    p, q, r, s = a0[:, None], a1[:, None], b0[None], b1[None]
+    return (side(p, q, r) * side(p, q, s) < 0) & (side(r, s, p) * side(r, s, q) < 0)
+
+
+def _place_numbers(fig: Figure, ax, labels: list[dict], markers: list, whiskers: list) -> None:
+    """Write each pair's number beside its points where it overlaps no other number and, where it can, covers
+    no marker or whisker; a number moved away from its points gets a thin grey leader line to the nearest.
+
+    ``labels``: ``text``, ``own`` (the pair's points, data x, y) and ``cluster`` (the data x range of the
+    side-by-side points it belongs to); ``markers``: data x, y of every point; ``whiskers``: data x, low, high.
+    Measured in display space after the constrained layout (the axes' limits must be final). The places tried,
+    for each number in turn: level with the mean of its points, right of them, left of them, and beyond the
+    edges of their side-by-side cluster, each shifted up or down pixel by pixel; the cheapest place that
+    overlaps no number already placed and stays inside the axes wins. Cost: the distance moved, the other
+    side, a leader, each marker or whisker covered, each marker, whisker, number or leader its leader crosses,
+    and a leader it sits on. Then every number is placed again given all the others, until none moves (a
+    number with no free place at all, which takes more numbers than the axes hold, keeps its first place).
+    Deterministic: no randomness, the same figure every time. Offsets are kept in points, so any dpi draws
+    the same picture; a white outline keeps a number legible where it must cross a line.
+    """
+    canvas = FigureCanvasAgg(fig)
+    texts = [ax.text(0.5, 0.5, lab["text"], fontsize=8, fontweight="bold", transform=ax.transAxes, in_layout=False)
+             for lab in labels]
+    canvas.draw()  # the layout engine places the axes; each number's size as drawn
+    renderer = canvas.get_renderer()
+    sizes = [(e.width, e.height) for e in (t.get_window_extent(renderer) for t in texts)]
+    for t in texts:
+        t.remove()
+    to_px, px_per_pt = ax.transData.transform, fig.dpi / 72
+    frame = ax.get_window_extent(renderer)
+    clear = 1.0 * px_per_pt  # kept between a number and a marker or whisker it is not to cover
+    dot = 3.0 * px_per_pt + clear  # marker radius (ms=5) and its edge
+    cap, stem = 3.0 * px_per_pt + clear, 0.75 * px_per_pt + clear  # capsize; half a whisker's line width
+    centres = to_px(np.array(markers, dtype=float).reshape(-1, 2))
+    dots = np.column_stack([centres - dot, centres + dot])
+    bars = []
+    for x, lo, hi in whiskers:
+        (xp, yl), (_, yh) = to_px([(x, lo), (x, hi)])
+        bars += [(xp - stem, yl, xp + stem, yh), (xp - cap, yl - stem, xp + cap, yl + stem),
+                 (xp - cap, yh - stem, xp + cap, yh + stem)]
+    bars = np.array(bars, dtype=float).reshape(-1, 4)
+    gap = NUMBER_GAP * px_per_pt
+    steps = np.arange(1.0, frame.height)
+    shifts = np.concatenate([[0.0], np.column_stack([steps, -steps]).ravel()])  # 0, 1, -1, 2, -2, ... pixels
+
+    options = []  # per number: each place's box, leader (centre -> nearest own point), moved, own cost
+    for lab, (w, h) in zip(labels, sizes):
+        own = to_px(np.array(lab["own"], dtype=float).reshape(-1, 2))
+        y, left, right = float(own[:, 1].mean()), float(own[:, 0].min()), float(own[:, 0].max())
+        c0, c1 = (float(to_px([(c, 0.0)])[0, 0]) for c in lab["cluster"])
+        columns = [(right + gap + w / 2, right, False), (left - gap - w / 2, left, False)]
+        if c1 > right + 0.5:
+            columns.append((c1 + gap + w / 2, right, True))
+        if c0 < left - 0.5:
+            columns.append((c0 - gap - w / 2, left, True))
+        n = len(shifts)
+        cx = np.repeat([c[0] for c in columns], n)
+        cy = y + np.tile(shifts, len(columns))
+        far = np.repeat([c[2] for c in columns], n)
+        boxes = np.column_stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+        start = np.column_stack([cx, cy])
+        end = own[np.argmin(((start[:, None, :] - own[None, :, :]) ** 2).sum(axis=2), axis=1)]
+        moved = far | (np.abs(cy - y) > h / 2 - 1)  # no longer level with its points, or past other points
+        edge = np.repeat([c[1] for c in columns], n)  # the x of its own points' edge on that side
+        cost = (0.25 * np.abs(cy - y) + 0.05 * np.abs(cx - edge)
+                + 1.0 * (np.repeat(np.arange(len(columns)), n) % 2) + 6.0 * moved
+                + 40.0 * _overlaps(boxes, dots) + 5.0 * _overlaps(boxes, bars))
+        out = ((boxes[:, 0] < frame.x0 + 2) | (boxes[:, 2] > frame.x1 - 2)
+               | (boxes[:, 1] < frame.y0 + 2) | (boxes[:, 3] > frame.y1 - 2))
+        cost[out] = np.inf  # nothing cut off
+        others = np.array([d for d, c in zip(dots, centres) if not np.isclose(own, c).all(axis=1).any()])
+        beside = np.column_stack([edge, np.full(len(edge), y)])
+        options.append(dict(boxes=boxes, start=start, end=end, beside=beside, moved=moved, cost=cost,
+                            others=others.reshape(-1, 4)))
+
+    pad = np.array([-NUMBER_PAD, -NUMBER_PAD, NUMBER_PAD, NUMBER_PAD])
+
+    def crossings(o: dict, idx: np.ndarray, placed: np.ndarray, lines: tuple) -> np.ndarray:
+        """The cost of what the places idx cross, given the numbers placed (padded boxes) and their leaders."""
+        cost = np.zeros(len(idx))
+        m = o["moved"][idx]
+        start, end = o["start"][idx][m], o["end"][idx][m]
+        if m.any():  # its leader over other markers, across whiskers, through numbers, across their leaders
+            for boxes, weight in ((o["others"], 5.0), (bars, 1.0), (placed, 30.0)):
+                if len(boxes):
+                    cost[m] += weight * _crossed(start, end, boxes).sum(axis=1)
+            if len(lines[0]):
+                cost[m] += 15.0 * _intersect(start, end, *lines).sum(axis=1)
+        if len(lines[0]):  # it sits on another number's leader
+            cost += 10.0 * _crossed(*lines, o["boxes"][idx]).sum(axis=0)
+        return cost
+
+    def best_place(i: int, chosen: dict[int, int]) -> tuple[int, float, float]:
+        """Number i's cheapest place given the others: (place, its cost, the cost of where it is now). The
+        crossings are counted only for the places whose other costs could still win, cheapest first."""
+        o, cost = options[i], options[i]["cost"].copy()
+        rest = [(options[j], c) for j, c in chosen.items() if j != i]
+        placed = np.array([q["boxes"][c] for q, c in rest]).reshape(-1, 4) + pad
+        lines = tuple(np.array([q[k][c] for q, c in rest if q["moved"][c]]).reshape(-1, 2) for k in ("start", "end"))
+        cost[_overlaps(o["boxes"], placed) > 0] = np.inf  # numbers never overlap
+        order = np.argsort(cost, kind="stable")
+        best, best_cost = int(order[0]), np.inf
+        for k in range(0, len(order), 256):
+            idx = order[k:k + 256]
+            if not cost[idx[0]] < best_cost:
+                break
+            full = cost[idx] + crossings(o, idx, placed, lines)
+            if full.min() < best_cost:
+                best, best_cost = int(idx[np.argmin(full)]), float(full.min())
+        now = float(cost[chosen[i]] + crossings(o, np.array([chosen[i]]), placed, lines)[0]) if i in chosen else np.inf
+        return best, best_cost, now
+
+    chosen: dict[int, int] = {}
+    for i in range(len(labels)):
+        chosen[i] = best_place(i, chosen)[0]
+    for _ in range(10):  # again, each given all the others, until none moves
+        changed = False
+        for i in range(len(labels)):
+            best, cost, now = best_place(i, chosen)
+            if cost < now - 1e-9:
+                chosen[i], changed = best, True
+        if not changed:
+            break
+
+    to_data = ax.transData.inverted().transform
+    for i, lab in enumerate(labels):
+        o, c = options[i], chosen[i]
+        moved = bool(o["moved"][c])
+        # a moved number points at its nearest point; one level with its points sits beside their edge
+        target = o["end"][c] if moved else o["beside"][c]
+        offset = (o["start"][c] - target) / px_per_pt  # points, so that any dpi gives the same picture
+        text = ax.annotate(lab["text"], tuple(to_data([target])[0]), xytext=tuple(offset), textcoords="offset points",
+                           fontsize=8, fontweight="bold", ha="center", va="center",
+                           arrowprops=dict(LEADER) if moved else None,
+                           path_effects=[patheffects.withStroke(linewidth=1.5, foreground="white")])
+        text.set_gid("number")
+        text.set_in_layout(False)  # inside the axes: the layout measured above stays
+
+
 def plot_similarity(rows: list[dict], colors: dict[str, str], titles: dict[str, str] | None = None) -> Figure | None:
     """Similarity vs ratio to random, one series per init; points of equal similarity side by side, each pair
-    numbered beside its points, the numbers keyed in the legend (title and similarity)."""
+    numbered, the numbers keyed in the legend (title and similarity).
+
+    A number sits beside its points, level with them, on the right (else the left) where that is free. Once
+    the layout is final, the numbers are placed in display space (:func:`_place_numbers`): no two overlap,
+    none leaves the axes, and where it is cheap none covers a marker or whisker; a number that had to move
+    up or down, or past the other points of its side-by-side cluster, is joined to its nearest point by a
+    thin grey leader line. Deterministic, so the same rows give the same PNG."""
     titles = titles or {}
     corr = similarity_correlations(rows)
     if not corr:
@@ -304,22 +482,15 @@ def plot_similarity(rows: list[dict], colors: dict[str, str], titles: dict[str, 
     ax.set_xlabel("architecture similarity of source and target (dpiat.similarity)")
     ax.set_ylabel("ratio to random init\n(best top-1, mean over seeds)")
     ax.grid(alpha=0.3)
-    # each pair gets a number beside its points (outside its side-by-side cluster), keyed in the legend
-    y0, y1 = ax.get_ylim()
-    keys = []
+    ax.set_ylim(ax.get_ylim())  # final before the numbers are placed in display space
+    # each pair gets a number beside its points, keyed in the legend; placed once the layout is final
+    keys, labels = [], []
     for k, pair in enumerate(dict.fromkeys(p["pair"] for p in points), 1):
         mine = [p for p in points if p["pair"] == pair]
-        sim = mine[0]["similarity"]
-        cluster = [p for p in points if p["cluster"] == mine[0]["cluster"]]
-        centre = float(np.mean([p["x"] for p in cluster]))
-        mean_x = float(np.mean([p["x"] for p in mine]))
-        left = len(cluster) > len(mine) and mean_x < centre  # the left pair of a shared cluster
-        x = min(p["x"] for p in cluster) if left else max(p["x"] for p in cluster)
-        y = float(np.mean([p["ratio_best_mean"] for p in mine]))
-        ax.annotate(str(k), (x, y), xytext=(-7 if left else 7, 0), textcoords="offset points", fontsize=8,
-                    fontweight="bold", ha="right" if left else "left", va="center")
-        keys.append(f"{k}: {titles.get(pair, pair)}, similarity {sim:.3f}")
-    ax.set_ylim(y0, y1)
+        cluster = [p["x"] for p in points if p["cluster"] == mine[0]["cluster"]]
+        labels.append(dict(text=str(k), own=[(p["x"], p["ratio_best_mean"]) for p in mine],
+                           cluster=(min(cluster), max(cluster))))
+        keys.append(f"{k}: {titles.get(pair, pair)}, similarity {mine[0]['similarity']:.3f}")
     handles, _ = ax.get_legend_handles_labels()
     handles = list(handles)
     if whiskers:
@@ -333,6 +504,8 @@ def plot_similarity(rows: list[dict], colors: dict[str, str], titles: dict[str, 
     handles += [Patch(facecolor="none", edgecolor="none", label=key) for key in keys]
     ax.set_title("Does architecture similarity predict the gain over random init?", fontsize=10)
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    _place_numbers(fig, ax, labels, [(p["x"], p["ratio_best_mean"]) for p in points],
+                   [(p["x"], p["ratio_best_ci_low"], p["ratio_best_ci_high"]) for p in whiskers])
     return fig
 
 
