@@ -174,6 +174,7 @@ def test_zoo_script_stops_on_ctrl_c_with_its_rows_kept_and_resumes(tmp_path, mon
     import bench.measure.zoo_identity as zoo
 
     out = tmp_path / "identity.csv"
+    threads = torch.get_num_threads()
     argv = ["--only", "test_vit,test_vit2", "--methods", "dpiat_struct", "--out", str(out)]
     real_check, calls = zoo.check, []
 
@@ -184,6 +185,7 @@ def test_zoo_script_stops_on_ctrl_c_with_its_rows_kept_and_resumes(tmp_path, mon
         return real_check(name, methods)
 
     monkeypatch.setattr(zoo, "check", check_then_ctrl_c)
+    monkeypatch.setattr(zoo.torch, "set_num_threads", lambda n: None)  # main pins 1 thread: not this process's
     assert zoo.main(argv) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
@@ -193,3 +195,4 @@ def test_zoo_script_stops_on_ctrl_c_with_its_rows_kept_and_resumes(tmp_path, mon
     assert zoo.main(argv) == 0
     assert [r["name"] for r in zoo.read_rows(out)] == ["test_vit", "test_vit2"]
     assert "identical on 2 of 2" in capsys.readouterr().out
+    assert torch.get_num_threads() == threads  # the suite's later in-process runs keep their thread count
