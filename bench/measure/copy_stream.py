@@ -34,7 +34,8 @@ import dpiat.clip as clip
 from dpiat.matching import match
 from dpiat.pipeline import copy_matched
 
-from bench.measure.speed import PAIRS, Busy, load
+from bench.measure.speed import PAIRS, Busy
+from bench.running.host import load
 
 NEVER = 1 << 62
 SETTINGS = {  # name -> (stream_bytes, stream_run, line)

@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.measure.speed import Busy, cpu_model  # noqa: E402
+from bench.measure.speed import Busy  # noqa: E402
+from bench.running.host import cpu_model  # noqa: E402
 
 def _tree(root: int) -> list[int]:
     """``root`` and its descendants (from /proc/*/stat)."""
@@ -136,8 +137,9 @@ def main() -> None:
     import torch
 
     header = {"cpu": cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__, "timm": timm.__version__,
-              "python": platform.python_version(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
-    print(json.dumps({**header, "target": args.target, "new_target": args.new_target}))
+              "python": platform.python_version(), "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+              "target": args.target, "new_target": args.new_target}
+    print(json.dumps(header))
     print("| busy | load before / after | method | cold | warm, same target | warm, new target | from nothing | ranked "
           "| peak RSS / PSS (sum): cold | from nothing | cache |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -158,8 +160,7 @@ def main() -> None:
               f"{fn_mem} | "
               f"{r['cache_files']} files, {r['cache_mib']:.1f} MiB |", flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps({**header, "target": args.target, "new_target": args.new_target,
-                                              "rows": rows}, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps({**header, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

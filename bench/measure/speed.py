@@ -1,13 +1,11 @@
 """What the speed benchmarks (transfer_speed.py, copy_stream.py, beside this file) share: the model pairs they
-time, the load average as printed, and background processes that keep cores busy."""
+time and background processes that keep cores busy (the CPU model and load average: bench/running/host.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
-
-from bench.running.host import cpu_model, load  # noqa: F401  (the measure scripts import them from here)
 
 PAIRS = [
     ("tf_efficientnet_b2", "tf_efficientnet_b0"),

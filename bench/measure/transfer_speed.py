@@ -46,7 +46,8 @@ import torch
 
 import dpiat
 import dpiat.alignment as alignment
-from bench.measure.speed import PAIRS, Busy, load
+from bench.measure.speed import PAIRS, Busy
+from bench.running.host import load
 
 INSTALL_HINT = ".venv/bin/pip install --no-deps iatransfer==1.0.3 inflection==0.5.1"  # the pin results/speed/ used
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 import dpiat
-from bench.measure.speed import cpu_model, load
+from bench.running.host import cpu_model, load
 from dpiat.models import create_model
 from dpiat.pipeline import _n_parameters
 
@@ -121,16 +121,15 @@ def read_rows(path: Path) -> list[dict]:
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append under an exclusive lock, header first when the file is new: shards may write at the same time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO(newline="")
-    csv.DictWriter(text, FIELDS).writerows(rows)
     with path.open("a", newline="") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
+            text = io.StringIO(newline="")
+            writer = csv.DictWriter(text, FIELDS)
             if f.tell() == 0:
-                header = io.StringIO(newline="")
-                csv.DictWriter(header, FIELDS).writeheader()
-                f.write(header.getvalue())
-            f.write(text.getvalue())  # the rows ready first, written at once: a Ctrl-C leaves no half row
+                writer.writeheader()
+            writer.writerows(rows)
+            f.write(text.getvalue())  # made first, written at once: a Ctrl-C leaves no half row
             f.flush()
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
