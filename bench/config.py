@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
 import dpiat
 from bench.errors import ConfigError
@@ -196,6 +196,27 @@ class EvalConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from the pair's trained source (the weights a transfer copies) while the target
+    trains: ``logits`` trains on ``(1 - alpha) * CE(student, y) + alpha * T^2 * KL(softmax(teacher / T) ||
+    softmax(student / T))`` (Hinton et al. 2015), the teacher in eval mode, without gradients, on the same
+    augmented batch. Any init combines with it. alpha = 0.9 and T = 4 are the common setting, not tuned here."""
+
+    kind: str = "none"  # none | logits
+    alpha: float = 0.9  # weight of the distillation term (1 - alpha: the labels' cross-entropy)
+    temperature: float = 4.0  # T: both softmaxes are softened by it; T^2 keeps the gradient scale
+
+
+DISTILL_KINDS = ("none", "logits")
+
+
+def distilled(cfg: Any) -> bool:
+    """Whether a run (its config, or run.json's ``config``) trains with a teacher: then it reads the source."""
+    d = (cfg or {}).get("distill") or {}
+    return str(d.get("kind", "none")) != "none"
+
+
+@dataclass
 class LoggerConfig:
     csv: bool = True  # Lightning CSVLogger into <run>/csv/
     wandb: bool = False  # also log to Weights & Biases, one W&B run per run folder
@@ -232,8 +253,9 @@ class GridConfig:
     # <experiment>/<recipe>/<pair>/<init>/seed<k>/ (bench/layout.py); empty: no recipe axis
     recipes: Dict[str, List[str]] = field(default_factory=dict)
     # where a recipe runs only on part of the grid: {recipe: {pairs: [...], inits: [...]}} (a key left out: all of
-    # that axis), e.g. {adam_lr1e-3: {pairs: [tinynet_d_to_e], inits: [dpiat]}}; a recipe not named: every point
-    recipe_scope: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+    # that axis), e.g. {adam_lr1e-3: {pairs: [tinynet_d_to_e], inits: [dpiat]}}, or a list of such scopes (their
+    # union: {paper: [{inits: [random]}, {pairs: [a_to_t], inits: [dpiat]}]}); a recipe not named: every point
+    recipe_scope: Dict[str, Any] = field(default_factory=dict)
     # run the grid seed by seed (every run of seed 0, then seed 1, ...): a long grid stopped early holds whole
     # seeds; false: the order of pairs, inits, recipes and seeds as listed
     seed_major: bool = False
@@ -259,6 +281,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     # the fine-tuning recipe of this run: a name in grid.recipes, whose settings apply_recipe() puts in optim;
@@ -292,9 +315,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"init.name must be the name of an init method, got {cfg.init.name!r}")
     method = dpiat.get_init(cfg.init.name)  # UnknownNameError for a yaml whose method is not registered
     dpiat.models.check_model_name(cfg.pair.target)
-    if method.needs_source:
+    check_distill(cfg)
+    if method.needs_source or distilled(cfg):
         if not cfg.pair.source:
-            raise ConfigError(f"init {cfg.init.name!r} needs a source network, and pair {cfg.pair.name!r} has none")
+            who = f"init {cfg.init.name!r}" if method.needs_source else f"distill.kind={cfg.distill.kind}"
+            raise ConfigError(f"{who} needs a source network, and pair {cfg.pair.name!r} has none")
         from dpiat.pretrained import is_pretrained_name
 
         if is_pretrained_name(cfg.pair.source) and cfg.source.weights == "train":
@@ -337,8 +362,8 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"optim.warmup_steps must be 0 (no warm-up) or more, got {cfg.optim.warmup_steps}")
     check_recipes(cfg.get("grid"))
     if cfg.get("recipe") is not None:
-        settings = recipe_settings(cfg.grid, cfg.recipe)
-        if method.needs_source and cfg.source.weights == "train":
+        settings = [line for line in recipe_settings(cfg.grid, cfg.recipe) if line.startswith("optim.")]
+        if (method.needs_source or distilled(cfg)) and cfg.source.weights == "train":
             loose = [line for line in settings if line.split("=", 1)[0] in SOURCE_TWINS
                      and cfg.source.get(SOURCE_TWINS[line.split("=", 1)[0]]) is None]
             loose += [line for line in settings if line.split("=", 1)[0] not in SOURCE_TWINS]
@@ -355,21 +380,43 @@ SOURCE_TWINS = {"optim.lr": "lr", "optim.schedule": "schedule", "optim.warmup_st
 _RECIPE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 
 
+def check_distill(cfg: Any) -> None:
+    """``distill``: a known kind, 0 <= alpha <= 1, a positive temperature."""
+    d = cfg.get("distill")
+    if d is None:
+        return
+    if d.kind not in DISTILL_KINDS:
+        close = close_matches(str(d.kind), list(DISTILL_KINDS))
+        raise ConfigError(f"distill.kind={d.kind!r} is not a kind of distillation"
+                          + (f"; did you mean {', '.join(close)}?" if close else "")
+                          + f" (choose from {', '.join(DISTILL_KINDS)})")
+    if not 0.0 <= float(d.alpha) <= 1.0:
+        raise ConfigError(f"distill.alpha must be between 0 and 1 (the distillation term's weight), got {d.alpha}")
+    if not float(d.temperature) > 0.0:
+        raise ConfigError(f"distill.temperature must be positive, got {d.temperature}")
+
+
+RECIPE_GROUPS = {"optim": "OptimConfig", "distill": "DistillConfig"}  # the config groups a recipe may set
+
+
 def check_recipes(grid: Any) -> None:
-    """``grid.recipes``: folder-safe names, each with ``optim.<key>=value`` settings only."""
+    """``grid.recipes``: folder-safe names, each with ``optim.<key>=value`` or ``distill.<key>=value`` settings
+    only; ``grid.recipe_scope``: a scope (or a list of scopes, their union) per recipe."""
     for name, settings in ((grid or {}).get("recipes") or {}).items():
         if not _RECIPE_NAME.fullmatch(str(name)) or name in (SOURCES, ADHOC, MANIFESTS, "ghn", "local_logs"):
             raise ConfigError(f"grid.recipes: {name!r} cannot name a recipe (it becomes a folder: letters, digits and "
                               f"_ . + - only, and not {SOURCES}, {ADHOC}, {MANIFESTS}, ghn or local_logs)")
         for line in settings or []:
             key = str(line).split("=", 1)[0]
-            if "=" not in str(line) or not key.startswith("optim.") or key.count(".") != 1:
-                raise ConfigError(f"grid.recipes.{name}: {line!r} - a recipe holds optim.<key>=value settings only, "
-                                  "e.g. optim.lr=0.001")
-            if key.split(".", 1)[1] not in OptimConfig.__dataclass_fields__:
-                close = close_matches(key.split(".", 1)[1], list(OptimConfig.__dataclass_fields__))
-                raise ConfigError(f"grid.recipes.{name}: {line!r} - optim has no key {key.split('.', 1)[1]!r}"
-                                  + (f"; did you mean {', '.join('optim.' + c for c in close)}?" if close else ""))
+            group = key.split(".", 1)[0]
+            if "=" not in str(line) or group not in RECIPE_GROUPS or key.count(".") != 1:
+                raise ConfigError(f"grid.recipes.{name}: {line!r} - a recipe holds optim.<key>=value and "
+                                  "distill.<key>=value settings only, e.g. optim.lr=0.001 or distill.kind=logits")
+            fields = list(globals()[RECIPE_GROUPS[group]].__dataclass_fields__)
+            if key.split(".", 1)[1] not in fields:
+                close = close_matches(key.split(".", 1)[1], fields)
+                raise ConfigError(f"grid.recipes.{name}: {line!r} - {group} has no key {key.split('.', 1)[1]!r}"
+                                  + (f"; did you mean {', '.join(group + '.' + c for c in close)}?" if close else ""))
     recipes = list((grid or {}).get("recipes") or {})
     for name, scope in ((grid or {}).get("recipe_scope") or {}).items():
         if name not in recipes:
@@ -377,10 +424,13 @@ def check_recipes(grid: Any) -> None:
             raise ConfigError(f"grid.recipe_scope: {name!r} is not a recipe of grid.recipes"
                               + (f"; did you mean {', '.join(close)}?" if close else "")
                               + f" (its recipes: {', '.join(recipes) or 'none'})")
-        bad = [k for k in (scope or {}) if k not in ("pairs", "inits")]
-        if bad:
-            raise ConfigError(f"grid.recipe_scope.{name}: {', '.join(map(str, bad))} - a scope names pairs and/or inits "
-                              "only, e.g. {pairs: [tinynet_d_to_e], inits: [dpiat]}")
+        for part in (scope if isinstance(scope, (list, ListConfig)) else [scope]):
+            bad = [k for k in (part or {}) if k not in ("pairs", "inits")] if isinstance(part, (dict, DictConfig)) \
+                else [repr(part)]
+            if bad:
+                raise ConfigError(f"grid.recipe_scope.{name}: {', '.join(map(str, bad))} - a scope names pairs and/or "
+                                  "inits only, e.g. {pairs: [tinynet_d_to_e], inits: [dpiat]}, or is a list of such "
+                                  "scopes (the recipe runs on their union)")
 
 
 def recipe_settings(grid: Any, name: str) -> list[str]:
@@ -398,7 +448,7 @@ def recipe_settings(grid: Any, name: str) -> list[str]:
 
 
 def apply_recipe(cfg: DictConfig) -> DictConfig:
-    """Put the settings of ``cfg.recipe`` (a name in ``grid.recipes``) into ``cfg.optim``, in place, and return
+    """Put the settings of ``cfg.recipe`` (a name in ``grid.recipes``) into ``cfg.optim`` and ``cfg.distill``, in place, and return
     ``cfg``; nothing when ``cfg.recipe`` is None. The recipe's values replace the composed ones. Idempotent:
     bench/run.py and the sweep plan both apply it, and get the same run identity.
 

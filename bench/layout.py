@@ -35,7 +35,7 @@ A run is *ad hoc* when its experiment has a grid and the run is not one of its p
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +108,19 @@ def outside_recipe_scope(grid: Mapping | None, pair: str, init: str, recipe: str
     []
     """
     scope = ((grid or {}).get("recipe_scope") or {}).get(recipe) if recipe else None
-    why = []
-    for axis, value, key in (("pair", pair, "pairs"), ("init", init, "inits")):
-        values = list((scope or {}).get(key) or [])
-        if values and value not in values:
-            why.append(f"{axis} {value} is not run with recipe {recipe} (grid.recipe_scope: {', '.join(values)} only)")
-    return why
+    parts = list(scope) if isinstance(scope, Sequence) and not isinstance(scope, (str, Mapping)) else [scope]
+    reasons = []
+    for part in parts:  # a list of scopes: the recipe runs on their union, so one scope that admits the point is enough
+        why = []
+        for axis, value, key in (("pair", pair, "pairs"), ("init", init, "inits")):
+            values = list((part or {}).get(key) or [])
+            if values and value not in values:
+                why.append(f"{axis} {value} is not run with recipe {recipe} (grid.recipe_scope: {', '.join(values)} only)")
+        if not why:
+            return []
+        reasons.append(why)
+    return reasons[0] if len(reasons) == 1 else [f"{pair} / {init} is in none of the scopes of recipe {recipe} "
+                                                 "(grid.recipe_scope)"]
 
 
 def run_path(runs: str | Path, experiment: str, grid: Mapping | None, pair: str, init: str, seed: int,

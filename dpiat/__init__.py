@@ -30,7 +30,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"alignment", "atomic", "cli", "clip", "errors", "ghn", "inits", "layers", "matching", "models",
                "pipeline", "plots", "pretrained", "ranking", "recommender", "shapes", "struct", "structure", "variants",
-               "weights", "zoo"}
+               "weights", "wsel", "zoo"}
 
 
 def __getattr__(name: str):

@@ -169,4 +169,4 @@ __all__ = ["transfer", "TransferReport", "METHODS", "STRUCTURES", "TransferMetho
 
 # The named variants register themselves in dpiat.registry, so importing this module gives all of them.
 # Imported after registering "dpiat": METHODS lists the faithful method first (as --method's help does).
-from dpiat import struct, variants  # noqa: E402,F401
+from dpiat import struct, variants, wsel  # noqa: E402,F401

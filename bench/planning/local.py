@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.planning.committed import publish_run
+from bench.planning.committed import GHN_FILES, SOURCE_FILES, publish_folder, publish_run
 from bench.planning.manifests import write_manifests
 from bench.planning.plan import Plan, Task
 from bench.planning.slurm import REPO_ROOT, refuse_if_queued
@@ -128,8 +128,14 @@ def stop_tasks(procs: list[subprocess.Popen], grace: float = STOP_GRACE_SECONDS)
 
 def _published(plan: Plan, task: Task, log: Path | None) -> None:
     """A finished run of a grid that keeps its runs in the repository (``grid.resume_committed``): copied there."""
-    if plan.committed_dir is not None and task.kind == "run" and task.folder is not None:
+    if plan.committed_dir is None:
+        return
+    if task.kind == "run" and task.folder is not None:
         publish_run(task.folder, plan.runs_dir, plan.committed_dir, log)
+    elif task.kind == "source" and task.folder is not None:  # what the runs transfer from (a few MB)
+        publish_folder(task.folder, plan.runs_dir, plan.committed_dir, SOURCE_FILES)
+    elif task.kind == "prerequisite" and (plan.runs_dir / "ghn").is_dir():  # the grid's own GHN-2
+        publish_folder(plan.runs_dir / "ghn", plan.runs_dir, plan.committed_dir, GHN_FILES)
 
 
 def _run_stage(tasks: list[tuple[int, Task]], total: int, jobs: int, log_dir: Path, stage1: list[Task] = (),

@@ -48,12 +48,12 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.baselines import pick_baseline, source_free
-from bench.config import CONF_DIR, apply_recipe, check_config, check_recipes, register_configs
+from bench.config import CONF_DIR, apply_recipe, check_config, check_recipes, distilled, register_configs
 from bench.config_help import unknown_override_key
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
 from bench.layout import ADHOC, experiment_path, model_pairs, outside_recipe_scope
-from bench.planning.committed import adopt_run, committed_runs_dir
+from bench.planning.committed import GHN_FILES, SOURCE_FILES, adopt_folder, adopt_run, committed_runs_dir
 from bench.planning.needs import FILE_OPTIONS, made_by_prerequisites, missing_files
 from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
@@ -346,6 +346,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
             task.needs = []
             if not point.source_free and cfg.source.weights == "train":
                 source = RunFolder.source(cfg).path
+                if plan.committed_dir is not None:  # trained on the machine that started the grid: keep using it
+                    adopt_folder(source, experiment, plan.committed_dir, SOURCE_FILES)
                 if source not in needed_sources and not (source / SOURCE_WEIGHTS).exists():
                     needed_sources[source] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
                                                   source, task.pair, cfg.pair.source)
@@ -354,6 +356,8 @@ def plan_sweep(overrides: list[str]) -> Plan:
         if grid.get("seed_major"):  # every run of seed 0 first, then seed 1, ...: a grid stopped early has whole seeds
             order = {id(p.task): p.cfg.seed for p in points}
             plan.runs.sort(key=lambda t: order[id(t)])
+        if plan.runs and plan.committed_dir is not None:  # the grid's own GHN-2, trained before (grid.resume_committed)
+            adopt_folder(experiment / "ghn", experiment, plan.committed_dir, GHN_FILES)
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
             cfgs = {id(p.task): p.cfg for p in points}
             plan.prerequisites = [*needed_sources.values(),
@@ -399,7 +403,9 @@ def _point(cfg: DictConfig, argv: list[str], pair: PairPoint, experiment: Path |
         reason = " ".join(str(record.get("failure_reason") or "no reason recorded").split())
         note = f"failed before: {reason[:160]}{'...' if len(reason) > 160 else ''}"
     task = Task("run", argv, folder.path, pair, cfg.pair.target, note)
-    return _Point(task, cfg, decision.action, source_free(cfg.init.name, cfg.pair.source), failed_before, adopted)
+    # a distilled run reads the pair's source (its teacher): never a baseline of other pairs
+    free = source_free(cfg.init.name, cfg.pair.source) and not distilled(cfg)
+    return _Point(task, cfg, decision.action, free, failed_before, adopted)
 
 
 def _baseline_key(p: _Point) -> tuple[Path, str, str]:

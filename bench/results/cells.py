@@ -27,7 +27,7 @@ from bench.running.record import RunRecord
 
 
 def is_source_free(run: RunRecord) -> bool:
-    return source_free(run.init, run.source)
+    return source_free(run.init, run.source) and run.distill == "none"  # a distilled run learns from the source
 
 
 @dataclass

@@ -61,7 +61,8 @@ RESUMABLE_CHANGES = ("epochs", "paths", "logger", "grid", "data.root", "data.num
 # Keys added to the schema after runs were recorded, with their defaults: a record without one ran as if it
 # had the default (bench/config.py), so absent equals that default and those runs keep their identity.
 ADDED_KEYS = {"data.decoder": "pil", "data.pin_memory": None, "data.persistent_workers": False,
-              "trainer.compile": False, "trainer.cudnn_benchmark": None, "data.heldout": 0, "recipe": None}
+              "trainer.compile": False, "trainer.cudnn_benchmark": None, "data.heldout": 0, "recipe": None,
+              "distill.kind": "none", "distill.alpha": 0.9, "distill.temperature": 4.0}
 # bench/train_ghn.py settings that do not change the GHN it trains: not part of its recorded identity.
 GHN_NOT_IDENTITY = ("out_dir", "eval", "threads", "device")
 

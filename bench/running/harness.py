@@ -30,6 +30,7 @@ from bench.running import record as schema
 from bench.running.folder import RunFolder
 from bench.running.lit import Classifier, build_loggers, build_trainer, finish_loggers, global_rank
 from bench.running.recorder import EpochRecorder
+from bench.running.teacher import build_teacher
 from bench.seeding import reseed
 
 # A fresh run's model, and the run.json keys that say how it was made (init_report, similarity, source_weights).
@@ -137,19 +138,33 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         else:  # the checkpoint holds the weights; the init was recorded by the first segment
             model = fresh_model(folder.network, cfg, folder.seed, role="source" if folder.kind == "source" else "target")
         n_bn = int(cfg.eval.bn_batches)
+        teacher, distill = None, None
+        if folder.kind == "target":  # the pair's trained source teaches a distilled target (bench.running.teacher)
+            from bench.running import sources  # here: sources trains through this module
+
+            teacher, distill = build_teacher(cfg, sources.get_source, log)
+        if distill is not None:
+            save(distill=distill)
         module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,
                             seed=folder.seed, lr=lr, max_loss=cfg.trainer.max_loss,
                             channels_last=cfg.trainer.channels_last, compile=bool(cfg.trainer.get("compile", False)),
                             recalibration=(lambda: dm.recalibration_batches(n_bn)) if n_bn else None,
-                            heldout=dm.heldout_dataloader if dm.num_heldout else None)
+                            heldout=dm.heldout_dataloader if dm.num_heldout else None, teacher=teacher,
+                            distill_alpha=cfg.distill.alpha if distill else 0.9,
+                            distill_temperature=cfg.distill.temperature if distill else 4.0)
         recorder = EpochRecorder(folder, run, global_batch=cfg.data.batch_size, write=writer, log=log)
         loggers = build_loggers(cfg, folder.path, segment=run["segments"], wandb_id=run.get("wandb_run_id"),
                                 wandb_name=folder.wandb_name, wandb_group=folder.wandb_group)
         trainer = build_trainer(cfg, folder.path, epochs=folder.epochs, monitor=monitor[0], mode=monitor[1],
                                 callbacks=[recorder], loggers=loggers)
         if ckpt is None and folder.kind == "target":  # a source starts from random init: nothing to learn there
+            t_eval = time.perf_counter()
             (res,) = trainer.validate(module, datamodule=dm, verbose=False)
             init_metrics = {k: float(res[k]) for k in ("val_top1", "val_top5", "val_loss")}
+            # what epoch 0 costs a user: the evaluation, and within it the BatchNorm pass (time to accuracy counts it)
+            init_metrics["seconds_evaluation"] = round(time.perf_counter() - t_eval, 3)
+            if module.recalibration_seconds is not None:
+                init_metrics["seconds_bn_recalibration"] = round(module.recalibration_seconds, 3)
             init_metrics["val_samples"] = int(res["val_samples"])
             init_metrics.update({k: float(res[k]) for k in ("val_top1_bn", "val_loss_bn", "heldout_top1",
                                                              "heldout_top1_bn") if k in res})

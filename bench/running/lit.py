@@ -21,6 +21,7 @@ network through ``torch.compile``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from bench.errors import ConfigError, DivergedError
 from bench.running import quiet  # noqa: F401  (silences Lightning's known-harmless lines: bench/running/quiet.py)
 from bench.running.bn_eval import has_batchnorm, recalibrated
+from bench.running.teacher import distillation_loss
 from bench.seeding import DROPOUT, epoch_seed, reseed
 
 
@@ -98,7 +100,8 @@ class Classifier(pl.LightningModule):
     def __init__(self, model: nn.Module, *, num_classes: int, optim: Any, epochs: int, seed: int,
                  lr: float | None = None, max_loss: float = 1000.0, channels_last: bool = False,
                  recalibration: Callable[[], Iterable[torch.Tensor]] | None = None, compile: bool = False,
-                 heldout: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None):
+                 heldout: Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]] | None = None,
+                 teacher: nn.Module | None = None, distill_alpha: float = 0.9, distill_temperature: float = 4.0):
         super().__init__()
         self.model, self.optim_cfg, self.epochs, self.seed = model, optim, epochs, seed
         self.lr = lr if lr is not None else optim.lr
@@ -115,6 +118,11 @@ class Classifier(pl.LightningModule):
             self.val_loss_bn = MeanMetric(nan_strategy="disable")
             self.val_top1_bn = MulticlassAccuracy(num_classes, top_k=1, average="micro")
         self._recalibrated: list[nn.Module] = []  # a list, so the copy is no submodule (not in checkpoints)
+        # the distillation teacher (bench.running.teacher), in a list: no submodule, so neither the checkpoints,
+        # the optimiser nor DDP's gradient sync see it
+        self._teacher: list[nn.Module] = [teacher] if teacher is not None else []
+        self.distill_alpha, self.distill_temperature = float(distill_alpha), float(distill_temperature)
+        self.recalibration_seconds: float | None = None  # of the latest evaluation's BatchNorm pass
         self.heldout = heldout
         if heldout is not None:  # torchmetrics states are not persistent: checkpoints are the same without them
             self.heldout_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -123,6 +131,9 @@ class Classifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self._teacher:
+            teacher = self._teacher[0].to(self.device)
+            self._teacher = [teacher.to(memory_format=torch.channels_last) if self.channels_last else teacher]
         if self.compile_model and not self._compiled:
             self._compiled = [torch.compile(self.model)]
 
@@ -144,7 +155,14 @@ class Classifier(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = F.cross_entropy(self(x).float(), y)
+        logits = self(x).float()
+        if self._teacher:  # the teacher sees the very batch the student trains on
+            with torch.no_grad():
+                teacher_logits = self._teacher[0](self.prepare(x)).float()
+            loss = distillation_loss(logits, teacher_logits, y, alpha=self.distill_alpha,
+                                     temperature=self.distill_temperature)
+        else:
+            loss = F.cross_entropy(logits, y)
         self._check_loss(loss, batch_idx)
         self.train_loss.update(loss.detach())
         self.log("train_loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
@@ -168,8 +186,10 @@ class Classifier(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         if self.recalibration is not None:
             context = self.trainer.strategy.precision_plugin.val_step_context
+            t0 = time.perf_counter()
             self._recalibrated = [recalibrated(self.model, self.recalibration(), prepare=self.prepare,
                                                context=context)]
+            self.recalibration_seconds = time.perf_counter() - t0
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch

@@ -329,6 +329,7 @@ class RunRecord:
     recipe_settings: tuple[str, ...] | None = None  # its optim settings, as config.grid.recipes recorded them
     heldout_top1: dict[int, float] = field(default_factory=dict)  # epoch -> heldout_top1 (data.heldout > 0)
     heldout_top1_bn: dict[int, float] = field(default_factory=dict)  # epoch -> heldout_top1_bn
+    distill: str = "none"  # config.distill.kind: a distilled run trains with the pair's source as its teacher
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -435,5 +436,7 @@ def _labels(config: Any) -> dict[str, str | None]:
     pair, source = config.get("pair"), config.get("source")
     title = pair.get("title") if isinstance(pair, dict) else None
     weights = source.get("weights") if isinstance(source, dict) else None
+    distill = config.get("distill") if isinstance(config.get("distill"), dict) else {}
     return {"title": title if isinstance(title, str) and title else None,
-            "source_weights": weights if isinstance(weights, str) else None}
+            "source_weights": weights if isinstance(weights, str) else None,
+            "distill": str(distill.get("kind") or "none")}

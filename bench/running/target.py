@@ -19,6 +19,7 @@ From Python (tests do this)::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from omegaconf import DictConfig
@@ -46,7 +47,9 @@ def initialise(cfg: DictConfig, log: Callable[[str], None] = print_rank0) -> Ini
     method = dpiat.get_init(name)
     source, source_info = sources.get_source(cfg, log=log) if method.needs_source else (None, None)
     model = fresh_model(cfg.pair.target, cfg, cfg.seed)
+    t0 = time.perf_counter()
     report = dpiat.initialize(name, model, source=source, **init_options(cfg.init))
+    init_seconds = round(time.perf_counter() - t0, 4)  # the transfer or prediction itself (the source is sunk)
     similarity = None
     if cfg.pair.source and global_rank() == 0:
         try:  # of the two networks as built here (their classes and input channels), on the meta device
@@ -58,4 +61,5 @@ def initialise(cfg: DictConfig, log: Callable[[str], None] = print_rank0) -> Ini
     if source is not None:
         log(f"init {name}: {report.get('n_matched', '?')}/{report.get('n_target_layers', '?')} target layers "
             f"from {cfg.pair.source}, {100 * report.get('fraction_overwritten', 0):.1f}% of parameters overwritten")
-    return model, {"init_report": report, "similarity": similarity, "source_weights": source_info}
+    return model, {"init_report": report, "init_seconds": init_seconds, "similarity": similarity,
+                   "source_weights": source_info}
