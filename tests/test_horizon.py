@@ -20,11 +20,14 @@ DPIAT = {0: [0.75, 0.7, 0.8, 0.8], 1: [0.6, 0.8, 0.7, 0.9]}   # best: [.75 .75 .
 GHN = {0: [0.1, 0.2, 0.3, 0.4], 1: [0.2, 0.3, 0.4, 0.76]}
 
 
-def run(pair, init, seed, bn, *, recipe="paper", status="finished", plain=None, path=None, source="src"):
+def run(pair, init, seed, bn, *, recipe="paper", status="finished", plain=None, path=None, source="src", e0=0.1,
+        distill="none"):
+    """A run whose epoch 0 (its evaluation before training) is ``e0`` (BN; the protocol's: half of it)."""
     plain = plain or [x / 2 for x in bn]
     return RunRecord(path or Path(f"/nowhere/{recipe}/{pair}/{init}/seed{seed}/run.json"), pair, init, seed, status,
-                     None, source, "tgt", "fm", N, 0.5, None, dict(enumerate(plain, 1)), None, dict(enumerate(bn, 1)),
-                     recipe=recipe)
+                     None, source, "tgt", "fm", N, 0.5, None if e0 is None else e0 / 2, dict(enumerate(plain, 1)), e0,
+                     dict(enumerate(bn, 1)),
+                     recipe=recipe, distill=distill)
 
 
 def grid() -> list[RunRecord]:
@@ -42,7 +45,8 @@ def by(rows, **key):
 
 def test_best_so_far_and_epochs_to_reach():
     assert best_so_far([0.5, 0.7, 0.6, 0.8]) == [0.5, 0.7, 0.7, 0.8]
-    assert epochs_to_reach([0.75, 0.75, 0.8, 0.8], 0.75) == 1  # reaching R exactly counts
+    assert epochs_to_reach([0.1, 0.75, 0.8, 0.8], 0.75) == 1  # reaching R exactly counts
+    assert epochs_to_reach([0.9, 0.75, 0.8, 0.8], 0.75) == 0  # epoch 0 (before training) counts
     assert epochs_to_reach([0.5, 0.6, 0.6, 0.7], 0.75) is None
 
 
@@ -50,7 +54,9 @@ def test_ratios_are_paired_by_seed_over_the_best_so_far_with_a_t_interval():
     ratios, _, notes = horizon_tables(grid(), N)
     assert notes == []
     near = by(ratios, pair="near", init="dpiat", recipe="paper")
-    assert [r["epoch"] for r in near] == [1, 2, 3, 4] and all(r["n"] == 2 for r in near)
+    assert [r["epoch"] for r in near] == [0, 1, 2, 3, 4] and all(r["n"] == 2 for r in near)
+    assert near[0]["ratio_bn_mean"] == pytest.approx(1.0)  # epoch 0: both at 0.1 before training
+    near = near[1:]  # epochs 1..4 below (index e - 1)
     assert near[0]["ratio_bn_mean"] == pytest.approx(1.5) and near[0]["ratio_bn_lo"] == pytest.approx(1.5)
     # epoch 2: 0.75 / 0.6 and 0.8 / 0.6 -> mean 1.291667, sd 0.058926, t(0.975, 1) = 12.7062 -> +- 0.52944
     assert near[1]["ratio_bn_mean"] == pytest.approx(1.291667, abs=1e-6)
@@ -64,25 +70,49 @@ def test_ratios_are_paired_by_seed_over_the_best_so_far_with_a_t_interval():
     assert near[3]["ratio_mean"] == pytest.approx(near[3]["ratio_bn_mean"])
     # the random init of the target serves every pair: 'far' is paired with the runs of 'near'
     far = by(ratios, pair="far", init="dpiat", recipe="paper")
-    assert far[0]["ratio_bn_mean"] == pytest.approx((0.65 / 0.5 + 0.5 / 0.4) / 2)
+    assert far[1]["ratio_bn_mean"] == pytest.approx((0.65 / 0.5 + 0.5 / 0.4) / 2)
     # a recipe's ratio is paired with random under the reference recipe (the paper's)
-    assert by(ratios, pair="near", init="dpiat", recipe="slow")[3]["ratio_bn_mean"] == near[3]["ratio_bn_mean"]
+    assert by(ratios, pair="near", init="dpiat", recipe="slow")[4]["ratio_bn_mean"] == near[3]["ratio_bn_mean"]
     # ghn (source-free) is listed under each pair; random has no ratio row (1 by construction)
-    assert len(by(ratios, pair="far", init="ghn")) == N and not by(ratios, init="random")
+    assert len(by(ratios, pair="far", init="ghn")) == N + 1 and not by(ratios, init="random")
 
 
-def test_time_to_accuracy_and_speedup():
+def test_time_to_accuracy_counts_epoch_0():
     _, times, _ = horizon_tables(grid(), N)
     dpiat = by(times, pair="near", init="dpiat", recipe="paper")[0]
-    assert dpiat["random_final_best_bn"] == pytest.approx(0.75)  # (0.7 + 0.8) / 2
+    assert dpiat["R"] == pytest.approx(0.75)  # (0.7 + 0.8) / 2
     assert dpiat["epochs_to_reach_per_seed"] == "1 2" and dpiat["epochs_to_reach_mean"] == 1.5
-    assert dpiat["speedup"] == pytest.approx(4 / 1.5)
+    assert dpiat["final_best_bn_mean"] == pytest.approx(0.85) and dpiat["final_ratio_bn"] == pytest.approx(
+        (0.8 / 0.7 + 0.9 / 0.8) / 2)
+    # no start cost recorded (these runs have no run.json): no seconds, so no speedup
+    assert dpiat["seconds_to_reach_per_seed"] == "- -" and dpiat["speedup_seconds"] is None
     rnd = by(times, pair="near", init="random")[0]
-    assert rnd["epochs_to_reach_per_seed"] == "never 3" and rnd["speedup"] is None  # not every seed reaches R
+    assert rnd["epochs_to_reach_per_seed"] == "never 3" and rnd["epochs_to_reach_mean"] is None
     ghn = by(times, pair="near", init="ghn")[0]
     assert ghn["epochs_to_reach_per_seed"] == "never 4" and ghn["epochs_to_reach_mean"] is None
     far = by(times, pair="far", init="dpiat")[0]  # best [.65 .65 .7 .7], [.5 .7 .7 .8]
     assert far["epochs_to_reach_per_seed"] == "never 4"
+
+
+def test_a_start_above_r_reaches_it_at_epoch_0_and_keeps_it_as_its_best():
+    # a copy already at 0.9 before training (R = 0.75) that training then loses (0.6 after epoch 1)
+    runs = grid() + [run("near", "copy", s, [0.6, 0.7, 0.7, 0.8], e0=0.9) for s in (0, 1)]
+    ratios, times, _ = horizon_tables(runs, N)
+    copy = by(times, pair="near", init="copy")[0]
+    assert copy["epochs_to_reach_per_seed"] == "0 0" and copy["epochs_to_reach_mean"] == 0.0
+    assert copy["final_best_bn_mean"] == pytest.approx(0.9)  # the start itself: training never beat it
+    by_epoch = by(ratios, pair="near", init="copy")
+    assert by_epoch[0]["ratio_bn_mean"] == pytest.approx(9.0)  # 0.9 / 0.1 before training
+    assert by_epoch[4]["ratio_bn_mean"] == pytest.approx((0.9 / 0.7 + 0.9 / 0.8) / 2)
+
+
+def test_distilled_random_init_is_its_own_arm_and_serves_only_its_pair():
+    runs = grid() + [run("near", "random", s, [0.6, 0.7, 0.8, 0.8], recipe="kd", distill="logits") for s in (0, 1)]
+    ratios, times, _ = horizon_tables(runs, N)
+    kd = by(times, init="random", distill="logits")
+    assert [r["pair"] for r in kd] == ["near"] and kd[0]["epochs_to_reach_per_seed"] == "3 3"
+    assert by(times, pair="near", init="random", distill="none")[0]["epochs_to_reach_per_seed"] == "never 3"
+    assert len(by(ratios, pair="near", init="random", distill="logits")) == N + 1
 
 
 def test_unfinished_runs_are_named_and_never_averaged():
@@ -93,6 +123,10 @@ def test_unfinished_runs_are_named_and_never_averaged():
     assert by(ratios, pair="near", init="dpiat", recipe="paper")[0]["n"] == 2
     assert by(times, pair="near", init="dpiat", recipe="paper")[0]["seeds"] == "0 1"
     assert any("paper/near/dpiat/seed2: interrupted with 2/4 epochs" in n and "not averaged" in n for n in notes)
+    runs.append(run("near", "dpiat", 3, [0.9] * N, e0=None))  # finished, but no evaluation before training
+    _, times, notes = horizon_tables(runs, N)
+    assert any("seed3: no evaluation before training" in n for n in notes)
+    assert by(times, pair="near", init="dpiat", recipe="paper")[0]["seeds"] == "0 1"
     assert any("paper/near/random/seed2: failed" in n for n in notes)
 
 
@@ -102,36 +136,47 @@ def test_no_random_run_means_no_ratio_and_a_note():
     assert ratios == [] and times == [] and any("no finished random run" in n for n in notes)
 
 
-def _write(folder: Path, r: RunRecord, wall: float) -> None:
+def _write(folder: Path, r: RunRecord, wall: float, start: float | None = None) -> None:
+    """A run.json of ``r``: epoch e ends at ``e * wall / N`` seconds; ``start``: its recorded start cost."""
     folder.mkdir(parents=True, exist_ok=True)
-    metrics = [{"epoch": e, "val_top1": r.top1[e], "val_top1_bn": r.top1_bn[e]} for e in range(1, N + 1)]
+    metrics = [{"epoch": e, "val_top1": r.top1[e], "val_top1_bn": r.top1_bn[e], "wall_seconds": e * wall / N}
+               for e in range(1, N + 1)]
+    init = {"val_top1": r.init_top1, "val_top1_bn": r.init_top1_bn}
     record = {"schema_version": 1, "status": "finished", "failure_reason": None, "failure_kind": None,
               "experiment": "horizon", "pair": r.pair, "init": r.init, "seed": r.seed, "recipe": r.recipe,
               "source": r.source, "target": r.target, "data": "fm", "epochs": N,
-              "config": {"pair": {"title": f"{r.pair} in words"}, "grid": {"recipes": {"paper": [], "slow": []}, "table": "horizon"}},
-              "similarity": 0.5, "init_metrics": None, "metrics": metrics, "wall_seconds": wall,
+              "config": {"pair": {"title": f"{r.pair} in words"}, "grid": {"recipes": {"paper": [], "slow": []}, "table": "horizon"},
+                         "distill": {"kind": r.distill}},
+              "similarity": 0.5, "init_metrics": init, "metrics": metrics, "wall_seconds": wall,
               "hardware": {"cpu_model": "Test CPU", "cpu_capability": "AVX2", "cpu_count": 2, "torch_threads": 1},
               "versions": {"torch": "2.x"}}
+    if start is not None:
+        record["init_seconds"] = 0.5
+        init["seconds_bn_recalibration"] = start - 0.5
     (folder / "run.json").write_text(json.dumps(record))
 
 
 def test_files_and_pictures(tmp_path):
     runs = tmp_path / "runs"
-    for r in grid():
-        _write(runs / r.recipe / r.pair / r.init / f"seed{r.seed}", r, wall=40.0)
+    for r in grid() + [run("near", "copy", s, [0.6, 0.7, 0.7, 0.8], e0=0.9) for s in (0, 1)]:
+        _write(runs / r.recipe / r.pair / r.init / f"seed{r.seed}", r, wall=40.0, start=2.0)
     from bench.results.table import aggregate
 
     aggregate(runs, tmp_path / "out")  # the runs recorded grid.table=horizon: the horizon tables
     rows = list(csv.DictReader((tmp_path / "out" / "ratios_by_epoch.csv").open()))
-    assert list(rows[0]) == RATIO_COLUMNS and len(rows) == 4 * 5  # (near: dpiat, slow dpiat, ghn; far: dpiat, ghn)
+    assert list(rows[0]) == RATIO_COLUMNS and len(rows) == 6 * (N + 1)  # near: dpiat, slow, ghn, copy; far: dpiat, ghn
     times = list(csv.DictReader((tmp_path / "out" / "time_to_accuracy.csv").open()))
     assert list(times[0]) == TIME_COLUMNS
     near = [t for t in times if t["pair"] == "near" and t["init"] == "dpiat" and t["recipe"] == "paper"][0]
-    assert near["seconds_per_epoch"] == "10" and float(near["wall_seconds_saved"]) == pytest.approx(25.0)
+    # seed 0 reaches R at epoch 1 (2 s start + 10 s), seed 1 at epoch 2 (2 + 20); random: 2 + 40 s for all 4 epochs
+    assert near["seconds_to_reach_per_seed"] == "12.0 22.0" and float(near["seconds_to_reach_mean"]) == 17.0
+    assert float(near["speedup_seconds"]) == pytest.approx(42.0 / 17.0, rel=1e-5)
+    copy = [t for t in times if t["init"] == "copy"][0]
+    assert copy["seconds_to_reach_per_seed"] == "2.0 2.0" and float(copy["speedup_seconds"]) == pytest.approx(21.0)
     table = (tmp_path / "out" / "table.md").read_text()
-    assert "Test CPU (AVX2), 2 cores" in table and "| near | dpiat | paper | 2 | 1.50 [1.50, 1.50]" in table
+    assert "Test CPU (AVX2), 2 cores" in table and "| near | DPIAT | 2 | 1.00 [1.00, 1.00] (1.00 [1.00, 1.00]) | 1.50 [1.50, 1.50]" in table
     assert "bench/aggregate.py" in table and not (tmp_path / "out" / "table.csv").exists()  # not the paper's table
-    for png in ("accuracy_by_epoch.png", "ratio_by_epoch.png"):
+    for png in ("accuracy_by_epoch.png", "ratio_by_epoch.png", "accuracy_by_seconds.png", "seconds_to_reach.png"):
         assert (tmp_path / "out" / png).stat().st_size > 10_000
 
 

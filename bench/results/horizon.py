@@ -1,26 +1,35 @@
-"""The horizon tables: does a transfer's gain survive a long schedule, and how many epochs does it save?
+"""The horizon tables: what a start is worth over a long schedule, and the training time it saves, epoch 0 counted.
 
-For an experiment trained for N epochs (``experiment=horizon``: the paper's 50), from the per-epoch BatchNorm-
-recalibrated validation top-1 (``val_top1_bn``) of every finished run, with exactly these definitions:
+For an experiment trained for N epochs (``experiment=horizon``: the paper's 50; ``experiment=reuse``), from the
+BatchNorm-recalibrated validation top-1 (``val_top1_bn``) of every finished run, *epoch 0 included*: epoch 0 is the
+init's own evaluation before any training (run.json's ``init_metrics``, both evaluations), so that a start which is
+already good counts as such. Exactly these definitions:
 
-- ``best_e(run)`` = max over epochs 1..e of ``val_top1_bn`` (``val_top1``, the protocol's own evaluation, for the
+- ``best_e(run)`` = max over epochs 0..e of ``val_top1_bn`` (``val_top1``, the protocol's own evaluation, for the
   columns without ``_bn``);
-- ratio at epoch e of (pair, init, recipe) = mean over seeds s of ``best_e(init, s) / best_e(random, s)``, paired
-  by seed, with its 95% Student's t interval over the seeds (:func:`bench.results.stats.t_ci`); ``random`` is
-  random init under the reference recipe (the paper's: the recipe whose settings are empty), of the same target;
+- an *arm* is (pair, init, distill, recipe); ratio at epoch e of an arm = mean over seeds s of ``best_e(arm, s) /
+  best_e(random, s)``, paired by seed, with its 95% Student's t interval over the seeds
+  (:func:`bench.results.stats.t_ci`); ``random`` is random init, undistilled, under the reference recipe (the
+  paper's), of the same target;
 - ``R`` = mean over seeds of ``best_N(random, s)``: random init's final accuracy;
-- ``epochs_to_reach`` of (pair, init, recipe, seed) = the first epoch e with ``best_e >= R``, or ``never``;
-- speedup = N / mean ``epochs_to_reach``, only where every seed reaches ``R``; the wall time that saves on the
-  machine that ran it = (N - mean ``epochs_to_reach``) x random init's mean seconds per epoch there.
+- ``epochs_to_reach`` of (arm, seed) = the first epoch e >= 0 with ``best_e >= R``, or ``never``;
+- ``seconds_to_reach`` = the start cost (the transfer or prediction, ``init_seconds``, plus the BatchNorm pass of
+  the evaluation at epoch 0, ``init_metrics.seconds_bn_recalibration``), plus the run's cumulative wall seconds
+  to the end of epoch e (training, the teacher's forwards, both evaluations) when e >= 1; the source's own training
+  is sunk (the user has the network). Runs recorded before these costs were (results/horizon) have no seconds;
+- ``speedup_seconds`` = random init's mean wall time for all N epochs (start cost included) over the arm's mean
+  ``seconds_to_reach``, only where every seed reaches ``R``;
+- ``final_best_bn`` = ``best_N`` with its t interval over seeds, ``final_ratio_bn`` = the ratio at epoch N.
 
-Only finished runs with all N epochs count; a run that is running, interrupted or failed is named in the notes
-and never averaged. Source-free inits (random, ghn) belong to the target and serve every pair of it.
+Only finished runs with all N epochs and their epoch 0 count; a run that is running, interrupted or failed is
+named in the notes and never averaged. Source-free inits (random, ghn) trained without a teacher belong to the
+target and serve every pair of it; a distilled run learns from its pair's source and serves that pair only.
 
     from bench.results.horizon import horizon_tables
     ratios, times, notes = horizon_tables(runs, epochs=50)   # runs: RunRecord list (bench.results.runs.find_runs)
 
-:func:`write_horizon_tables` writes ``ratios_by_epoch.csv``, ``time_to_accuracy.csv``, ``table.md`` and the two
-pictures (``accuracy_by_epoch.png``, ``ratio_by_epoch.png``) for a runs folder laid out by recipe.
+:func:`write_horizon_tables` writes ``ratios_by_epoch.csv``, ``time_to_accuracy.csv``, ``table.md`` and the
+pictures (:mod:`bench.results.horizon_plots`) for a runs folder laid out by recipe.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import io
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,41 +53,74 @@ from bench.results.stats import t_ci
 from bench.running.record import RunRecord
 
 REFERENCE = "random"
-RATIO_COLUMNS = ["pair", "init", "recipe", "epoch", "n", "ratio_bn_mean", "ratio_bn_lo", "ratio_bn_hi",
-                 "ratio_mean", "ratio_lo", "ratio_hi"]
-TIME_COLUMNS = ["pair", "init", "recipe", "seeds", "random_final_best_bn", "epochs_to_reach_per_seed",
-                "epochs_to_reach_mean", "speedup", "seconds_per_epoch", "wall_seconds_saved"]
-QUOTED_EPOCHS = (1, 3, 10, 25, 50)  # the epochs table.md shows (those <= N)
+ARM = ("pair", "init", "distill", "recipe")
+RATIO_COLUMNS = [*ARM, "epoch", "n", "ratio_bn_mean", "ratio_bn_lo", "ratio_bn_hi", "ratio_mean", "ratio_lo",
+                 "ratio_hi"]
+TIME_COLUMNS = [*ARM, "seeds", "R", "epochs_to_reach_per_seed", "epochs_to_reach_mean", "seconds_to_reach_per_seed",
+                "seconds_to_reach_mean", "speedup_seconds", "final_best_bn_mean", "final_best_bn_lo",
+                "final_best_bn_hi", "final_ratio_bn"]
+QUOTED_EPOCHS = (0, 1, 3, 10, 25, 50)  # the epochs table.md shows (those <= N)
 
 
 def best_so_far(values: list[float]) -> list[float]:
-    """``best_e`` for e = 1..len(values): the running maximum.
+    """``best_e`` for e = 0..len(values) - 1 (values[0]: epoch 0, before training): the running maximum.
 
-    >>> best_so_far([0.5, 0.7, 0.6, 0.8])
-    [0.5, 0.7, 0.7, 0.8]
+    >>> best_so_far([0.86, 0.79, 0.84, 0.85])
+    [0.86, 0.86, 0.86, 0.86]
     """
     return [float(x) for x in np.maximum.accumulate(np.asarray(values, dtype=float))] if values else []
 
 
 def epochs_to_reach(best: list[float], level: float) -> int | None:
-    """The first epoch (1-based) whose best-so-far accuracy is at least ``level``; None if none is.
+    """The first epoch (0: before training) whose best-so-far accuracy is at least ``level``; None if none is.
 
-    >>> epochs_to_reach([0.5, 0.7, 0.7, 0.8], 0.7), epochs_to_reach([0.5, 0.6], 0.7)
-    (2, None)
+    >>> epochs_to_reach([0.1, 0.5, 0.7, 0.7, 0.8], 0.7), epochs_to_reach([0.9, 0.9], 0.7), epochs_to_reach([0.5], 0.7)
+    (2, 0, None)
     """
-    return next((e for e, b in enumerate(best, 1) if b >= level), None)
+    return next((e for e, b in enumerate(best) if b >= level), None)
+
+
+def start_seconds(raw: dict) -> float | None:
+    """What a run's start costs: the transfer or prediction (``init_seconds``; random init: nothing) plus the
+    BatchNorm pass of its evaluation at epoch 0; None when the run did not record them (runs before the reuse grid).
+
+    >>> start_seconds({"init_seconds": 0.5, "init_metrics": {"seconds_bn_recalibration": 2.0}})
+    2.5
+    >>> start_seconds({"init_metrics": {"val_top1": 0.1}}) is None
+    True
+    """
+    init = raw.get("init_metrics") or {}
+    bn, own = init.get("seconds_bn_recalibration"), raw.get("init_seconds")
+    if not isinstance(bn, (int, float)) or not isinstance(own, (int, float)):
+        return None
+    return float(own) + float(bn)
+
+
+def arm_of(run: RunRecord) -> tuple[str, str, str, str]:
+    return run.pair, run.init, run.distill, run.recipe or "-"
+
+
+def _free(init: str, distill: str = "none") -> bool:
+    """A source-free init (random, ghn) without a teacher: a baseline of every pair of its target."""
+    return needs_source(init) is False and distill == "none"
 
 
 @dataclass
 class _Series:
-    """One (pair, init, recipe): its finished runs' curves by seed, and the random init they are paired with."""
+    """One arm: its finished runs' curves by seed (index e = epoch 0..N), and their seconds."""
 
     pair: str
     init: str
+    distill: str
     recipe: str
-    bn: dict[int, list[float]]  # seed -> best_e of val_top1_bn, e = 1..N
-    plain: dict[int, list[float]]  # seed -> best_e of val_top1
-    seconds_per_epoch: dict[int, float]  # seed -> wall seconds per epoch on the machine that ran it
+    bn: dict[int, list[float]] = field(default_factory=dict)  # seed -> best_e of val_top1_bn, e = 0..N
+    plain: dict[int, list[float]] = field(default_factory=dict)  # seed -> best_e of val_top1
+    raw_bn: dict[int, list[float]] = field(default_factory=dict)  # seed -> val_top1_bn itself, e = 0..N
+    seconds: dict[int, list[float]] = field(default_factory=dict)  # seed -> seconds to the end of epoch e = 0..N
+
+    @property
+    def arm(self) -> tuple[str, str, str, str]:
+        return self.pair, self.init, self.distill, self.recipe
 
 
 def _raw(path: Path) -> dict:
@@ -89,32 +131,35 @@ def _raw(path: Path) -> dict:
         return {}
 
 
-def _wall_per_epoch(run: RunRecord, epochs: int) -> float | None:
-    seconds = _raw(run.path).get("wall_seconds")
-    return float(seconds) / epochs if isinstance(seconds, (int, float)) and seconds > 0 else None
+def _seconds(raw: dict, epochs: int) -> list[float] | None:
+    start = start_seconds(raw)
+    wall = {m.get("epoch"): m.get("wall_seconds") for m in raw.get("metrics") or [] if isinstance(m, dict)}
+    if start is None or any(not isinstance(wall.get(e), (int, float)) for e in range(1, epochs + 1)):
+        return None
+    return [start] + [start + float(wall[e]) for e in range(1, epochs + 1)]
 
 
-def _series(runs: list[RunRecord], epochs: int, notes: list[str]) -> dict[tuple[str, str, str], _Series]:
-    out: dict[tuple[str, str, str], _Series] = {}
-    for run in sorted(runs, key=lambda r: (r.pair, r.init, r.recipe or "", r.seed)):
-        recipe = run.recipe or "-"
+def _series(runs: list[RunRecord], epochs: int, notes: list[str]) -> dict[tuple, _Series]:
+    out: dict[tuple, _Series] = {}
+    for run in sorted(runs, key=lambda r: (r.pair, r.init, r.distill, r.recipe or "", r.seed)):
+        pair, init, distill, recipe = arm_of(run)
         bn, plain = run.curve(epochs, bn=True), run.curve(epochs)
+        where = f"{recipe}/{pair}/{init}/seed{run.seed}" + ("" if distill == "none" else f" (distill {distill})")
         if run.status != "finished" or bn is None or plain is None:
             done = sum(e in run.top1_bn for e in range(1, epochs + 1))
-            notes.append(f"{recipe}/{run.pair}/{run.init}/seed{run.seed}: {run.status} with {done}/{epochs} epochs of "
-                         "val_top1_bn, not averaged" + (f" ({run.failure_reason})" if run.failure_reason else ""))
+            notes.append(f"{where}: {run.status} with {done}/{epochs} epochs of val_top1_bn, not averaged"
+                         + (f" ({run.failure_reason})" if run.failure_reason else ""))
             continue
-        s = out.setdefault((run.pair, run.init, recipe), _Series(run.pair, run.init, recipe, {}, {}, {}))
-        s.bn[run.seed], s.plain[run.seed] = best_so_far(bn), best_so_far(plain)
-        per_epoch = _wall_per_epoch(run, epochs)
-        if per_epoch is not None:
-            s.seconds_per_epoch[run.seed] = per_epoch
+        if run.init_top1_bn is None or run.init_top1 is None:
+            notes.append(f"{where}: no evaluation before training (init_metrics), so no epoch 0: not averaged")
+            continue
+        s = out.setdefault((pair, init, distill, recipe), _Series(pair, init, distill, recipe))
+        s.raw_bn[run.seed] = [run.init_top1_bn, *bn]
+        s.bn[run.seed], s.plain[run.seed] = best_so_far(s.raw_bn[run.seed]), best_so_far([run.init_top1, *plain])
+        seconds = _seconds(_raw(run.path), epochs)
+        if seconds is not None:
+            s.seconds[run.seed] = seconds
     return out
-
-
-def _free(init: str) -> bool:
-    """A source-free init (random, ghn): a baseline of every pair of its target."""
-    return needs_source(init) is False
 
 
 def _target_of(runs: list[RunRecord]) -> dict[str, str]:
@@ -131,13 +176,14 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
     notes: list[str] = []
     series = _series(runs, epochs, notes)
     target = _target_of(runs)
-    pairs = sorted({r.pair for r in runs if not _free(r.init)})
-    randoms = {target[k[0]]: s for k, s in series.items() if k[1] == REFERENCE and k[2] == reference_recipe}
+    pairs = sorted({r.pair for r in runs if not _free(r.init, r.distill)})
+    randoms = {target[k[0]]: s for k, s in series.items()
+               if k[1] == REFERENCE and k[2] == "none" and k[3] == reference_recipe}
     pairs.sort(key=lambda p: (p not in {s.pair for s in randoms.values()}, p))  # the baselines' own pair first
     free = defaultdict(list)  # target -> source-free series (random, ghn, ...), served to every pair of it
-    for (pair, init, recipe), s in series.items():
-        if _free(init):
-            free[target[pair]].append(s)
+    for key, s in series.items():
+        if _free(s.init, s.distill):
+            free[target[s.pair]].append(s)
     ratio_rows, time_rows = [], []
     for pair in pairs:
         ref = randoms.get(target[pair])
@@ -146,30 +192,39 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
                          "ratio and no time to accuracy")
             continue
         level = float(np.mean([b[-1] for b in ref.bn.values()]))
-        own = [s for (p, i, _), s in series.items() if p == pair and not _free(i)]
-        shown = sorted(free[target[pair]] + own,
-                       key=lambda s: (s.init != REFERENCE, s.init, s.recipe != reference_recipe, s.recipe))
+        ref_total = [ref.seconds[k][-1] for k in sorted(ref.seconds)]
+        own = [s for s in series.values() if s.pair == pair and not _free(s.init, s.distill)]
+        shown = sorted(free[target[pair]] + own, key=lambda s: (s.arm[1:] != (REFERENCE, "none", reference_recipe),
+                                                                s.init != REFERENCE, s.init, s.distill,
+                                                                s.recipe != reference_recipe, s.recipe))
         for s in shown:
             seeds = sorted(set(s.bn) & set(ref.bn))
-            if s.init != REFERENCE or s.recipe != reference_recipe:
-                for e in range(1, epochs + 1):
-                    bn = [s.bn[k][e - 1] / ref.bn[k][e - 1] for k in seeds]
-                    plain = [s.plain[k][e - 1] / ref.plain[k][e - 1] for k in seeds]
-                    ratio_rows.append({"pair": pair, "init": s.init, "recipe": s.recipe, "epoch": e, "n": len(seeds),
-                                       **_mean_ci("ratio_bn", bn), **_mean_ci("ratio", plain)})
+            row = {"pair": pair, "init": s.init, "distill": s.distill, "recipe": s.recipe}
+            if s is not ref:
+                for e in range(epochs + 1):
+                    bn = [s.bn[k][e] / ref.bn[k][e] for k in seeds]
+                    plain = [s.plain[k][e] / ref.plain[k][e] for k in seeds]
+                    ratio_rows.append({**row, "epoch": e, "n": len(seeds), **_mean_ci("ratio_bn", bn),
+                                       **_mean_ci("ratio", plain)})
             own_seeds = sorted(s.bn)
             reach = [epochs_to_reach(s.bn[k], level) for k in own_seeds]
-            mean_reach = float(np.mean(reach)) if reach and None not in reach else None
-            per_epoch = [ref.seconds_per_epoch[k] for k in sorted(ref.seconds_per_epoch)]
-            spe = float(np.mean(per_epoch)) if per_epoch else None
+            everyone = bool(reach) and None not in reach
+            secs = [None if r is None or k not in s.seconds else s.seconds[k][r] for k, r in zip(own_seeds, reach)]
+            secs_known = everyone and all(x is not None for x in secs)
+            mean_secs = float(np.mean(secs)) if secs_known else None
+            finals = [s.bn[k][-1] for k in own_seeds]
+            lo, hi = t_ci(finals)
             time_rows.append({
-                "pair": pair, "init": s.init, "recipe": s.recipe, "seeds": " ".join(map(str, own_seeds)),
-                "random_final_best_bn": level,
+                **row, "seeds": " ".join(map(str, own_seeds)), "R": level,
                 "epochs_to_reach_per_seed": " ".join("never" if r is None else str(r) for r in reach),
-                "epochs_to_reach_mean": mean_reach,
-                "speedup": None if mean_reach is None else epochs / mean_reach,
-                "seconds_per_epoch": spe,
-                "wall_seconds_saved": None if mean_reach is None or spe is None else (epochs - mean_reach) * spe})
+                "epochs_to_reach_mean": float(np.mean(reach)) if everyone else None,
+                "seconds_to_reach_per_seed": " ".join("never" if r is None else "-" if x is None else f"{x:.1f}"
+                                                      for r, x in zip(reach, secs)),
+                "seconds_to_reach_mean": mean_secs,
+                "speedup_seconds": (float(np.mean(ref_total)) / mean_secs
+                                    if mean_secs and ref_total and len(ref_total) == len(ref.bn) else None),
+                "final_best_bn_mean": float(np.mean(finals)), "final_best_bn_lo": lo, "final_best_bn_hi": hi,
+                "final_ratio_bn": (float(np.mean([s.bn[k][-1] / ref.bn[k][-1] for k in seeds])) if seeds else None)})
     return ratio_rows, time_rows, notes
 
 
@@ -198,46 +253,71 @@ def to_csv(rows: list[dict], columns: list[str]) -> str:
     return buf.getvalue()
 
 
-def _fmt(mean, lo, hi) -> str:
+def _fmt(mean, lo, hi, digits: int = 2) -> str:
     if mean is None:
         return "-"
-    return f"{mean:.2f}" + (f" [{lo:.2f}, {hi:.2f}]" if lo is not None else "")
+    return f"{mean:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None else "")
+
+
+def arm_name(init: str, distill: str, recipe: str) -> str:
+    """How tables and pictures name an arm, in words.
+
+    >>> arm_name("random", "logits", "kd"), arm_name("dpiat", "none", "finetune")
+    ('distillation from random init', 'DPIAT, fine-tuning recipe (Adam 1e-4, warm-up)')
+    """
+    base = {"random": "random init", "dpiat": "DPIAT", "ghn": "GHN-2", "weight_selection": "weight selection"}
+    name = base.get(init, init)
+    if distill != "none":
+        name = "distillation from random init" if init == "random" else f"{name} + distillation"
+    extra = {"paper": "", "kd": "", "-": "", "finetune": "fine-tuning recipe (Adam 1e-4, warm-up)",
+             "adam_lr1e-3": "Adam 1e-3"}.get(recipe, recipe)
+    return f"{name}, {extra}" if extra else name
+
+
+def _fmt(mean, lo, hi, digits: int = 2) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None else "")
 
 
 def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str], epochs: int, experiment: str,
                 command: str, hardware: str) -> str:
-    quoted = [e for e in QUOTED_EPOCHS if e <= epochs] or [epochs]
+    quoted = [e for e in QUOTED_EPOCHS if e <= epochs]
     if epochs not in quoted:
         quoted.append(epochs)
-    lines = [f"# {experiment}: the gain over random init from epoch 1 to {epochs}", "",
+    lines = [f"# {experiment}: what a start is worth from epoch 0 (before training) to {epochs}", "",
              f"Regenerate: `{command}`. Runs on {hardware}.", "",
-             "Ratio to random init at epoch e: mean over seeds of best_e(init) / best_e(random), paired by seed, "
-             "best_e = the best validation top-1 over epochs 1..e with BatchNorm statistics recalibrated (`val_top1_bn`); "
-             "[95% t interval over the seeds]. In parentheses after each: the same with the protocol's own evaluation (`val_top1`).",
-             "", "| pair | init | recipe | n | " + " | ".join(f"epoch {e}" for e in quoted) + " |",
-             "|---|---|---|---|" + "---|" * len(quoted)]
-    index = {(r["pair"], r["init"], r["recipe"], r["epoch"]): r for r in ratio_rows}
-    for key in dict.fromkeys((r["pair"], r["init"], r["recipe"]) for r in ratio_rows):
+             "Ratio to random init at epoch e: mean over seeds of best_e(arm) / best_e(random), paired by seed, "
+             "best_e = the best validation top-1 over epochs 0..e (epoch 0: the init itself, before training) with "
+             "BatchNorm statistics recalibrated (`val_top1_bn`); [95% t interval over the seeds]. In parentheses after "
+             "each: the same with the protocol's own evaluation (`val_top1`).",
+             "", "| pair | arm | n | " + " | ".join(f"epoch {e}" for e in quoted) + " |",
+             "|---|---|---|" + "---|" * len(quoted)]
+    index = {(*(r[k] for k in ARM), r["epoch"]): r for r in ratio_rows}
+    for key in dict.fromkeys(tuple(r[k] for k in ARM) for r in ratio_rows):
         cells = []
         for e in quoted:
             r = index[(*key, e)]
             cells.append(f"{_fmt(r['ratio_bn_mean'], r['ratio_bn_lo'], r['ratio_bn_hi'])}"
                          f" ({_fmt(r['ratio_mean'], r['ratio_lo'], r['ratio_hi'])})")
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {index[(*key, quoted[0])]['n']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {key[0]} | {arm_name(*key[1:])} | {index[(*key, quoted[0])]['n']} | " + " | ".join(cells)
+                     + " |")
     lines += ["", f"Time to random init's final accuracy R (the mean over seeds of random's best BN top-1 over all "
-              f"{epochs} epochs): the first epoch whose best so far reaches R, per seed; speedup = {epochs} / its mean, "
-              "where every seed reaches R; the wall time saved = the epochs saved x random init's seconds per epoch "
-              "on the machine that ran it.", "",
-              "| pair | init | recipe | R | epochs to reach R, per seed | mean | speedup | s / epoch | wall time saved |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"{epochs} epochs): the first epoch (0 = before training) whose best so far reaches R, per seed, and the "
+              "seconds to it (the start cost, then the run's cumulative wall seconds; '-' where the run did not record "
+              "its start cost); speedup = random init's mean wall time for all epochs over that mean, where every "
+              "seed reaches R; final = best BN top-1 over all epochs [95% t interval], and its ratio to random.", "",
+              "| pair | arm | R | epochs to R, per seed | mean epochs | seconds to R, per seed | mean seconds | speedup | "
+              "final best BN | final ratio |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in time_rows:
-        saved = r["wall_seconds_saved"]
-        lines.append(f"| {r['pair']} | {r['init']} | {r['recipe']} | {r['random_final_best_bn']:.4f} | "
-                     f"{r['epochs_to_reach_per_seed'] or '-'} | "
-                     f"{'-' if r['epochs_to_reach_mean'] is None else format(r['epochs_to_reach_mean'], '.1f')} | "
-                     f"{'-' if r['speedup'] is None else format(r['speedup'], '.1f') + 'x'} | "
-                     f"{'-' if r['seconds_per_epoch'] is None else format(r['seconds_per_epoch'], '.1f')} | "
-                     f"{'-' if saved is None else format(saved / 60, '.1f') + ' min'} |")
+        mean_e, mean_s, sp = r["epochs_to_reach_mean"], r["seconds_to_reach_mean"], r["speedup_seconds"]
+        lines.append(f"| {r['pair']} | {arm_name(r['init'], r['distill'], r['recipe'])} | {r['R']:.4f} | "
+                     f"{r['epochs_to_reach_per_seed'] or '-'} | {'-' if mean_e is None else format(mean_e, '.1f')} | "
+                     f"{r['seconds_to_reach_per_seed'] or '-'} | {'-' if mean_s is None else format(mean_s, '.0f')} | "
+                     f"{'-' if sp is None else format(sp, '.1f') + 'x'} | "
+                     f"{_fmt(r['final_best_bn_mean'], r['final_best_bn_lo'], r['final_best_bn_hi'], 3)} | "
+                     f"{'-' if r['final_ratio_bn'] is None else format(r['final_ratio_bn'], '.3f')} |")
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
