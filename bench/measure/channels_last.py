@@ -1,0 +1,180 @@
+"""Is ``trainer.channels_last=true`` (NHWC tensors) a faster proxy that trains the same networks? Both halves.
+
+    .venv/bin/python bench/measure/channels_last.py speed                 # seconds per epoch, both settings
+    .venv/bin/python bench/measure/channels_last.py accuracy --runs DIR   # 3 seeds of source and target, both settings
+
+``speed`` times, interleaved (eager, channels_last, eager, ...) and as medians over ``--repeats``, what one proxy
+epoch of the TinyNet-E target does in the harness (39 training steps of 128 images with Adam, then the protocol's
+evaluation on 5,000 images, the BatchNorm pass on 20 training batches and the recalibrated evaluation) and a
+training step of the TinyNet-D source (SGD), one torch thread, on this machine; it records the CPU model and the
+load before and after. ``accuracy`` runs the check a setting must pass before it becomes a default: with the real
+harness (bench/train_source.py, bench/run.py, experiment=reuse's settings), seeds 0-2 of the TinyNet-D source
+(3 epochs of SGD on the 60k images) and of a random-init TinyNet-E target (10 epochs), under each setting, then
+compares the best validation top-1 per setting (mean and 95% t interval over seeds; the settings agree when each
+mean lies in the other's interval). Runs resume (each is a run folder under ``--runs``), so the check can be run a
+piece at a time. Both write to ``--out`` (results/speed/): channels_last_speed.{txt,json},
+channels_last_accuracy.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench.running.host import cpu_model, load  # noqa: E402
+
+SETTINGS = {"eager": False, "channels_last": True}
+SEEDS = (0, 1, 2)
+
+
+def _epoch_seconds(channels_last: bool, dm, model_name: str, steps: int, evaluate: bool, optimizer: str) -> float:
+    import timm
+    import torch
+    import torch.nn.functional as F
+
+    from bench.running.bn_eval import recalibrated
+
+    torch.manual_seed(0)
+    model = timm.create_model(model_name, num_classes=10, in_chans=1)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=fmt)
+    opt = (torch.optim.Adam(model.parameters(), lr=4e-3) if optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-5))
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    t0 = time.perf_counter()
+    model.train()
+    for i, (x, y) in enumerate(loader):
+        if i == steps:
+            break
+        loss = F.cross_entropy(model(x.contiguous(memory_format=fmt)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    if evaluate:
+        prepare = lambda x: x.contiguous(memory_format=fmt)  # noqa: E731
+        copy = recalibrated(model, dm.recalibration_batches(20), prepare=prepare)
+        model.eval()
+        with torch.no_grad():
+            for x, _ in dm.val_dataloader():
+                model(prepare(x))
+                copy(prepare(x))
+    return time.perf_counter() - t0
+
+
+def speed(args) -> dict:
+    import torch
+
+    from bench.config import data_config
+    from bench.data.module import build_datamodule
+
+    torch.set_num_threads(1)
+    target = build_datamodule(data_config("fashion_mnist", val_subset=5000), seed=0)
+    source = build_datamodule(data_config("fashion_mnist", train_subset=None, crop_scale=[0.9, 1.0]), seed=0)
+    target.setup()
+    source.setup()
+    before = load()
+    times: dict[str, dict[str, list[float]]] = {s: {"target_epoch": [], "source_step": []} for s in SETTINGS}
+    for _ in range(args.repeats):
+        for name, on in SETTINGS.items():
+            times[name]["target_epoch"].append(_epoch_seconds(on, target, "tinynet_e", 39, True, "adam"))
+            times[name]["source_step"].append(_epoch_seconds(on, source, "tinynet_d", args.source_steps, False, "sgd")
+                                              / args.source_steps)
+    out = {"cpu_model": cpu_model(), "torch": torch.__version__, "threads": 1, "repeats": args.repeats,
+           "load_before": before, "load_after": load(), "command": " ".join(sys.argv),
+           "median": {s: {k: round(statistics.median(v), 4) for k, v in d.items()} for s, d in times.items()},
+           "all": times}
+    e, c = out["median"]["eager"], out["median"]["channels_last"]
+    out["speedup"] = {k: round(e[k] / c[k], 2) for k in e}
+    lines = [f"channels_last speed check: {out['command']}",
+             f"CPU {out['cpu_model']}, torch {out['torch']}, 1 thread, {args.repeats} interleaved repeats, "
+             f"load (1/5/15 min) before {before}, after {out['load_after']}",
+             "median seconds:           eager    channels_last   ratio",
+             f"  TinyNet-E target epoch  {e['target_epoch']:7.2f}  {c['target_epoch']:13.2f}   "
+             f"{out['speedup']['target_epoch']:.2f}x",
+             f"  TinyNet-D source step   {e['source_step']:7.3f}  {c['source_step']:13.3f}   "
+             f"{out['speedup']['source_step']:.2f}x"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "channels_last_speed.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.out / "channels_last_speed.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out
+
+
+def _commands(runs: Path, setting: str, seed: int) -> list[list[str]]:
+    common = ["experiment=reuse", f"trainer.channels_last={str(SETTINGS[setting]).lower()}",
+              f"paths.runs={runs / setting}", "trainer.enable_progress_bar=false"]
+    return [[sys.executable, "bench/train_source.py", *common, "pair=tinynet_d_to_e", f"source.seed={seed}"],
+            [sys.executable, "bench/run.py", *common, "pair=tinynet_e", "init=random", f"seed={seed}", "epochs=10",
+             "recipe=paper"]]
+
+
+def _best(record: Path, key: str) -> float | None:
+    try:
+        run = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if run.get("status") != "finished":
+        return None
+    return max(m[key] for m in run["metrics"] if m.get(key) is not None)
+
+
+def accuracy(args) -> dict:
+    from bench.results.stats import t_ci
+
+    for seed in SEEDS:  # seed-major: a check stopped early still compares whole seeds
+        for setting in SETTINGS:
+            for cmd in _commands(args.runs, setting, seed):
+                print(" ".join(cmd[1:]), flush=True)
+                if subprocess.run(cmd, cwd=REPO).returncode != 0:
+                    sys.exit(f"failed: {' '.join(cmd[1:])}")
+    rows = {}
+    for setting in SETTINGS:
+        base = args.runs / setting / "reuse"
+        src = [_best(base / "sources" / "tinynet_d" / f"seed{k}" / "run.json", "val_top1") for k in SEEDS]
+        tgt = [_best(base / "adhoc" / "paper" / "tinynet_e" / "random" / f"seed{k}" / "run.json", "val_top1_bn")
+               for k in SEEDS]
+        rows[setting] = {"source_best_top1": src, "target_best_top1_bn": tgt}
+    out = {"cpu_model": cpu_model(), "load_after": load(), "seeds": list(SEEDS), "rows": rows}
+    lines = ["| what | eager | channels_last | agree |", "|---|---|---|---|"]
+    for key in ("source_best_top1", "target_best_top1_bn"):
+        e, c = rows["eager"][key], rows["channels_last"][key]
+        if None in e or None in c:
+            lines.append(f"| {key} | {e} | {c} | incomplete |")
+            continue
+        (el, eh), (cl, ch) = t_ci(e), t_ci(c)
+        me, mc = statistics.mean(e), statistics.mean(c)
+        agree = el <= mc <= eh and cl <= me <= ch
+        lines.append(f"| {key} | {me:.4f} [{el:.4f}, {eh:.4f}] | {mc:.4f} [{cl:.4f}, {ch:.4f}] | {agree} |")
+        out[key] = {"eager": e, "channels_last": c, "agree": agree}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "channels_last_accuracy.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.out / "channels_last_accuracy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("speed", help="seconds per epoch of each setting")
+    s.add_argument("--repeats", type=int, default=3)
+    s.add_argument("--source-steps", type=int, default=20)
+    a = sub.add_parser("accuracy", help="3 seeds of source and target under each setting")
+    a.add_argument("--runs", type=Path, default=REPO / "results" / "runs" / "channels_last_check")
+    for q in (s, a):
+        q.add_argument("--out", type=Path, default=REPO / "results" / "speed")
+    args = p.parse_args(argv)
+    speed(args) if args.what == "speed" else accuracy(args)
+
+
+if __name__ == "__main__":
+    main()
