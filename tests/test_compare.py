@@ -64,7 +64,7 @@ def test_identical_runs_agree_and_a_shifted_cell_is_named(tmp_path, capsys):
     assert "verdict: all 2 (pair, init) compared agree with the reference over epochs 1-2 (6 seeds bit-identical)" \
         in out
     assert "a_to_t / dpiat: agree" in out and "n=3  best top-1 0.630 +- 0.030" in out
-    assert out.count(": epochs 1-2 bit-identical") == 6 and ": difference" not in out  # identical seeds: no mean to judge
+    assert out.count(": epochs 1-2 bit-identical") == 6 and ": difference" not in out  # identical: no mean judged
 
     # pooled std over both reference cells: 0.02 and 0.03 -> sqrt((0.02^2 + 0.03^2) / 2), 4 df; k = 2: the
     # shifted cell's two measures (the random cell's seeds are identical, so not judged by the rule)
@@ -299,7 +299,8 @@ def test_a_one_epoch_slice_of_every_committed_experiment_is_found_and_agrees(tmp
     assert main([str(tmp_path / experiment)]) == 0, capsys.readouterr()
     out = capsys.readouterr().out
     assert f"reference: {(runs / rel).parents[2].relative_to(REPO)}\n" in out
-    assert f"{rel.parts[-3]} / {rel.parts[-2]}: agree" in out and f"seed {int(rel.name[4:])}: epoch 1 bit-identical" in out
+    assert f"{rel.parts[-3]} / {rel.parts[-2]}: agree" in out
+    assert f"seed {int(rel.name[4:])}: epoch 1 bit-identical" in out
 
 
 def test_planned_epochs_differ_under_a_cosine_over_them_is_a_different_set_up(tmp_path, capsys):
@@ -314,3 +315,53 @@ def test_planned_epochs_differ_under_a_cosine_over_them_is_a_different_set_up(tm
     out = capsys.readouterr().out
     assert ("tinynet_d_to_e / random: DISAGREE (different set-up: the learning rate follows a cosine over the "
             "planned epochs, yours 2, the reference 50)") in out
+
+
+# ----------------------------------------------------------------------------- docs/reproducing.md's slices
+
+def doc_slices() -> list[tuple[str, str]]:
+    """(run command, compare command) of docs/reproducing.md's "Check a slice" block, in order."""
+    page = (REPO / "docs" / "reproducing.md").read_text()
+    block = page[page.index("<!-- slices:"):].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [ln for ln in block.splitlines() if ln and not ln.startswith("#")]
+    return list(zip(lines[::2], lines[1::2]))
+
+
+def test_the_documented_slices_cover_every_long_experiment():
+    experiments = [run.split("experiment=")[1].split()[0] for run, _ in doc_slices()]
+    assert {"proxy", "horizon", "recipe", "selection", "transformers", "variants"} <= set(experiments)
+    for run, check in doc_slices():
+        assert run.startswith(".venv/bin/python bench/run.py ") and run.endswith(" paths.runs=/tmp/slice")
+        assert check == f".venv/bin/python bench/compare.py /tmp/slice/{run.split('experiment=')[1].split()[0]}"
+
+
+@pytest.mark.parametrize("run, check", doc_slices(), ids=lambda c: c.split("experiment=")[-1].split()[0])
+def test_each_documented_slice_is_compared_as_printed(tmp_path, compose_config, capsys, run, check):
+    """The run command composes to a folder whose committed run exists at the same place; a slice cut from that
+    run (what a rerun on the committed machine writes) is then compared by the printed command, seed by seed."""
+    from bench.layout import target_run_path
+
+    overrides = [o.replace("/tmp/slice", str(tmp_path)) for o in run.split()[2:]]
+    cfg = compose_config(*overrides)
+    folder = target_run_path(cfg)
+    experiment_dir = tmp_path / cfg.experiment_name
+    rel = folder.relative_to(experiment_dir)
+    assert (RESULTS / cfg.experiment_name / "runs" / rel / "run.json").is_file(), f"no committed run at {rel}"
+    cut(cfg.experiment_name, str(rel), cfg.epochs, tmp_path)
+    assert main([check.split()[-1].replace("/tmp/slice", str(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    span = "epoch 1" if cfg.epochs == 1 else f"epochs 1-{cfg.epochs}"
+    assert f"seed {cfg.seed}: {span} bit-identical" in out
+
+
+def test_the_quoted_horizon_slice_output_is_what_compare_prints_for_its_committed_run(capsys):
+    """docs/reproducing.md quotes compare.py on the horizon slice as run here (its run.json committed in
+    results/horizon/slice): the same command on that run must print the quoted block, line for line."""
+    page = (REPO / "docs" / "reproducing.md").read_text()
+    command = "$ .venv/bin/python bench/compare.py /tmp/slice/horizon\n"
+    quoted = page[page.index(command) + len(command):].split("```", 1)[0]
+    assert main([str(RESULTS / "horizon" / "slice" / "horizon")]) in (0, 1)
+    printed = capsys.readouterr().out.replace("results/horizon/slice", "/tmp/slice")
+    assert printed == quoted
+    # a changed output fails: what the check would say if compare printed one word differently
+    assert printed.replace("agree", "agrees") != quoted

@@ -126,6 +126,8 @@ def slices(path: Path) -> list[Slice]:
         return [_slice(path.parents[1], pair=path.parent.name, init=path.name)]
     if any((d / RUN_FILE).is_file() for d in path.glob("*/seed*")) and not _has_runs(path):
         return [_slice(path.parent, pair=path.name)]
+    if (path / "runs").is_dir() and _runs_folders(path / "runs"):
+        path = path / "runs"  # results/<experiment>: its committed runs, not what else lies beside them
     roots = _runs_folders(path)
     if not roots:
         raise SliceError(f"{path}: no run.json under it at any level of <experiment>/[<recipe>/]<pair>/<init>/"
