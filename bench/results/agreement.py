@@ -7,8 +7,8 @@ sides have it). The ratio to random is shown beside them, not judged: it is comp
 
 Seeds both sides ran are checked first, seed by seed (:func:`seed_check`): the same seed on the same kind of
 machine reruns bit-identically, so each says "seed 0: epochs 1-2 bit-identical" or names the first number
-that differs (the epoch and the measure). A seed identical to the reference's agrees exactly and is not judged again; the rule
-below judges the rest of your seeds (those the reference lacks, and shared ones that differ) against the
+that differs (the epoch and the measure). A seed identical to the reference's agrees exactly and is not judged
+again; the rule below judges the rest of your seeds (those the reference lacks, and shared ones that differ) against the
 reference's mean. A cell whose seeds are all identical agrees without a mean difference being reported: one
 seed beside a three-seed mean would show a "difference" that is only the spread of the reference's seeds.
 
