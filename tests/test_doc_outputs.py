@@ -101,3 +101,15 @@ def test_the_library_page_counts_what_recommend_ranks_by_default():
     ranked = [a for a in archs if not fnmatch.fnmatchcase(a, TEST_NETS)]
     text = (REPO / "docs" / "library.md").read_text()
     assert f"({len(ranked):,} in the pinned timm" in text and f"its {len(archs) - len(ranked)} smoke-test nets" in text
+
+
+def test_every_experiment_is_in_the_lists_of_experiments():
+    """docs/experiments.md's `experiment` options and docs/protocol.md's tiers table name every
+    conf/experiment/*.yaml (horizon was missing from the first; selection, recipe, transformers, horizon from
+    the second)."""
+    names = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+    listed = re.search(r"`experiment` \(([^)]*)\)", (REPO / "docs" / "experiments.md").read_text()).group(1)
+    assert [n for n in names if f"`{n}`" not in listed] == []
+    protocol = (REPO / "docs" / "protocol.md").read_text()
+    tiers = protocol[protocol.index("## 7. Our tiers"):protocol.index("## 8.")]
+    assert [n for n in names if f"`{n}`" not in tiers] == []
