@@ -333,7 +333,8 @@ def _add_torch_commands(sub) -> None:
                                    "lie there, so that TAG then loads offline (HF_HUB_OFFLINE=1) in dpiat transfer, "
                                    "dpiat.create_model(TAG, pretrained=True) and the harness's source.weights=timm. "
                                    "The weights are checked against TAG's architecture first.")
-    h.add_argument("tag", metavar="TAG", help="a pretrained tag, <architecture>.<tag> (e.g. tf_efficientnet_lite0.in1k)")
+    h.add_argument("tag", metavar="TAG",
+                   help="a pretrained tag, <architecture>.<tag> (e.g. tf_efficientnet_lite0.in1k)")
     h.add_argument("--weights", required=True, metavar="WEIGHTS",
                    help="zoo:<name> (dpiat.zoo, e.g. zoo:efficientnet_lite0_imagenet) or a safetensors / torch "
                         "state dict of the tag's architecture")

@@ -125,8 +125,8 @@ CHECKS: dict[str, Run | Callable[[list[str]], list[str]]] = {
     "zoo:efficientnet_lite0_imagenet": Run(paths=HUB),
     "HF_HUB_CACHE=/tmp/hub-cache HF_HUB_OFFLINE=1 .venv/bin/dpiat transfer tinynet_d.in1k tinynet_e --num-classes 10 "
     "--in-chans 1 --out x.safetensors": Run(paths=HUB),
-    "HF_HUB_OFFLINE=1 .venv/bin/python bench/run.py experiment=proxy pair=custom pair.source=tf_efficientnet_lite0.in1k "
-    "pair.target=tinynet_e init=dpiat source.weights=timm source.num_classes=1000 source.in_chans=3 seed=0 "
+    "HF_HUB_OFFLINE=1 .venv/bin/python bench/run.py experiment=proxy pair=custom "
+    "pair.source=tf_efficientnet_lite0.in1k pair.target=tinynet_e init=dpiat source.weights=timm source.num_classes=1000 source.in_chans=3 seed=0 "
     "paths.runs=/tmp/w31/flow/runs": lite0_training_matches_its_committed_run,
     ".venv/bin/python bench/compare.py /tmp/slice/horizon": Run(cwd="repo",
                                                                  paths={"/tmp/slice": "results/horizon/slice"}),

@@ -38,6 +38,15 @@ def dpiat_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("dpiat-cache")
 
 
+def as_run(command: str, paths: dict[str, str]) -> str:
+    """The page's command as this test runs it: its interpreter for .venv's, its folders for the page's."""
+    shell = VENV.sub(lambda m: m.group(1) + (f"{sys.executable} -m dpiat" if m.group(2) == "dpiat"
+                                             else sys.executable), command)
+    for printed, used in paths.items():
+        shell = shell.replace(printed, used)
+    return shell
+
+
 def run_block(block: Block, how: Run, scratch, cache) -> list[tuple[str, str, str]]:
     """(command, quoted, printed) for each command of ``block``, run in order as printed."""
     cwd = REPO if how.cwd == "repo" else scratch
@@ -46,20 +55,14 @@ def run_block(block: Block, how: Run, scratch, cache) -> list[tuple[str, str, st
     env.pop("HF_HUB_OFFLINE", None)
     results = []
     for command in how.before:
-        shell = VENV.sub(lambda m: m.group(1) + (f"{sys.executable} -m dpiat" if m.group(2) == "dpiat"
-                                                 else sys.executable), command)
-        for printed, used in paths.items():
-            shell = shell.replace(printed, used)
-        subprocess.run(["bash", "-c", shell], cwd=cwd, env=env, check=True, capture_output=True, timeout=600)
+        subprocess.run(["bash", "-c", as_run(command, paths)], cwd=cwd, env=env, check=True, capture_output=True,
+                       timeout=600)
     for command, quoted in block.commands:
         if command.startswith(PYTHON):  # an example: its code, in a file, with the hub cache the page used
             (scratch / "example.py").write_text(command[len(PYTHON):])
             command = "HF_HUB_CACHE=/tmp/hub-cache HF_HUB_OFFLINE=1 .venv/bin/python example.py"
-        shell = VENV.sub(lambda m: m.group(1) + (f"{sys.executable} -m dpiat" if m.group(2) == "dpiat"
-                                                 else sys.executable), command)
-        for printed, used in paths.items():
-            shell = shell.replace(printed, used)
-        out = subprocess.run(["bash", "-c", shell], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        out = subprocess.run(["bash", "-c", as_run(command, paths)], cwd=cwd, env=env, capture_output=True,
+                             text=True, timeout=600)
         text = out.stdout + out.stderr
         for printed, used in paths.items():
             text = text.replace(used, printed)
