@@ -73,15 +73,20 @@ def pairs_of_slices(mine: Path, given: Path | None) -> list[tuple[Slice, Slice]]
             raise BadInput(f"{given} has no runs folder for {where(missing[0])} (it has: "
                            f"{', '.join(where(t) for t in theirs)}): give that folder as REFERENCE")
         return [(o, by_place[o.place]) for o in ours]
-    found = []
+    found, missing = [], []
     for o in ours:
         committed = o.reference()
-        if not committed.is_dir():
-            known = sorted(p.parent.name for p in RESULTS.glob("*/runs") if p.is_dir())
-            raise BadInput(f"no committed results for {where(o)} of experiment {o.experiment!r} (no "
-                           f"{shown(committed)}; committed experiments: {', '.join(known) or 'none'}): give "
-                           "REFERENCE, a runs folder to compare with")
-        found.append((o, slices(committed)[0] if committed.is_dir() else None))
+        if committed.is_dir():
+            found.append((o, slices(committed)[0]))
+        else:
+            missing.append(f"no committed results for {where(o)} of experiment {o.experiment!r} (no "
+                           f"{shown(committed)}")
+    if not found:
+        known = sorted(p.parent.name for p in RESULTS.glob("*/runs") if p.is_dir())
+        raise BadInput(f"{missing[0]}; committed experiments: {', '.join(known) or 'none'}): give REFERENCE, a "
+                       "runs folder to compare with")
+    for line in missing:  # several experiments given at once: the others are compared
+        print(f"not compared: {shown(mine)}: {line})")
     return found
 
 
@@ -136,9 +141,9 @@ def verdict(rows: list[tuple[str, Row]], epochs: str) -> tuple[str, int]:
     return (f"verdict: all {len(judged)} (pair, init) compared agree with the reference{epochs} ({how}){extra}", 0)
 
 
-def report(mine: Slice, ref: Slice, found: Comparison, several: bool, given: bool) -> list[str]:
-    """The lines of one runs folder's comparison, before its rows."""
-    label = f"{where(mine)}: " if several else ""
+def report(mine: Slice, ref: Slice, found: Comparison, label: str, given: bool) -> list[str]:
+    """The lines of one runs folder's comparison, before its rows (``label``: which of several it is)."""
+    label = f"{label}: " if label else ""
     inside = "" if mine.describe() == "all its runs" else f"; the slice: {mine.describe()}"
     lines = [f"yours:     {label}{shown(mine.root)} (experiment {mine.experiment}"
              f"{f', recipe {mine.recipe}' if mine.recipe else ''}{inside})",
@@ -208,8 +213,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rows, several = [], len(found) > 1
+    experiments = {mine.experiment for mine, _, _ in found}
     for i, (mine, ref, comparison) in enumerate(found):
-        print(("\n" if i else "") + "\n".join(report(mine, ref, comparison, several, args.epochs is not None)))
+        label = where(mine) if len(experiments) == 1 else f"experiment {mine.experiment}, {where(mine)}"
+        print(("\n" if i else "") + "\n".join(report(mine, ref, comparison, label if several else "",
+                                                      args.epochs is not None)))
         print()
         for row in comparison.rows:
             if row.mine is not None:
@@ -217,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         absent = [f"{r.pair}/{r.init}" for r in comparison.rows if r.mine is None]
         if absent:
             print(f"not in yours: {len(absent)} (pair, init) of the reference ({', '.join(absent)})")
-        rows += [(f"{where(mine)}: " if several else "", row) for row in comparison.rows]
+        rows += [(f"{label}: " if several else "", row) for row in comparison.rows]
     spans = {c.epochs for _, _, c in found} - {None}
     epochs = "" if len(spans) != 1 else f" over epoch{'s 1-' if max(spans) > 1 else ' '}{max(spans)}"
     line, rc = verdict(rows, epochs)

@@ -288,6 +288,18 @@ def test_a_slice_of_two_recipes_is_compared_recipe_by_recipe(tmp_path, capsys):
                                             "in yours")
 
 
+def test_a_runs_folder_of_several_experiments_compares_those_with_committed_runs(tmp_path, capsys):
+    cut("horizon", HORIZON_RUN, 2, tmp_path)
+    cut("proxy", "tinynet_d_to_e/random/seed1", 1, tmp_path)
+    write_run(tmp_path / "mine", "a_to_t", "random", 0, [0.4, 0.5])  # experiment "mine": nothing committed
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"not compared: {tmp_path}: no committed results for the runs of experiment 'mine' (no " \
+           "results/mine/runs)" in out
+    assert "yours:     experiment horizon, recipe paper: " in out and "yours:     experiment proxy, the runs: " in out
+    assert "seed 0: epochs 1-2 bit-identical" in out and "seed 1: epoch 1 bit-identical" in out
+
+
 @pytest.mark.parametrize("experiment", COMMITTED)
 def test_a_one_epoch_slice_of_every_committed_experiment_is_found_and_agrees(tmp_path, capsys, experiment):
     """Whatever levels the experiment writes (recipes or not, pairs by model): the slice's own seed checked."""
