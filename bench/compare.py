@@ -170,9 +170,10 @@ def report(mine: Slice, ref: Slice, found: Comparison, label: str, given: bool) 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        description="Your runs beside a reference's (default: the committed results/<experiment>/runs), per pair "
-                    "and init, and whether they agree. Rule: for the best top-1 over epochs 1..N, as the protocol "
-                    "evaluates and BatchNorm-recalibrated, |your mean - reference mean| <= t * s * "
+        description="Your runs (any slice of an experiment) beside a reference's (default: the committed runs at "
+                    "the same place, results/<experiment>/runs[/<recipe>]), per pair and init, seed by seed over "
+                    "the epochs both have, and whether they agree. Rule: for the best top-1 over epochs 1..N, as "
+                    "the protocol evaluates and BatchNorm-recalibrated, |your mean - reference mean| <= t * s * "
                     "sqrt(1/n_yours + 1/n_ref), s the seed std (the larger of the reference cell's own and the "
                     "one pooled over the reference's cells), t Student's two-sided quantile at the pooled degrees "
                     "of freedom, Bonferroni-corrected over the table's comparisons at --alpha. The ratio to random "
