@@ -225,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                 print("\n".join(describe(row)))
         absent = [f"{r.pair}/{r.init}" for r in comparison.rows if r.mine is None]
         if absent:
-            print(f"not in yours: {len(absent)} (pair, init) of the reference ({', '.join(absent)})")
+            more = f", ... ({len(absent) - 6} more)" if len(absent) > 7 else ""
+            print(f"not in yours: {len(absent)} (pair, init) of the reference "
+                  f"({', '.join(absent[:6] if more else absent)}{more})")
         rows += [(f"{label}: " if several else "", row) for row in comparison.rows]
     spans = {c.epochs for _, _, c in found} - {None}
     epochs = "" if len(spans) != 1 else f" over epoch{'s 1-' if max(spans) > 1 else ' '}{max(spans)}"

@@ -130,6 +130,8 @@ CHECKS: dict[str, Run | Callable[[list[str]], list[str]]] = {
     "paths.runs=/tmp/w31/flow/runs": lite0_training_matches_its_committed_run,
     ".venv/bin/python bench/compare.py /tmp/slice/horizon": Run(cwd="repo",
                                                                  paths={"/tmp/slice": "results/horizon/slice"}),
+    ".venv/bin/python bench/compare.py /tmp/slice/selection": Run(cwd="repo",
+                                                                   paths={"/tmp/slice": "results/selection/slice"}),
     # docs/pretrained-sources.md, "In Python": the tag it transfers put into the hub cache as step 2 does
     PYTHON + 'rec = dpiat.recommend("tinynet_e", tags="*in1k*", top=4)': Run(paths=HUB, before=(
         "HF_HUB_CACHE=/tmp/hub-cache .venv/bin/dpiat cache-tag tf_efficientnet_lite0.in1k --weights "
