@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -364,3 +365,18 @@ def test_each_documented_slice_is_compared_as_printed(tmp_path, compose_config, 
     out = capsys.readouterr().out
     span = "epoch 1" if cfg.epochs == 1 else f"epochs 1-{cfg.epochs}"
     assert f"seed {cfg.seed}: {span} bit-identical" in out
+
+
+def test_the_slices_run_here_say_what_their_committed_run_json_says(capsys):
+    """docs/reproducing.md's table of the slices run as printed: each row's time is its terminal log's, and its
+    seed line what compare.py prints for its run.json in results/<experiment>/slice."""
+    page = (REPO / "docs" / "reproducing.md").read_text()
+    table = page[page.index("<!-- slices run here:"):].split("\n\n")[0].splitlines()[3:]
+    assert len(table) >= 5
+    for row in table:
+        experiment, wall, seed_line = (c.strip() for c in row.strip("|").split("|"))
+        folder = RESULTS / experiment / "slice"
+        seconds = float(re.search(r"wall ([\d.]+) s", (folder / "terminal.log").read_text()).group(1))
+        assert wall.startswith(f"{int(seconds // 60)} min {round(seconds % 60)} s "), (experiment, seconds)
+        assert main([str(folder / experiment)]) == 0
+        assert f"  {seed_line}\n" in capsys.readouterr().out, experiment
