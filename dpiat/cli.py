@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   dpiat transfer resnet18.a1_in1k resnet34 --num-classes 10 --out r34.safetensors   # a tag: its weights
   dpiat transfer tf_efficientnet_lite0 tinynet_e --source-weights zoo:efficientnet_lite0_imagenet \\
       --num-classes 10 --in-chans 1 --out e.safetensors
+  dpiat cache-tag tf_efficientnet_lite0.in1k --weights zoo:efficientnet_lite0_imagenet   # a tag, offline
   dpiat explain tf_efficientnet_b2 tf_efficientnet_b0      # the matching, layer by layer
   dpiat similarity tf_efficientnet_b0 tf_efficientnet_b1 mixnet_l
   dpiat rank tf_efficientnet_b0 --top 10
@@ -129,6 +130,15 @@ def cmd_transfer(args) -> int:
         print(origin)
     print(report.summary())
     print(f"wrote {out}")
+    return 0
+
+
+def cmd_cache_tag(args) -> int:
+    from dpiat.hub_cache import cache_tag
+
+    path = cache_tag(args.tag, args.weights, args.cache_dir)
+    print(f"wrote {path}: {args.weights} as timm's {args.tag}; it now loads offline by that name (HF_HUB_OFFLINE=1 "
+          f"dpiat transfer {args.tag} ..., source.weights=timm)")
     return 0
 
 
@@ -316,6 +326,20 @@ def _add_torch_commands(sub) -> None:
                    help=f"transfer method, one of: {', '.join(METHODS)} (default: dpiat, the faithful method)")
     t.add_argument("--report", help="also write the transfer report as JSON here")
     t.set_defaults(fn=cmd_transfer)
+
+    h = sub.add_parser("cache-tag", help="put a zoo: or local weights file into the hub cache under a pretrained tag",
+                       description="Put weights at hand into the Hugging Face hub cache ($HF_HUB_CACHE, else "
+                                   "$HF_HOME/hub, else ~/.cache/huggingface/hub) as timm's download of TAG would "
+                                   "lie there, so that TAG then loads offline (HF_HUB_OFFLINE=1) in dpiat transfer, "
+                                   "dpiat.create_model(TAG, pretrained=True) and the harness's source.weights=timm. "
+                                   "The weights are checked against TAG's architecture first.")
+    h.add_argument("tag", metavar="TAG",
+                   help="a pretrained tag, <architecture>.<tag> (e.g. tf_efficientnet_lite0.in1k)")
+    h.add_argument("--weights", required=True, metavar="WEIGHTS",
+                   help="zoo:<name> (dpiat.zoo, e.g. zoo:efficientnet_lite0_imagenet) or a safetensors / torch "
+                        "state dict of the tag's architecture")
+    h.add_argument("--cache-dir", metavar="DIR", help="the hub cache to fill (default: the one huggingface_hub uses)")
+    h.set_defaults(fn=cmd_cache_tag)
 
     e = sub.add_parser("explain", help="print the layer matching as a table")
     models(e)

@@ -38,22 +38,38 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm looks for
 FILE_HINT = "give a weights file instead (dpiat.load_weights; dpiat transfer --source-weights FILE)"
 
 
+ZOO_HINT = "--source-weights zoo:{zoo}"  # how the CLI names a dpiat.zoo entry (the harness: source.weights=zoo:...)
+
+
 class PretrainedUnavailableError(DpiatError):
-    """Pretrained weights that are neither in the local cache nor downloadable now."""
+    """Pretrained weights that are neither in the local cache nor downloadable now. Where :mod:`dpiat.zoo`
+    installs the same architecture's weights offline, the message offers them first."""
 
-    def __init__(self, name: str, where: str, why: str, file_hint: str = FILE_HINT):
+    def __init__(self, name: str, where: str, why: str, file_hint: str = FILE_HINT, zoo_hint: str = ZOO_HINT):
         self.name, self.where, self.why = name, where, why
-        super().__init__(self._text(file_hint))
+        super().__init__(self._text(file_hint, zoo_hint))
 
-    def _text(self, file_hint: str) -> str:
+    def _text(self, file_hint: str, zoo_hint: str) -> str:
         fetch = f"python -c \"import timm; timm.create_model('{self.name}', pretrained=True)\""
-        return (f"cannot load the pretrained weights of {self.name!r} ({self.where}): {self.why}. Fix: connect "
-                f"to the internet; or pre-download them on a connected machine ({fetch}), copy its hub cache "
-                f"(~/.cache/huggingface/hub) into {hub_cache()} and set HF_HUB_OFFLINE=1; or {file_hint}")
+        zoo = _zoo_for(self.name)
+        offline_copy = (f"use the {zoo[0]} weights installed with dpiat ({zoo_hint.format(zoo=zoo[0])}), or put "
+                        f"them under this tag: dpiat cache-tag {self.name} --weights zoo:{zoo[0]}; or " if zoo else "")
+        return (f"cannot load the pretrained weights of {self.name!r} ({self.where}): {self.why}. Fix: "
+                f"{offline_copy}connect to the internet; or pre-download them on a connected machine ({fetch}), "
+                f"copy its hub cache (~/.cache/huggingface/hub) into {hub_cache()} and set HF_HUB_OFFLINE=1; or "
+                f"{file_hint}")
 
-    def with_hint(self, file_hint: str) -> "PretrainedUnavailableError":
-        """The same error, its last fix worded for another interface (e.g. the harness's source.weights)."""
-        return PretrainedUnavailableError(self.name, self.where, self.why, file_hint)
+    def with_hint(self, file_hint: str, zoo_hint: str = "source.weights=zoo:{zoo}") -> "PretrainedUnavailableError":
+        """The same error, its fixes worded for another interface (by default the harness's source.weights)."""
+        return PretrainedUnavailableError(self.name, self.where, self.why, file_hint, zoo_hint)
+
+
+def _zoo_for(name: str) -> list[str]:
+    """The :mod:`dpiat.zoo` entries of ``name``'s architecture (``arch.tag``); none where the zoo's package is
+    not installed."""
+    from dpiat.zoo_index import zoo_for
+
+    return zoo_for(name.split(".", 1)[0]) if not name.startswith("hf-hub:") else []
 
 
 def is_pretrained_name(name: object) -> bool:

@@ -76,7 +76,8 @@ def efficientnet_lite0_imagenet(**kwargs) -> nn.Module:
     return model.eval()
 
 
-# Named real weights a harness can ask for (``source.weights=zoo:<name>``).
+# Named real weights a harness can ask for (``source.weights=zoo:<name>``); the timm architecture each is and the
+# package it comes in: dpiat/zoo_index.py (read by the offline error without importing this module).
 ZOO = {"efficientnet_lite0_imagenet": efficientnet_lite0_imagenet}
 
 

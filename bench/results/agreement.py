@@ -6,9 +6,9 @@ top-1 over epochs 1..N of each seed, as the protocol evaluates and BatchNorm-rec
 sides have it). The ratio to random is shown beside them, not judged: it is computed from the same accuracies.
 
 Seeds both sides ran are checked first, seed by seed (:func:`seed_check`): the same seed on the same kind of
-machine reruns bit-identically, so each says "seed 0: identical" or names the first number that differs (the
-epoch and the measure). A seed identical to the reference's agrees exactly and is not judged again; the rule
-below judges the rest of your seeds (those the reference lacks, and shared ones that differ) against the
+machine reruns bit-identically, so each says "seed 0: epochs 1-2 bit-identical" or names the first number
+that differs (the epoch and the measure). A seed identical to the reference's agrees exactly and is not judged
+again; the rule below judges the rest of your seeds (those the reference lacks, and shared ones that differ) against the
 reference's mean. A cell whose seeds are all identical agrees without a mean difference being reported: one
 seed beside a three-seed mean would show a "difference" that is only the spread of the reference's seeds.
 
@@ -42,6 +42,7 @@ import numpy as np
 from bench.results.cells import Cell, build_cells, cell_row, summarize_cell
 from bench.results.columns import COMPARE_INIT, REFERENCE_INIT
 from bench.results.runs import find_runs
+from bench.results.slices import Slice, SliceError
 from bench.results.stats import mean_std
 from bench.running.record import RunRecord, read_run
 
@@ -114,10 +115,17 @@ class Row:
         return "agree" if all(j.agree for j in self.judged.values()) else "disagree"
 
 
-def read_sides(runs_dir: Path, epochs: int | None) -> tuple[dict[tuple[str, str], Side], list[RunRecord]]:
-    """The cells of ``runs_dir`` as the table builds them, and every run averaged into one."""
+def read_cells(runs_dir: Path, where: Slice | None = None) -> list[Cell]:
+    """The cells of ``runs_dir`` as the table builds them (a seed slice reads only its seed of its cell)."""
     runs, problems = find_runs(runs_dir)
-    cells, _ = build_cells(runs, problems)
+    if where is not None:
+        runs = [r for r in runs if where.keeps(r.pair, r.init, r.seed)]
+    return build_cells(runs, problems)[0]
+
+
+def read_sides(cells: list[Cell], epochs: int | None) -> tuple[dict[tuple[str, str], Side], list[RunRecord]]:
+    """The cells summarised over epochs 1..``epochs`` (None: each cell's planned epochs), and every run
+    averaged into one."""
     for cell in cells:
         summarize_cell(cell, epochs)
     ref = {c.pair: c for c in cells if c.init == REFERENCE_INIT}
@@ -159,7 +167,8 @@ def seed_check(seed: int, mine: Side, ref: Side) -> tuple[bool, str]:
             if x != y:
                 what = MEASURES[m].replace("best ", "")
                 return False, f"seed {seed}: differs first at epoch {epoch}, {what} {x:.4f} yours, {y:.4f} the reference"
-    return True, f"seed {seed}: identical"
+    n = len(mine.curves["top1"].get(seed) or ref.curves["top1"].get(seed) or [])
+    return True, f"seed {seed}: {'epoch 1' if n == 1 else f'epochs 1-{n}'} bit-identical"
 
 
 def judge(mine: list[float], ref: list[float], noise: Pooled, k: int, alpha: float = ALPHA) -> Judgement:
@@ -174,27 +183,82 @@ def judge(mine: list[float], ref: list[float], noise: Pooled, k: int, alpha: flo
     return Judgement(abs(difference) <= tolerance, difference, tolerance)
 
 
-def compare(mine_dir: Path, ref_dir: Path, epochs: int | None = None, alpha: float = ALPHA
-            ) -> tuple[list[Row], list[RunRecord], list[RunRecord], dict[str, Pooled]]:
-    """Every (pair, init) of either folder, judged where both have usable runs; also the runs each side
-    averaged in (for the machines they ran on) and the pooled noise per measure."""
-    mine, mine_runs = read_sides(mine_dir, epochs)
-    ref, ref_runs = read_sides(ref_dir, epochs)
-    noise = {m: pooled(ref, m) for m in MEASURES}
+@dataclass
+class Comparison:
+    """What :func:`compare` found: the rows, the runs each side averaged in, the pooled noise per measure and
+    the epochs compared (1..epochs) with the planned epochs each side's compared cells have."""
+
+    rows: list[Row]
+    mine_runs: list[RunRecord]
+    ref_runs: list[RunRecord]
+    noise: dict[str, Pooled]
+    epochs: int | None = None
+    planned: tuple[list[int], list[int]] = ([], [])  # yours, the reference's
+
+
+EPOCH_SCHEDULES = ("cosine", "cosine_steps")  # optim.schedule values whose learning rates depend on the planned epochs
+
+
+def _schedules(cell: Cell) -> set[str]:
+    """The optim.schedule its runs' recorded configs name (none where a run.json records no config)."""
+    found = set()
+    for r in cell.runs:
+        try:
+            optim = ((read_run(r.path).get("config") or {}).get("optim") or {})
+        except (ValueError, OSError, AttributeError):
+            continue
+        if isinstance(optim, dict) and optim.get("schedule"):
+            found.add(str(optim["schedule"]))
+    return found
+
+
+def set_up_difference(a: Cell, b: Cell) -> str:
+    """Why two cells are not runs of the same set-up ("" when they are). Planned epochs alone are no
+    difference, unless the learning rate follows a schedule over them: the epochs both have are compared."""
+    (target, data, planned), (ref_target, ref_data, ref_planned) = a.key, b.key
+    if (target, data) != (ref_target, ref_data):
+        return (f"different set-up: yours {target} on {data}, the reference {ref_target} on {ref_data}")
+    if planned != ref_planned and (_schedules(a) | _schedules(b)) & set(EPOCH_SCHEDULES):
+        return (f"different set-up: the learning rate follows a cosine over the planned epochs, yours {planned}, "
+                f"the reference {ref_planned}")
+    return ""
+
+
+def compare(mine: Slice, ref: Slice, epochs: int | None = None, alpha: float = ALPHA) -> Comparison:
+    """Every (pair, init) of the slice ``mine`` and of the reference folder in it, judged where both have usable
+    runs over epochs 1..N: N = ``epochs``, else the planned epochs both sides' compared cells have (a 2-epoch
+    rerun of a 50-epoch run compares epochs 1-2). The reference is read whole: its other cells give the pooled
+    seed noise. SliceError when ``epochs`` exceeds what both sides planned."""
+    mine_cells = [c for c in read_cells(mine.root, mine) if mine.holds(c.pair, c.init)]
+    ref_cells = read_cells(ref.root)
+    shown = [c for c in ref_cells if mine.holds(c.pair, c.init) and ref.holds(c.pair, c.init)]
+    common = {(c.pair, c.init) for c in mine_cells} & {(c.pair, c.init) for c in shown}
+    planned = tuple(sorted({r.epochs for c in cells if (c.pair, c.init) in common for r in c.runs})
+                    for cells in (mine_cells, shown))
+    n = epochs
+    if common and all(planned):
+        both = min(min(planned[0]), min(planned[1]))
+        if epochs is not None and epochs > both:
+            raise SliceError(f"--epochs {epochs}: your runs were planned for {', '.join(map(str, planned[0]))} "
+                             f"epochs, the reference's for {', '.join(map(str, planned[1]))}: give --epochs {both} "
+                             "or fewer")
+        n = epochs or both
+    mine_sides, mine_runs = read_sides(mine_cells, n)
+    ref_all, ref_runs = read_sides(ref_cells, n)
+    noise = {m: pooled(ref_all, m) for m in MEASURES}
+    ref_sides = {(c.pair, c.init): ref_all[c.pair, c.init] for c in shown}
     rows = []
-    for key in list(ref) + [k for k in mine if k not in ref]:
-        a, b = mine.get(key), ref.get(key)
+    for key in list(ref_sides) + [k for k in mine_sides if k not in ref_sides]:
+        a, b = mine_sides.get(key), ref_sides.get(key)
         if a is not None and b is not None and a.cell.shared_from and b.cell.shared_from:
             continue  # the same runs as the cell they are shared from: judged there once
         row = Row(*key, a, b)
         rows.append(row)
         if a is None or b is None:
             continue
-        if a.cell.key is not None and b.cell.key is not None and (a.cell.key, a.cell.n_epochs) != (
-                b.cell.key, b.cell.n_epochs):
-            target, data, planned = a.cell.key
-            row.problem = (f"different set-up: yours {target} on {data}, {planned} planned epochs; the reference "
-                           f"{b.cell.key[0]} on {b.cell.key[1]}, {b.cell.key[2]}")
+        difference = set_up_difference(a.cell, b.cell) if a.cell.key and b.cell.key else ""
+        if difference:
+            row.problem = difference
         elif not a.n or not b.n:
             row.problem = "no finished runs " + ("in yours" if not a.n else "in the reference")
         else:
@@ -212,7 +276,7 @@ def compare(mine_dir: Path, ref_dir: Path, epochs: int | None = None, alpha: flo
     for row in rows:
         if row.mine and row.ref and not row.problem and row.rest and not row.judged:
             row.problem = "the reference has no cell with 2 seeds: its seed noise is unknown"
-    return rows, mine_runs, ref_runs, noise
+    return Comparison(rows, mine_runs, ref_runs, noise, n, planned)
 
 
 def machines(runs: list[RunRecord]) -> list[str]:
@@ -232,14 +296,3 @@ def machines(runs: list[RunRecord]) -> list[str]:
         kinds[f"{cpu}, torch {versions.get('torch') or '?'}, "
               f"{threads if threads is not None else '?'} thread{'s' * (threads != 1)}"] += 1
     return [f"{kind}: {n} run{'s' * (n != 1)}" for kind, n in kinds.most_common()]
-
-
-def experiments(runs: list[RunRecord]) -> set[str]:
-    """The experiment names the runs' run.json files record."""
-    names = set()
-    for r in runs:
-        try:
-            names.add(str(read_run(r.path).get("experiment")))
-        except (ValueError, OSError):
-            continue
-    return names
