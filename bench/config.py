@@ -34,6 +34,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 
 import dpiat
+from bench.data.datasets import CLASSES as DATASET_CLASSES
 from bench.errors import ConfigError
 from bench.layout import ADHOC, MANIFESTS, SOURCES, hydra_dir
 from dpiat.errors import close_matches
@@ -314,6 +315,11 @@ def check_config(cfg: DictConfig) -> None:
                                   f"them ({message}); fix or remove the argument") from None
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
+    known = DATASET_CLASSES.get(cfg.data.name)
+    if cfg.data.num_classes < max(known or 1, 1):
+        raise ConfigError(f"data.num_classes={cfg.data.num_classes}: " + (
+            f"{cfg.data.name} has {known} classes, so every classifier head needs at least {known} outputs "
+            f"(leave data.num_classes out to use {known})" if known else "a classifier needs at least 1 class"))
     schedules = [s.value for s in Schedule]
     if cfg.source.schedule is not None and cfg.source.schedule not in schedules:
         raise ConfigError(f"source.schedule={cfg.source.schedule!r} is not a schedule; choose from {', '.join(schedules)}")

@@ -29,8 +29,8 @@ def test_help_shows_the_values_of_the_overrides_given():
 
 def test_a_bad_override_with_help_is_one_line(run_cli):
     proc = run_cli("pair=nope", "--help", timeout=120)
-    assert proc.returncode == 1 and proc.stdout == ""
-    assert proc.stderr.count("\n") == 1 and "Could not find 'pair/nope'" in proc.stderr and "tinynet_d_to_e" in proc.stderr
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "there is no pair 'nope'" in proc.stderr and "tinynet_d_to_e" in proc.stderr
 
 
 def test_every_key_of_the_schema_has_a_meaning():
