@@ -49,7 +49,7 @@ def refused(monkeypatch, capsys, tmp_path, *argv: str) -> str:
     (["data.num_classes=0"], "data.num_classes=0: digits has 10 classes"),
     (["data.num_classes=5"], "at least 10 outputs"),
     (["source.weights=/nonexistent/src.safetensors"], "source.weights='/nonexistent/src.safetensors': no such file"),
-    (["source.weights=zoo:nonexistent"], "source.weights=zoo:nonexistent: unknown zoo model 'nonexistent'"),
+    (["source.weights=zoo:nonexistent"], "unknown zoo model 'nonexistent'. Available: efficientnet_lite0_imagenet"),
     (["source.weights=zoo:efficientnet_lite0_imagenet"], "holds a tf_efficientnet_lite0, but pair"),
     (["pair.source=resnet_nonexist"], "unknown timm model 'resnet_nonexist'"),
     (["init=ghn", "init.checkpoint=/nonexistent/ghn.pt"], "the ghn runs need /nonexistent/ghn.pt (init.checkpoint)"),

@@ -46,7 +46,7 @@ from bench.running import heartbeat
 from bench.running.folder import SOURCE_ORIGIN, SOURCE_WEIGHTS, RunFolder
 from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
 from bench.running.lit import global_rank
-from dpiat.errors import DpiatError, WeightsError, WeightsMismatchError
+from dpiat.errors import DpiatError, UnknownNameError, WeightsError, WeightsMismatchError
 
 MODES = ("train", "timm", "none", "zoo:<name>")
 OWNER_FILE = "training.owner"  # names the launch whose process 0 trains the source now
@@ -140,7 +140,9 @@ def _check_zoo(cfg: Any) -> None:
     mode = cfg.source.weights
     try:
         arch = check_zoo(mode[len("zoo:"):])
-    except DpiatError as e:
+    except UnknownNameError:  # "unknown zoo model 'x'. Available: ...", as the library says it
+        raise
+    except DpiatError as e:  # its weights' package is missing
         raise SourceError(f"source.weights={mode}: {e}") from None
     if arch != cfg.pair.source:
         raise ConfigError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source "
