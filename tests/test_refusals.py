@@ -1,14 +1,11 @@
 """A command line that cannot run is refused in one line, with exit status 2, before anything is written
 (bench/refusal.py, dpiat/cli.py); Hydra's and argparse's messages are reworded, with the closest names there are.
 
-bench/run.py runs in this process (runpy), as ``python bench/run.py ...`` would, so that each case costs
-a config composition and not a new Python with torch and Lightning to import.
+bench/run.py runs in this process (the run_main fixture), as ``python bench/run.py ...`` would, so that each case
+costs a config composition and not a new Python with torch and Lightning to import.
 """
 
 from __future__ import annotations
-
-import runpy
-from pathlib import Path
 
 import pytest
 
@@ -17,23 +14,11 @@ from dpiat.cli import main as dpiat_main
 from dpiat.errors import close_matches
 from dpiat.models import timm_model_names
 
-REPO = Path(__file__).resolve().parents[1]
 
-
-def run_py(monkeypatch, capsys, *argv: str) -> tuple[int, str]:
-    """``python bench/run.py <argv>`` in this process: (exit status, stderr). Only for command lines that are
-    refused: one that is not would train."""
-    monkeypatch.setattr("sys.argv", [str(REPO / "bench" / "run.py"), *argv])
-    monkeypatch.chdir(REPO)
-    with pytest.raises(SystemExit) as stopped:
-        runpy.run_path(str(REPO / "bench" / "run.py"), run_name="__main__")
-    return stopped.value.code, capsys.readouterr().err
-
-
-def refused(monkeypatch, capsys, tmp_path, *argv: str) -> str:
+def refused(run_main, tmp_path, *argv: str) -> str:
     """The one line bench/run.py refuses ``argv`` with (exit status 2, nothing under tmp_path/runs)."""
     runs = tmp_path / "runs"
-    code, err = run_py(monkeypatch, capsys, *argv, f"paths.runs={runs}")
+    code, _, err = run_main("bench/run.py", *argv, f"paths.runs={runs}")
     assert code == 2, err[-2000:]
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err[-2000:]
     assert not runs.exists(), sorted(p.relative_to(runs) for p in runs.rglob("*"))  # no run folder, no .hydra/
@@ -55,22 +40,22 @@ def refused(monkeypatch, capsys, tmp_path, *argv: str) -> str:
     (["init=ghn", "init.checkpoint=/nonexistent/ghn.pt"], "the ghn runs need /nonexistent/ghn.pt (init.checkpoint)"),
     (["init=random", "data=imagenet", "data.root=/nonexistent/imagenet"], "imagenet folder /nonexistent/imagenet"),
 ])
-def test_an_invalid_run_is_refused_before_its_folder_exists(monkeypatch, capsys, tmp_path, argv, says):
-    assert says in refused(monkeypatch, capsys, tmp_path, "experiment=smoke", *argv)
+def test_an_invalid_run_is_refused_before_its_folder_exists(run_main, tmp_path, argv, says):
+    assert says in refused(run_main, tmp_path, "experiment=smoke", *argv)
 
 
-def test_a_corrupt_weights_file_is_refused_without_an_unrelated_hint(monkeypatch, capsys, tmp_path):
+def test_a_corrupt_weights_file_is_refused_without_an_unrelated_hint(run_main, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 7 + b"garbage" * 100)
-    line = refused(monkeypatch, capsys, tmp_path, "experiment=smoke", f"source.weights={bad}")
+    line = refused(run_main, tmp_path, "experiment=smoke", f"source.weights={bad}")
     assert "is not a readable safetensors file (corrupt or truncated?)" in line
     assert "num_classes" not in line and "in_chans" not in line  # nothing to do with the file being unreadable
 
 
-def test_weights_of_another_shape_are_refused_with_the_fix(monkeypatch, capsys, tmp_path):
+def test_weights_of_another_shape_are_refused_with_the_fix(run_main, tmp_path):
     src = tmp_path / "src.safetensors"
     dpiat.save_weights(dpiat.create_model("test_resnet", num_classes=7), src)
-    line = refused(monkeypatch, capsys, tmp_path, "experiment=smoke", f"source.weights={src}")
+    line = refused(run_main, tmp_path, "experiment=smoke", f"source.weights={src}")
     assert "do not fit" in line and "fc.weight (file (7, " in line and "set source.num_classes" in line
 
 
@@ -128,13 +113,13 @@ def test_a_sweep_plan_writes_nothing(tmp_path, capsys):
     (["seed=1,2"], "seed=1,2: several values are a sweep: run them with .venv/bin/python bench/sweep.py seed=1,2"),
     (["seed"], "cannot read the override 'seed'"),
 ])
-def test_hydras_errors_are_one_line_with_the_options(monkeypatch, capsys, tmp_path, argv, says):
-    line = refused(monkeypatch, capsys, tmp_path, *argv)
+def test_hydras_errors_are_one_line_with_the_options(run_main, tmp_path, argv, says):
+    line = refused(run_main, tmp_path, *argv)
     assert says in line and "Config search path" not in line and "full_key" not in line
 
 
-def test_help_with_a_bad_override_is_the_same_line(monkeypatch, capsys):
-    code, err = run_py(monkeypatch, capsys, "pair=resnet_to_efnet", "--help")
+def test_help_with_a_bad_override_is_the_same_line(run_main):
+    code, _, err = run_main("bench/run.py", "pair=resnet_to_efnet", "--help")
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("error: pair=resnet_to_efnet: there is no pair 'resnet_to_efnet' (did you mean "
                           "resnet_to_effnet")
