@@ -1,9 +1,9 @@
 """The harness config: its typed schema, registered in Hydra's ConfigStore, and the checks before a run.
 
 ``conf/config.yaml`` starts its defaults list with ``base_config`` (the :class:`Config` dataclass below), so
-every config group is merged onto a typed node: a typo or a wrong type fails before any work, with Hydra's
-own message, e.g. ``python bench/run.py trainer.devics=2`` -> "Key 'devics' not in 'TrainerConfig'", and
-``pair=nope`` -> "Available options in 'pair': ...". The ``init`` group is the exception on purpose: it
+every config group is merged onto a typed node: a typo or a wrong type fails before any work, e.g. ``python
+bench/run.py optim.lr=abc`` or ``pair=nope``, in one line that bench/refusal.py words from Hydra's error (a misspelt
+key, ``trainer.devics=2``, is caught before Hydra by bench/config_help.py). The ``init`` group is the exception on purpose: it
 holds ``name`` plus whatever options that method takes, and the method itself rejects unknown options.
 
 The ``init`` group's options are the init methods registered in ``dpiat.inits`` (the one registry): each gets
