@@ -1,9 +1,9 @@
 """The harness config: its typed schema, registered in Hydra's ConfigStore, and the checks before a run.
 
 ``conf/config.yaml`` starts its defaults list with ``base_config`` (the :class:`Config` dataclass below), so
-every config group is merged onto a typed node: a typo or a wrong type fails before any work, with Hydra's
-own message, e.g. ``python bench/run.py trainer.devics=2`` -> "Key 'devics' not in 'TrainerConfig'", and
-``pair=nope`` -> "Available options in 'pair': ...". The ``init`` group is the exception on purpose: it
+every config group is merged onto a typed node: a typo or a wrong type fails before any work, e.g. ``python
+bench/run.py optim.lr=abc`` or ``pair=nope``, in one line that bench/refusal.py words from Hydra's error (a misspelt
+key, ``trainer.devics=2``, is caught before Hydra by bench/config_help.py). The ``init`` group is the exception on purpose: it
 holds ``name`` plus whatever options that method takes, and the method itself rejects unknown options.
 
 The ``init`` group's options are the init methods registered in ``dpiat.inits`` (the one registry): each gets
@@ -34,6 +34,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
 import dpiat
+from bench.data.datasets import CLASSES as DATASET_CLASSES
 from bench.errors import ConfigError
 from bench.layout import ADHOC, MANIFESTS, SOURCES, hydra_dir
 from dpiat.errors import close_matches
@@ -339,6 +340,11 @@ def check_config(cfg: DictConfig) -> None:
                                   f"them ({message}); fix or remove the argument") from None
     if cfg.epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {cfg.epochs}")
+    known = DATASET_CLASSES.get(cfg.data.name)
+    if cfg.data.num_classes < max(known or 1, 1):
+        raise ConfigError(f"data.num_classes={cfg.data.num_classes}: " + (
+            f"{cfg.data.name} has {known} classes, so every classifier head needs at least {known} outputs "
+            f"(leave data.num_classes out to use {known})" if known else "a classifier needs at least 1 class"))
     schedules = [s.value for s in Schedule]
     if cfg.source.schedule is not None and cfg.source.schedule not in schedules:
         raise ConfigError(f"source.schedule={cfg.source.schedule!r} is not a schedule; choose from {', '.join(schedules)}")

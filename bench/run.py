@@ -15,7 +15,9 @@ its newest checkpoint, or says it is finished. A run outside the experiment's gr
 its grid does not list) is ad hoc: it goes to results/runs/<experiment>/adhoc/<pair>/<init>/seed<k>/, so it
 never enters the experiment's table. Never combine a `-m` sweep with strategy=ddp. Ctrl-C (or SIGTERM) stops it with one line,
 "interrupted after epoch K of N (...): rerun the same command to resume", and the rerun says after which epoch it
-resumes. Exit status: 0 finished (or already finished), 1 failed (the reason is in run.json), 130 interrupted.
+resumes. A run that cannot start (a misspelt key or option, a value of the wrong type, a missing or unreadable
+weights or data file, ...) is refused in one line before anything is written (bench/refusal.py). Exit status: 0
+finished (or already finished), 1 failed (the reason is in run.json), 2 refused, 130 interrupted.
 """
 
 import sys
@@ -80,14 +82,14 @@ def print_help(argv: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from bench.config_help import help_text
+    from bench.refusal import REFUSED, hydra_message
 
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         print(help_text(overrides), end="")
     except (HydraException, OmegaConfBaseException) as e:
-        message = " ".join(str(e).split("Config search path")[0].split())  # one line, the options included
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        print(f"error: {hydra_message(e, overrides)}", file=sys.stderr)
+        return REFUSED
     return 0
 
 
@@ -105,11 +107,13 @@ if __name__ == "__main__":
     if help_requested(sys.argv[1:]):
         sys.exit(print_help(sys.argv[1:]))
     from bench.config_help import unknown_override_key
+    from bench.refusal import REFUSED, refuse
 
     if misspelt := unknown_override_key(sys.argv[1:]):  # before Hydra, whose advice ("+key=...") does not fit
         print(f"error: {misspelt}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(REFUSED)
     try:
+        refuse(sys.argv[1:])  # a run that cannot start: one line, status 2, before Hydra makes its folder
         main()
     except KeyboardInterrupt:  # before the run started training (config, imports): nothing to resume yet
         print("interrupted before training started: run the same command again", file=sys.stderr)

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         site_path = args.template or (DEFAULT_SITE if DEFAULT_SITE.exists() else None)
         site = read_site(site_path) if site_path else {}
-        plan = plan_sweep(args.overrides)
+        plan = plan_sweep(args.overrides, adopt=args.local or args.submit)  # a plan alone writes nothing
         print(plan.summary())
         if plan.missing and (args.local or args.submit):
             for line in plan.missing:

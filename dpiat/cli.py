@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
-from dpiat.errors import DpiatError, UnknownNameError
+from dpiat.errors import DpiatError, UnknownNameError, close_matches
 
 DESCRIPTION = ("DPIAT: transfer trained weights between networks of different architectures. Models are timm "
                "names; matching, similarity and ranking build them on the meta device (shapes only).")
@@ -103,16 +104,16 @@ def cmd_transfer(args) -> int:
     from dpiat.pipeline import METHODS, transfer
     from dpiat.weights import save_weights
 
+    from dpiat.models import check_model_name
+
     out = _writable(args.out, "--out", ".safetensors")  # every check before anything is built
     report_path = _writable(args.report, "--report") if args.report else None
     if args.method not in METHODS:
         raise UnknownNameError("transfer method", args.method, METHODS)
+    for name in (args.source, args.target):  # a typo fails before any weights are looked for
+        if not name.startswith("hf-hub:"):
+            check_model_name(name)
     source, origin = _load_source(args)
-    if origin is None:
-        print(f"warning: no --source-weights given and {args.source!r} names no pretrained tag: transferring the "
-              "source's *random* init (useful only as a control). For trained weights name a tag (dpiat recommend "
-              f"lists them, e.g. {_arch(args.source)}.<tag>), add --pretrained for timm's default one, or give "
-              "--source-weights FILE", file=sys.stderr)
     target = _build(args.target, num_classes=args.num_classes, in_chans=args.in_chans)
     report = transfer(source, target, method=args.method)
     if report_path is not None:  # both files, or (on a failure before) neither
@@ -126,7 +127,12 @@ def cmd_transfer(args) -> int:
         if report_path is not None:
             report_path.unlink(missing_ok=True)
         raise
-    if origin:
+    if origin is None:  # after the work: a command that fails says only why
+        print(f"warning: no --source-weights given and {args.source!r} names no pretrained tag: transferred the "
+              "source's *random* init (useful only as a control). For trained weights name a tag (dpiat recommend "
+              f"lists them, e.g. {_arch(args.source)}.<tag>), add --pretrained for timm's default one, or give "
+              "--source-weights FILE", file=sys.stderr)
+    else:
         print(origin)
     print(report.summary())
     print(f"wrote {out}")
@@ -187,9 +193,13 @@ def _matrix(names: list[str], values: list[list[float]]) -> str:
 def cmd_similarity(args) -> int:
     from dpiat.ranking import similarity_matrix
 
+    names = list(args.models)
+    if len(names) < 2:
+        raise DpiatError(f"similarity compares two or more models, got {len(names)}"
+                         + (f" ({names[0]}): add another, e.g. dpiat similarity {names[0]} tf_efficientnet_b0"
+                            if names else ": e.g. dpiat similarity tf_efficientnet_b0 tf_efficientnet_b1"))
     _check_method(args.method)
     plot = _plot_path(args.plot)
-    names = [args.a, args.b, *args.more]
     values = similarity_matrix(names, method=args.method)
     print(_matrix(names, values))
     if plot:
@@ -279,13 +289,53 @@ def _transformer_note(target: str, sims: list[float]) -> str | None:
             "--method dpiat_struct measures the matching that transfers them")
 
 
+class UsageError(DpiatError):
+    """A command line argparse refuses, reworded into one line (argparse prints its usage first)."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+def _options(p: argparse.ArgumentParser) -> list[str]:
+    return [o for action in p._actions for o in action.option_strings if o.startswith("--")]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes raise :class:`UsageError`: one line saying what to fix, no usage block."""
+
+    def error(self, message: str):
+        required = re.match(r"the following arguments are required: (.*)", message)
+        choice = re.match(r"argument (\w+): invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if required:
+            message = f"missing {required.group(1)}; {self.prog} --help lists what it takes"
+        elif choice and choice.group(1) == "command":
+            commands = re.findall(r"'([^']*)'", choice.group(3))
+            close = close_matches(choice.group(2), commands, n=2)
+            message = (f"unknown command {choice.group(2)!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                       + f"; the commands: {', '.join(commands)}")
+        raise UsageError(self.prog, message)
+
+
+def _unknown(extra: list[str], p: argparse.ArgumentParser) -> UsageError:
+    """Arguments the command does not take, with its closest options."""
+    first = extra[0]
+    if first.startswith("-"):
+        close = close_matches(first.split("=", 1)[0], _options(p), n=2)
+        return UsageError(p.prog, f"no option {first}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                          + f"; {p.prog} --help lists the options")
+    return UsageError(p.prog, f"unexpected argument{'s' if len(extra) > 1 else ''} {' '.join(extra)}; "
+                              f"{p.prog} --help lists what it takes")
+
+
 def parser(only: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser; ``only="recommend"`` builds that command alone, without importing torch
     (the registry of methods and the built-in candidate list that the other commands' help shows need it), so
     a cached ``dpiat recommend`` answers in a fraction of a second."""
-    p = argparse.ArgumentParser(prog="dpiat", description=DESCRIPTION, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="dpiat", description=DESCRIPTION, epilog=EXAMPLES,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    p.commands = sub.choices  # name -> its parser (for the options of a command given an unknown one)
     if only != "recommend":
         _add_torch_commands(sub)
     _add_recommend(sub)
@@ -348,9 +398,7 @@ def _add_torch_commands(sub) -> None:
     e.set_defaults(fn=cmd_explain)
 
     s = sub.add_parser("similarity", help="print the similarity matrix of two or more timm models")
-    s.add_argument("a", metavar="MODEL", help="timm name of the first model")
-    s.add_argument("b", metavar="MODEL", help="timm name of the second model")
-    s.add_argument("more", metavar="MODEL", nargs="*", help="further timm names (one row and column each)")
+    s.add_argument("models", metavar="MODEL", nargs="*", help="two or more timm names (one row and column each)")
     method(s, "is measured")
     s.add_argument("--plot", metavar="FILE", help="also draw the matrix as a heatmap to FILE (.png or .svg; needs matplotlib)")
     s.set_defaults(fn=cmd_similarity)
@@ -400,7 +448,14 @@ def _add_recommend(sub) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = parser("recommend" if command == "recommend" else None).parse_args(argv)
+    p = parser("recommend" if command == "recommend" else None)
+    try:
+        args, extra = p.parse_known_args(argv)
+        if extra:
+            raise _unknown(extra, p.commands.get(args.command, p))
+    except UsageError as e:
+        print(f"{e.prog}: error: {e}", file=sys.stderr)
+        return 2
     try:
         code = args.fn(args)
         sys.stdout.flush()  # here, so that a reader that stopped early (| head) is noticed inside this try

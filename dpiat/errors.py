@@ -15,13 +15,32 @@ class DpiatError(ValueError):
     """A problem with the user's input, explained in the message."""
 
 
+def _closeness(name: str, choice: str) -> tuple[float, float, int]:
+    """(score, difflib ratio, common prefix length) of a choice for a mistyped ``name``, case-insensitive.
+
+    The score is the ratio plus a bonus for the prefix the two share, as a fraction of ``name``: a name is
+    mostly mistyped at its end, so ``resnet_nonexist`` finds ``resnet50_gn`` before ``tresnet_xl`` (whose
+    ratio alone is higher), and a shortened name (``vit_tiny``) finds ``vit_tiny_patch16_224``."""
+    a, b = name.lower(), choice.lower()
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    prefix = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        prefix += 1
+    return ratio + 0.5 * prefix / max(len(a), 1), ratio, prefix
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 5, cutoff: float = 0.6) -> list[str]:
-    """The ``n`` choices most similar to ``name`` (ties in alphabetical order, so b0 comes before b8)."""
+    """The ``n`` choices most similar to ``name``, best first (ties in alphabetical order, so b0 comes before b8).
+
+    A choice qualifies when its difflib ratio reaches ``cutoff``, or when it starts with the first four or more
+    characters of ``name`` (all of them for a shorter name); qualified choices are ranked by :func:`_closeness`."""
     scored = []
     for c in choices:
-        r = difflib.SequenceMatcher(None, name, c).ratio()
-        if r >= cutoff:
-            scored.append((-r, c))
+        score, ratio, prefix = _closeness(name, c)
+        if ratio >= cutoff or prefix >= min(4, len(name)) > 0:
+            scored.append((-score, c))
     return [c for _, c in sorted(scored)[:n]]
 
 
@@ -51,6 +70,11 @@ class UnknownNameError(DpiatError, KeyError):
 
 class WeightsError(DpiatError):
     """A weights file that cannot be read safely, or does not fit the architecture."""
+
+
+class WeightsMismatchError(WeightsError):
+    """A readable weights file whose tensors do not fit the architecture (missing, unexpected or wrongly shaped
+    keys): the one case where the architecture's options (classes, input channels) are the likely fix."""
 
 
 class NoTransferableLayersError(DpiatError):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from dpiat.atomic import atomic_open
-from dpiat.errors import WeightsError
+from dpiat.errors import WeightsError, WeightsMismatchError
 
 WRAPPER_KEYS = ("state_dict", "model", "state_dict_ema", "model_state_dict")
 STRIP_PREFIXES = ("model.", "module.", "_orig_mod.")  # Lightning, DDP/DataParallel, torch.compile
@@ -106,9 +106,25 @@ def _listing(names: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
 
 def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True, key: str | None = None) -> dict:
-    """Load ``path`` into ``model``; raises :class:`WeightsError` naming the keys that do not fit.
+    """Load ``path`` into ``model``; raises :class:`WeightsError` naming the keys that do not fit
+    (:class:`~dpiat.errors.WeightsMismatchError` when the file is readable but its tensors do not fit).
 
     Returns a small report: ``{"path", "n_tensors", "missing", "unexpected"}``."""
+    sd, own, missing, unexpected = _fitting(model, path, strict, key)
+    with torch.no_grad():
+        model.load_state_dict({k: v.contiguous() for k, v in sd.items() if k in own}, strict=strict)
+    return {"path": str(path), "n_tensors": len(sd), "missing": missing, "unexpected": unexpected}
+
+
+def check_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True, key: str | None = None) -> int:
+    """Raise what :func:`load_weights` would raise, without loading anything: ``model`` may be on the meta
+    device (a check before a long job starts). Returns the number of tensors in the file."""
+    return len(_fitting(model, path, strict, key)[0])
+
+
+def _fitting(model: nn.Module, path: str | os.PathLike, strict: bool, key: str | None):
+    """The file's state dict (prefix fitted), the model's, and the missing and unexpected keys; raises
+    WeightsMismatchError when they do not fit."""
     sd = read_state_dict(path, key=key)
     own = model.state_dict()
     sd = _fit_prefix(sd, set(own))
@@ -126,10 +142,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = Tr
             parts.append(f"{len(unexpected)} unexpected: {_listing(unexpected)}")
         hint = ("Check that the architecture and its options (num_classes, in_chans, ...) are the ones the "
                 "file was saved from.")
-        raise WeightsError("\n  ".join(parts) + "\n  " + hint)
-    with torch.no_grad():
-        model.load_state_dict({k: v.contiguous() for k, v in sd.items() if k in own}, strict=strict)
-    return {"path": str(path), "n_tensors": len(sd), "missing": missing, "unexpected": unexpected}
+        raise WeightsMismatchError("\n  ".join(parts) + "\n  " + hint)
+    return sd, own, missing, unexpected
 
 def save_weights(model: nn.Module | dict, path: str | os.PathLike) -> None:
     """Save a model's state dict as safetensors, atomically (temp file + rename)."""

@@ -21,6 +21,7 @@ from torch import nn
 
 from dpiat.errors import DpiatError
 
+LITE0_ARCH = "tf_efficientnet_lite0"  # the timm architecture the Lite0 weights are renamed to
 LITE0_STAGE_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
 LITE0_MEAN = LITE0_STD = (0.5, 0.5, 0.5)
 
@@ -70,7 +71,7 @@ def efficientnet_lite0_imagenet(**kwargs) -> nn.Module:
     if kwargs.get("num_classes", 1000) != 1000 or kwargs.get("in_chans", 3) != 3:
         raise DpiatError("the ImageNet Lite0 weights need num_classes=1000 and in_chans=3; transfer them into "
                          "a model of another shape with dpiat.transfer")
-    model = create_model("tf_efficientnet_lite0", **kwargs)
+    model = create_model(LITE0_ARCH, **kwargs)
     sd = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
     model.load_state_dict(convert_lite0_state_dict(sd), strict=True)
     return model.eval()
@@ -79,12 +80,23 @@ def efficientnet_lite0_imagenet(**kwargs) -> nn.Module:
 # Named real weights a harness can ask for (``source.weights=zoo:<name>``); the timm architecture each is and the
 # package it comes in: dpiat/zoo_index.py (read by the offline error without importing this module).
 ZOO = {"efficientnet_lite0_imagenet": efficientnet_lite0_imagenet}
+# Each one's timm architecture, and where its weights come from (checked without loading them).
+ZOO_ARCHITECTURES = {"efficientnet_lite0_imagenet": LITE0_ARCH}
+_ZOO_FILES = {"efficientnet_lite0_imagenet": lite0_weights_path}
 
 
 def load_zoo(name: str, **kwargs) -> nn.Module:
     """Build the model ``name`` of :data:`ZOO` with its real weights."""
+    check_zoo(name)
+    return ZOO[name](**kwargs)
+
+
+def check_zoo(name: str) -> str:
+    """The timm architecture of zoo model ``name``, once its weights are known to be installed, without loading
+    them; UnknownNameError (close names suggested) or a DpiatError saying what to install."""
     from dpiat.errors import UnknownNameError
 
     if name not in ZOO:
         raise UnknownNameError("zoo model", name, ZOO)
-    return ZOO[name](**kwargs)
+    _ZOO_FILES[name]()  # raises, with the package to install, when it is missing
+    return ZOO_ARCHITECTURES[name]

@@ -1,13 +1,16 @@
-"""Shared fixtures: the real Hydra configs composed in-process, and the real CLI run as a subprocess.
+"""Shared fixtures: the real Hydra configs composed in-process, and the real CLI run as a subprocess (or, for a
+command line that stops before any work, in this process).
 
-    def test_something(compose_config, run_cli, tmp_path):
+    def test_something(compose_config, run_cli, run_main, tmp_path):
         cfg = compose_config("experiment=smoke", f"paths.runs={tmp_path}")
         proc = run_cli("experiment=smoke", f"paths.runs={tmp_path}")
+        code, out, err = run_main("bench/run.py", "init=dpiatt")
 """
 
 from __future__ import annotations
 
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -38,5 +41,23 @@ def run_cli():
     def _run(*overrides: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, str(REPO / "bench" / "run.py"), *overrides], cwd=REPO,
                               capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+    return _run
+
+
+@pytest.fixture
+def run_main(monkeypatch, capsys):
+    """``run_main(script, *argv)``: ``python <script> <argv>`` in this process, for a command line that stops before
+    any work (a refusal, --help): its (exit status, stdout, stderr). A new Python would spend seconds importing torch
+    and Lightning first; one that does train belongs in ``run_cli``."""
+
+    def _run(script: str, *argv: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", [str(REPO / script), *argv])
+        monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # bench/startup.py replaces it: restored after
+        monkeypatch.chdir(REPO)
+        with pytest.raises(SystemExit) as stopped:
+            runpy.run_path(str(REPO / script), run_name="__main__")
+        out = capsys.readouterr()
+        return stopped.value.code, out.out, out.err
 
     return _run

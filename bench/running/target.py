@@ -25,7 +25,10 @@ from collections.abc import Callable
 from omegaconf import DictConfig
 
 import dpiat
-from bench.config import apply_recipe, check_config, init_options
+from bench.config import apply_recipe, check_config, distilled, init_options
+from bench.data.datasets import check_data_present
+from bench.errors import ConfigError, RunFolderError
+from bench.planning.needs import missing_files
 from bench.running import sources
 from bench.running.folder import RunFolder
 from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
@@ -39,6 +42,26 @@ def run(cfg: DictConfig, *, log: Callable[[str], None] = print_rank0) -> dict:
     check_config(cfg)
     sources.new_launch()
     return execute(RunFolder.target(cfg), cfg, lambda: initialise(cfg, log), log=log)
+
+
+def check_before_run(cfg: DictConfig) -> None:
+    """Everything that would stop the run ``cfg`` before its first epoch and can be known without writing
+    anything (``bench/run.py`` calls it before Hydra makes the run folder): the config (:func:`check_config`),
+    a folder that holds another configuration, and, unless the run is finished already, the data's files, an
+    init option's file and the source's weights (:func:`bench.running.sources.check_source`). Raises the error ``run`` would."""
+    apply_recipe(cfg)
+    check_config(cfg)
+    decision = RunFolder.target(cfg).decide()
+    if decision.action == "conflict":
+        raise RunFolderError(decision.reason)
+    if decision.action == "finished":  # it says so and stops: nothing below is read
+        return
+    check_data_present(cfg.data)
+    missing = missing_files([cfg], [])  # an init option's file (init=ghn's checkpoint)
+    if missing:
+        raise ConfigError(missing[0])
+    if dpiat.get_init(cfg.init.name).needs_source or distilled(cfg):  # a teacher is the pair's source too
+        sources.check_source(cfg)
 
 
 def initialise(cfg: DictConfig, log: Callable[[str], None] = print_rank0) -> Initialised:
