@@ -34,10 +34,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
 import dpiat
-from bench.data.datasets import CLASSES as DATASET_CLASSES
 from bench.errors import ConfigError
 from bench.layout import ADHOC, MANIFESTS, SOURCES, hydra_dir
 from dpiat.errors import close_matches
+
+# the classes of each in-memory data set (data.num_classes below it cannot train on its labels)
+DATASET_CLASSES = {"fashion_mnist": 10, "digits": 10, "cifar10": 10, "cifar100": 100}
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 

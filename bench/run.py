@@ -107,7 +107,7 @@ if __name__ == "__main__":
     if help_requested(sys.argv[1:]):
         sys.exit(print_help(sys.argv[1:]))
     from bench.config_help import unknown_override_key
-    from bench.refusal import REFUSED, refuse
+    from bench.running.refuse import REFUSED, refuse
 
     if misspelt := unknown_override_key(sys.argv[1:]):  # before Hydra, whose advice ("+key=...") does not fit
         print(f"error: {misspelt}", file=sys.stderr)

@@ -72,7 +72,7 @@ def test_weights_that_fit_are_read_on_the_meta_device_without_loading(compose_co
 
 
 def test_a_run_that_can_start_is_not_refused(tmp_path):
-    from bench.refusal import refusal
+    from bench.running.refuse import refusal
 
     assert refusal(["experiment=smoke", f"paths.runs={tmp_path}"]) is None
     assert refusal(["experiment=smoke", "init=dpiatt", "--cfg", "job"]) is not None  # the config is still checked

@@ -1,6 +1,6 @@
 """A paper experiment plans without hand-fed paths: files its runs read that nothing in the plan makes (the
 official GHN-2 checkpoint of paper_imagenet) are listed with the plan, one line each, and --local/--submit
-refuse until they are there (bench/planning/needs.py)."""
+refuse until they are there (bench/running/needs.py)."""
 
 from __future__ import annotations
 

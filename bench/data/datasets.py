@@ -31,7 +31,6 @@ from bench.seeding import DIGITS_SPLIT, generator
 
 IN_MEMORY = ("fashion_mnist", "digits", "cifar10", "cifar100")
 # the classes of each in-memory data set: data.num_classes may be larger (a wider head), never smaller
-CLASSES = {"fashion_mnist": 10, "digits": 10, "cifar10": 10, "cifar100": 100}
 FILES = ("imagenet", "synthetic")
 DATASETS = IN_MEMORY + FILES
 

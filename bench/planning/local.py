@@ -47,6 +47,7 @@ def run_local(plan: Plan, jobs: int = 1) -> list[Task]:
         refuse_if_queued(plan)
     record = write_manifests(plan, mode="local", command=sys.argv)
     print(f"manifests: {', '.join(s['manifest'] for s in record['stages'])}")
+    _publish_made(plan)  # a source or GHN finished by an earlier sweep but not yet in the committed copy
     tasks = plan.prerequisites + plan.runs
     blocked: list[Task] = []
     failed += _run_stage(list(enumerate(tasks, 1)), len(tasks), jobs, Path(plan.runs_dir) / LOG_DIR,
@@ -124,6 +125,17 @@ def stop_tasks(procs: list[subprocess.Popen], grace: float = STOP_GRACE_SECONDS)
             os.killpg(p.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _publish_made(plan: Plan) -> None:
+    """Copy into the committed copy every finished source and the GHN-2 this runs folder holds and it lacks."""
+    if plan.committed_dir is None:
+        return
+    runs = Path(plan.runs_dir)
+    for folder in sorted(runs.glob("sources/*/seed*")):
+        publish_folder(folder, runs, plan.committed_dir, SOURCE_FILES)
+    if (runs / "ghn").is_dir():
+        publish_folder(runs / "ghn", runs, plan.committed_dir, GHN_FILES)
 
 
 def _published(plan: Plan, task: Task, log: Path | None) -> None:

@@ -63,7 +63,7 @@ from bench.planning.committed import (
     committed_folder,
     committed_runs_dir,
 )
-from bench.planning.needs import FILE_OPTIONS, made_by_prerequisites, missing_files
+from bench.running.needs import FILE_OPTIONS, made_by_prerequisites, missing_files
 from bench.refusal import hydra_message
 from bench.running.folder import SOURCE_WEIGHTS, RunFolder
 

@@ -28,8 +28,8 @@ target and serve every pair of it; a distilled run learns from its pair's source
     from bench.results.horizon import horizon_tables
     ratios, times, notes = horizon_tables(runs, epochs=50)   # runs: RunRecord list (bench.results.runs.find_runs)
 
-:func:`write_horizon_tables` writes ``ratios_by_epoch.csv``, ``time_to_accuracy.csv``, ``table.md`` and the
-pictures (:mod:`bench.results.horizon_plots`) for a runs folder laid out by recipe.
+:func:`write_horizon_tables` writes ``ratios_by_epoch.csv``, ``time_to_accuracy.csv`` and ``table.md`` for a runs
+folder laid out by recipe; :func:`bench.results.horizon_plots.write_horizon` those and the pictures.
 """
 
 from __future__ import annotations
@@ -351,9 +351,10 @@ def experiment_runs(runs_dir: str | Path) -> list[RunRecord]:
     return runs
 
 
-def write_horizon_tables(runs_dir: str | Path, out_dir: str | Path, *, epochs: int | None = None, plots: bool = True,
-                         experiment: str = "horizon", command: str = "") -> list[dict]:
-    """Write the horizon tables (and pictures) of ``runs_dir`` into ``out_dir``; return the ratio rows."""
+def write_horizon_tables(runs_dir: str | Path, out_dir: str | Path, *, epochs: int | None = None,
+                         experiment: str = "horizon", command: str = "") -> tuple[list, list[dict], list[dict], int]:
+    """Write the horizon tables of ``runs_dir`` into ``out_dir``; return (runs, ratio rows, time rows, N), what
+    the pictures are drawn from (:func:`bench.results.horizon_plots.write_horizon`: tables and pictures)."""
     runs = experiment_runs(runs_dir)
     if not runs:
         raise AggregateError(f"{runs_dir}: no readable run.json under <recipe>/<pair>/<init>/seed<k>/")
@@ -368,8 +369,4 @@ def write_horizon_tables(runs_dir: str | Path, out_dir: str | Path, *, epochs: i
     atomic_write_text(out / "time_to_accuracy.csv", to_csv(time_rows, TIME_COLUMNS))
     atomic_write_text(out / "table.md", to_markdown(ratio_rows, time_rows, notes, n, experiment, command,
                                                     _hardware(runs)))
-    if plots:
-        from bench.results.horizon_plots import write_horizon_plots
-
-        write_horizon_plots(runs, ratio_rows, time_rows, n, out)
-    return ratio_rows
+    return runs, ratio_rows, time_rows, n

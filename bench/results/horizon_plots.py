@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from bench.results.horizon import ARM, _free, _series, _target_of, arm_name
+from bench.results.horizon import ARM, _free, _series, _target_of, arm_name, write_horizon_tables
 from bench.results.plots import STYLE, save_png
 from bench.running.record import RunRecord
 
@@ -45,6 +45,16 @@ def _titles(runs: list[RunRecord]) -> dict[str, str]:
         if r.title and r.source:
             out.setdefault(r.pair, r.title)
     return out
+
+
+def write_horizon(runs_dir: str | Path, out_dir: str | Path, *, epochs: int | None = None, plots: bool = True,
+                  experiment: str = "horizon", command: str = "") -> list[dict]:
+    """The horizon tables of ``runs_dir`` and, with ``plots``, their pictures, into ``out_dir``; the ratio rows."""
+    runs, ratio_rows, time_rows, n = write_horizon_tables(runs_dir, out_dir, epochs=epochs, experiment=experiment,
+                                                          command=command)
+    if plots:
+        write_horizon_plots(runs, ratio_rows, time_rows, n, out_dir)
+    return ratio_rows
 
 
 def write_horizon_plots(runs: list[RunRecord], ratio_rows: list[dict], time_rows: list[dict], epochs: int,

@@ -66,9 +66,9 @@ def aggregate(runs_dir: str | Path, out_dir: str | Path | None = None, epochs: i
     if table_kind(runs_dir) == "horizon":  # grid.table: the ratio at every epoch and the time to accuracy
         if also or pairs or inits:
             raise AggregateError(f"{runs_dir}: the horizon table takes no --also, --pairs or --inits")
-        from bench.results.horizon import write_horizon_tables
+        from bench.results.horizon_plots import write_horizon
 
-        return write_horizon_tables(runs_dir, out_dir, epochs=epochs, plots=plots, experiment=experiment_of(runs_dir),
+        return write_horizon(runs_dir, out_dir, epochs=epochs, plots=plots, experiment=experiment_of(runs_dir),
                                     command=f".venv/bin/python bench/aggregate.py {runs_dir}"
                                     + (f" --epochs {epochs}" if epochs else "")
                                     + ("" if explicit_out is None else f" --out {explicit_out}"))

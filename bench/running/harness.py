@@ -30,7 +30,6 @@ from bench.running import record as schema
 from bench.running.folder import RunFolder
 from bench.running.lit import Classifier, build_loggers, build_trainer, finish_loggers, global_rank
 from bench.running.recorder import EpochRecorder
-from bench.running.teacher import build_teacher
 from bench.seeding import reseed
 
 # A fresh run's model, and the run.json keys that say how it was made (init_report, similarity, source_weights).
@@ -79,7 +78,8 @@ def init_loss_text(metrics: dict, num_classes: int) -> str:
 
 
 def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initialised], *, lr: float | None = None,
-            monitor: tuple[str, str] = ("val_top1", "max"), log: Callable[[str], None] = print_rank0) -> dict:
+            monitor: tuple[str, str] = ("val_top1", "max"), log: Callable[[str], None] = print_rank0,
+            teacher_of: Callable[[], tuple] | None = None) -> dict:
     """Train ``folder``'s run: skip it when finished, resume it when started, else start it; return its run.json.
 
     ``lr`` overrides ``cfg.optim.lr``; ``monitor`` chooses ``checkpoints/best.ckpt`` (targets: highest
@@ -138,11 +138,8 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
         else:  # the checkpoint holds the weights; the init was recorded by the first segment
             model = fresh_model(folder.network, cfg, folder.seed, role="source" if folder.kind == "source" else "target")
         n_bn = int(cfg.eval.bn_batches)
-        teacher, distill = None, None
-        if folder.kind == "target":  # the pair's trained source teaches a distilled target (bench.running.teacher)
-            from bench.running import sources  # here: sources trains through this module
-
-            teacher, distill = build_teacher(cfg, sources.get_source, log)
+        # a distilled target's teacher, the pair's trained source (bench.running.teacher), from the caller
+        teacher, distill = teacher_of() if teacher_of is not None else (None, None)
         if distill is not None:
             save(distill=distill)
         module = Classifier(model, num_classes=cfg.data.num_classes, optim=cfg.optim, epochs=folder.epochs,

@@ -28,11 +28,12 @@ import dpiat
 from bench.config import apply_recipe, check_config, distilled, init_options
 from bench.data.datasets import check_data_present
 from bench.errors import ConfigError, RunFolderError
-from bench.planning.needs import missing_files
+from bench.running.needs import missing_files
 from bench.running import sources
 from bench.running.folder import RunFolder
 from bench.running.harness import Initialised, execute, fresh_model, model_kwargs, print_rank0
 from bench.running.lit import global_rank
+from bench.running.teacher import build_teacher
 from dpiat.errors import DpiatError
 
 
@@ -41,7 +42,8 @@ def run(cfg: DictConfig, *, log: Callable[[str], None] = print_rank0) -> dict:
     apply_recipe(cfg)  # recipe=<name>: its optim settings (grid.recipes), before the run's identity is taken
     check_config(cfg)
     sources.new_launch()
-    return execute(RunFolder.target(cfg), cfg, lambda: initialise(cfg, log), log=log)
+    return execute(RunFolder.target(cfg), cfg, lambda: initialise(cfg, log), log=log,
+                   teacher_of=lambda: build_teacher(cfg, sources.get_source, log))
 
 
 def check_before_run(cfg: DictConfig) -> None:
