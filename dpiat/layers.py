@@ -7,7 +7,6 @@ BatchNorms, used only for counting inside standardization.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 PARAM: tuple[type[nn.Module], ...] = (
@@ -55,10 +54,3 @@ def shape_score(p: tuple[int, ...], q: tuple[int, ...]) -> float:
             return 0.0
         r *= min(a / b, b / a)
     return r
-
-
-def persistent_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
-    """``module``'s own persistent buffers (those its state_dict holds: BatchNorm running statistics, ...), by
-    name; not its children's. Non-persistent buffers are derived from the config and never transferred."""
-    skip = module._non_persistent_buffers_set
-    return {k: b for k, b in module._buffers.items() if b is not None and k not in skip}

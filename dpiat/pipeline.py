@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
-from dpiat.clip import clip_windows, copy_matched
+from dpiat.clip import clip_windows, copy_matched, persistent_buffers
 from dpiat.errors import DpiatError, UnknownNameError
-from dpiat.layers import persistent_buffers
 from dpiat.matching import Matching, match
 from dpiat.models import as_built_model
 from dpiat.registry import METHODS, STRUCTURES, TransferMethod, register_method

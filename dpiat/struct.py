@@ -49,9 +49,9 @@ import torch
 from torch import nn
 
 from dpiat.alignment import Aligner
-from dpiat.clip import _clip_copy, copy_layers, one_thread
+from dpiat.clip import _clip_copy, copy_layers, one_thread, persistent_buffers
 from dpiat.errors import DpiatError, NoTransferableLayersError
-from dpiat.layers import is_dim, persistent_buffers, type_mask, weight_shape
+from dpiat.layers import is_dim, type_mask, weight_shape
 from dpiat.matching import Matching, match
 from dpiat.registry import register_method
 from dpiat.structure import Block, Layer
