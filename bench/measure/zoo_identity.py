@@ -7,6 +7,7 @@ fresh copy of itself, must come out the same network.
     .venv/bin/python bench/measure/zoo_identity.py --only 'vit_*' --out /tmp/vit.csv
     .venv/bin/python bench/measure/zoo_identity.py --shard 0/2 & ... --shard 1/2   # two processes, one file
     .venv/bin/python bench/measure/zoo_identity.py --summary                       # only the summary line
+    .venv/bin/python bench/measure/zoo_identity.py --table     # results/zoo/table.md from both CSVs (the docs quote it)
 
 Per architecture: the architecture is built once by timm on the CPU (a real build: buffers derived from the
 config, such as attention index tables, are computed as timm computes them) and copied, then every float
@@ -247,12 +248,36 @@ def summary(rows: list[dict], cap: float, floor: float = 0) -> str:
         failed = sum(1 for r in mine if r.get("params_equal", "") == "")
         no_forward = sum(1 for r in mine if r.get("params_equal", "") != "" and r.get("forward_equal", "") == "")
         other = [r["name"] for r in mine if r["identical"] == "0"]
+        finite = sum(1 for r in mine if r.get("forward_equal") == "1" and r.get("forward_finite") == "1")
         out.append(f"{method}: identical (parameters, persistent buffers and eval forward) on {count('identical')} of "
                    f"{len(mine)} pretrained timm architectures with {span} parameters; parameters equal on "
                    f"{count('params_equal')}, persistent buffers on {count('buffers_equal')}, forward bit-equal on "
-                   f"{count('forward_equal')}; {failed} failed to build or transfer, {no_forward} ran no forward"
+                   f"{count('forward_equal')} (a finite output on {finite} of these); {failed} failed to build or "
+                   f"transfer, {no_forward} ran no forward"
                    + (f"; not identical: {', '.join(other[:12])}{', ...' if len(other) > 12 else ''}" if other else ""))
     return "\n".join(out)
+
+
+TABLES = (("at most 60M", "results/zoo/identity.csv"), ("60M-200M", "results/zoo/identity_60M_200M.csv"))
+TABLE_HEADER = ["parameters", "method", "architectures", "identical", "parameters equal", "persistent buffers equal",
+                "forward bit-equal", "of these with a finite output", "failed to build or transfer"]
+
+
+def table(root: Path = Path(".")) -> str:
+    """``results/zoo/table.md``: the counts of each CSV in ``TABLES`` that exists, one row per method (what the
+    docs quote; tests/test_figures.py checks the page against this file and this file against the CSVs)."""
+    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+    for span, path in TABLES:
+        rows = read_rows(root / path)
+        for method in dict.fromkeys(r["method"] for r in rows):
+            mine = [r for r in rows if r["method"] == method]
+            count = lambda key: sum(1 for r in mine if r.get(key) == "1")  # noqa: E731
+            finite = sum(1 for r in mine if r.get("forward_equal") == "1" and r.get("forward_finite") == "1")
+            failed = sum(1 for r in mine if r.get("params_equal", "") == "")
+            cells = [span, f"`{method}`", len(mine), count("identical"), count("params_equal"), count("buffers_equal"),
+                     count("forward_equal"), finite, failed]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -265,6 +290,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", default="results/zoo/identity.csv")
     p.add_argument("--shard", default="0/1", help="i/n: this process checks every n-th architecture from i")
     p.add_argument("--summary", action="store_true", help="print the summary of the CSV and exit")
+    p.add_argument("--table", action="store_true",
+                   help="write results/zoo/table.md (the counts of both committed CSVs, which the docs quote) and exit")
     args = p.parse_args(argv)
     out = Path(args.out)
     methods = [m for m in args.methods.split(",") if m]
@@ -278,6 +305,10 @@ def main(argv=None) -> int:
     except (ValueError, AssertionError):
         print(f"error: --shard takes i/n with 0 <= i < n, got {args.shard!r}", file=sys.stderr)
         return 2
+    if args.table:
+        Path("results/zoo/table.md").write_text(table())
+        print(table(), end="")
+        return 0
     if args.summary:
         print(summary(read_rows(out), args.max_params, args.min_params))
         return 0
