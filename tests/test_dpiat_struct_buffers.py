@@ -174,3 +174,14 @@ def test_a_buffer_left_is_named_and_counted():
     assert report.buffers_left == ["blocks.0.table"]
     assert torch.equal(dst.blocks[0].table, torch.arange(16))
     assert "1 persistent buffer left (blocks.0.table; report.buffers_left)" in report.summary()
+
+
+def test_the_zoo_check_sees_buffers_left_and_a_different_forward():
+    """bench/measure/zoo_identity.py compares persistent buffers and the eval forward, not parameters only:
+    faithful dpiat writes every parameter of tinynet_e and leaves its running statistics, which it now sees."""
+    from bench.measure.zoo_identity import check
+
+    struct, faithful = check("tinynet_e", ["dpiat_struct", "dpiat"])
+    assert (struct["identical"], struct["buffers_equal"], struct["forward_equal"], struct["forward_finite"]) == (1, 1, 1, 1)
+    assert (faithful["params_equal"], faithful["buffers_equal"], faithful["forward_equal"]) == (1, 0, 0)
+    assert faithful["identical"] == 0 and "bn1.running_mean" in faithful["buffers_left"].split()
