@@ -186,3 +186,10 @@ def copy_matched(matching) -> int:
     """Centre-clip every matched source layer of a :class:`dpiat.matching.Matching` into its target layer;
     returns elements written."""
     return copy_layers((s.module, t.module) for s, t, _ in matching.matched)
+
+
+def persistent_buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module``'s own persistent buffers (those its state_dict holds: BatchNorm running statistics, ...), by
+    name; not its children's. Non-persistent buffers are derived from the config and never transferred."""
+    skip = module._non_persistent_buffers_set
+    return {k: b for k, b in module._buffers.items() if b is not None and k not in skip}

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, replace
 import torch
 from torch import nn
 
-from dpiat.clip import clip_windows, copy_matched
+from dpiat.clip import clip_windows, copy_matched, persistent_buffers
 from dpiat.errors import DpiatError, UnknownNameError
 from dpiat.matching import Matching, match
 from dpiat.models import as_built_model
@@ -43,6 +43,9 @@ class TransferReport:
     details: dict = field(default_factory=dict)  # what a named variant did beyond the faithful copy
     # target parameters the transfer wrote nothing into: they keep the target's own values (its random init)
     tensors_left: list[str] = field(default_factory=list)
+    # target persistent buffers (state_dict entries that are not parameters: BatchNorm running statistics, ...)
+    # the transfer wrote nothing into; buffers derived from the config (non-persistent) are never written
+    buffers_left: list[str] = field(default_factory=list)
     # the target that was filled: the module passed in, or the one built from a timm name (not in as_dict)
     target_model: nn.Module | None = field(default=None, repr=False, compare=False)
 
@@ -57,6 +60,10 @@ class TransferReport:
         left = ("every target parameter tensor written" if not n else
                 f"{n} target parameter tensor{'s' if n > 1 else ''} left at init ("
                 + ", ".join(self.tensors_left[:3]) + (", ..." if n > 3 else "") + "; report.tensors_left)")
+        b = len(self.buffers_left)
+        if b:
+            left += (f", {b} persistent buffer{'s' if b > 1 else ''} left (" + ", ".join(self.buffers_left[:3])
+                     + (", ..." if b > 3 else "") + "; report.buffers_left)")
         return (f"{self.method}: {self.source} -> {self.target}: matched {self.n_matched}/{self.n_target_layers} "
                 f"target layers ({self.n_identical_shape} with identical shapes), overwrote "
                 f"{100 * self.fraction_overwritten:.1f}% of target parameters, {left}, V={self.value:.3f}, "
@@ -95,6 +102,22 @@ def _n_parameters(model: nn.Module) -> int:
                 seen.add(child)
                 stack.append(child)
     return total
+
+
+def _persistent_buffers(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``model``'s persistent buffers by state_dict name (each tensor once); non-persistent ones are left out."""
+    out, seen = [], set()
+    for prefix, module in model.named_modules():
+        for k, b in persistent_buffers(module).items():
+            if id(b) not in seen:
+                seen.add(id(b))
+                out.append((f"{prefix}.{k}" if prefix else k, b))
+    return out
+
+
+def _unwritten(versions) -> list[str]:
+    """Names of the tensors whose version counter did not move (inference tensors: whose values did not)."""
+    return [n for n, t, v in versions if (torch.equal(t, v) if isinstance(v, torch.Tensor) else t._version == v)]
 
 
 def _check_has_storage(model: nn.Module, role: str) -> None:
@@ -140,11 +163,12 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
     # (made under torch.inference_mode()) keep no counter: a copy of their values stands in, so one written
     # with the values it already held is listed too (over-reported, never missed).
     versions = [(n, p, p.detach().clone() if p.is_inference() else p._version) for n, p in target.named_parameters()]
+    buffers = [(n, b, b.detach().clone() if b.is_inference() else b._version) for n, b in _persistent_buffers(target)]
     t0 = time.perf_counter()
     total = _n_parameters(target)  # first: the module objects are still in the cache, the copies evict them
     matching, written, *extra = METHODS[method](source, target)
     seconds = time.perf_counter() - t0
-    left = [n for n, p, v in versions if (torch.equal(p, v) if isinstance(v, torch.Tensor) else p._version == v)]
+    left, buffers_left = _unwritten(versions), _unwritten(buffers)
     matched = matching.matched
     return TransferReport(
         method=method,
@@ -160,6 +184,7 @@ def transfer(source: nn.Module | str, target: nn.Module | str, method: str = "dp
         pairs=matching.pairs,
         details=extra[0] if extra else {},
         tensors_left=left,
+        buffers_left=buffers_left,
         target_model=target,
     )
 

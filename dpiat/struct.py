@@ -27,7 +27,10 @@ structure what these networks are made of (docs/method.md, "dpiat_struct"):
   the same-named parameter of the corresponding source module, by the rule of its layout.
 
 A network without any of these (a CNN of Conv/BatchNorm/Linear) gets the same structure, matching and copy
-as ``dpiat``, bit for bit (tested). What stays unwritten is named in ``report.tensors_left``.
+as ``dpiat``, bit for bit (tested). Wherever it carries a module's parameters it also carries the module's
+persistent buffers (BatchNorm running statistics by the centre rule of the weights, as ``dpiat_bn``; any other
+by the rule of a parameter of its shape); buffers derived from the config (non-persistent) are never touched.
+What stays unwritten is named in ``report.tensors_left`` and ``report.buffers_left``.
 
     >>> import timm, torch, dpiat
     >>> src = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=4, depth=2).eval()
@@ -46,7 +49,7 @@ import torch
 from torch import nn
 
 from dpiat.alignment import Aligner
-from dpiat.clip import _clip_copy, copy_layers, one_thread
+from dpiat.clip import _clip_copy, copy_layers, one_thread, persistent_buffers
 from dpiat.errors import DpiatError, NoTransferableLayersError
 from dpiat.layers import is_dim, type_mask, weight_shape
 from dpiat.matching import Matching, match
@@ -436,14 +439,13 @@ def copy_part(s: Layer, t: Layer) -> tuple[int, bool]:
     return written, resampled
 
 
-def _module_rule(source: nn.Module, target: nn.Module, matching: Matching, unwritten: list[str]):
+def _module_rule(where, unwritten: list[str]):
     """The general rule (dpiat/struct_rules.py) for the target parameters the DP left unwritten: each is
-    matched with its module and copied from the same-named parameter of the corresponding source module.
-    Not applied to the weight and bias of Conv / Linear / BatchNorm layers, which are the DP's alone (as in
-    faithful ``dpiat``: an unmatched layer stays unmatched). Returns (elements written, names written,
-    resampled names, rules used)."""
-    s_modules, t_modules = dict(source.named_modules()), dict(target.named_modules())
-    where = rules.Correspondence([(s.name, t.name) for s, t, _ in matching.matched], s_modules, t_modules, NORMS)
+    matched with its module (``where``: a :class:`dpiat.struct_rules.Correspondence`) and copied from the
+    same-named parameter of the corresponding source module. Not applied to the weight and bias of Conv /
+    Linear / BatchNorm layers, which are the DP's alone (as in faithful ``dpiat``: an unmatched layer stays
+    unmatched). Returns (elements written, names written, resampled names, rules used)."""
+    s_modules, t_modules = where.source, where.target
     written, done, resampled, used = 0, [], [], {}
     for full in unwritten:
         owner, _, attr = full.rpartition(".")
@@ -465,6 +467,66 @@ def _module_rule(source: nn.Module, target: nn.Module, matching: Matching, unwri
     return written, done, resampled, used
 
 
+def _copy_buffer(src: nn.Module, dst: nn.Module, attr: str, a: torch.Tensor, b: torch.Tensor,
+                 s_leaf: Layer | None, t_leaf: Layer | None) -> bool:
+    """One persistent buffer by the rule of a parameter of its shape: the factored clip of the module's weight
+    when the buffer has the weight's shape (a norm read per head), else the rule of its layout (equal shapes
+    whole, BatchNorm statistics by the centre rule of their weights). A buffer that is not floating point (a
+    count, an index table) is taken only at the same shape: cropping an index would not be an index."""
+    if a.dim() != b.dim():
+        return False
+    if not (a.is_floating_point() and b.is_floating_point()) and a.shape != b.shape:
+        return False
+    if isinstance(s_leaf, Part) and isinstance(t_leaf, Part) and (s_leaf.factors or t_leaf.factors) \
+            and s_leaf.rows is None and t_leaf.rows is None \
+            and tuple(a.shape) == s_leaf.shape and tuple(b.shape) == t_leaf.shape:
+        return rules.factored_clip(a, b, s_leaf.factors, t_leaf.factors) > 0
+    n, _, _ = rules.copy_parameter(src, dst, attr, a, b, _attention_heads(src), _attention_heads(dst))
+    return n > 0
+
+
+def _carry_buffers(matching: Matching, where, by_module: list[str]) -> int:
+    """The source's persistent buffers, wherever the transfer carried a module's parameters: for a module the
+    DP matched, from its partner (the last pair, as for its parameters); for one the general rule wrote, from
+    the module it was matched with; for a module without parameters of its own, from the module the general
+    rule matches it with. A Conv/Linear/BatchNorm the DP left unmatched keeps its buffers, as its parameters,
+    and so does a module whose parameters stayed unwritten. Buffers derived from the config (non-persistent)
+    are never touched. Returns the number of buffers written; those left are found by the caller."""
+    s_modules, t_modules = where.source, where.target
+    names = {id(m): n for n, m in t_modules.items()}
+    partner: dict[str, tuple] = {}  # target module name -> (source module, source leaf, target leaf)
+    for s, t, _ in matching.matched:
+        name = names.get(id(t.module))
+        if name is not None:
+            partner[name] = (s.module, s, t)
+    for full in by_module:
+        owner = full.rpartition(".")[0]
+        if owner not in partner:
+            other = where(owner)
+            if other in s_modules:
+                partner[owner] = (s_modules[other], None, None)
+    carried = 0
+    for name, dst in t_modules.items():
+        own = persistent_buffers(dst)
+        if not own:
+            continue
+        hit = partner.get(name)
+        if hit is None:
+            if type_mask(dst) or any(p is not None for p in dst._parameters.values()):
+                continue  # its parameters were not carried: neither are its buffers
+            other = where(name)
+            hit = (s_modules[other], None, None) if other in s_modules else None
+        if hit is None:
+            continue
+        src, s_leaf, t_leaf = hit
+        theirs = persistent_buffers(src)
+        for attr, b in own.items():
+            a = theirs.get(attr)
+            if a is not None and _copy_buffer(src, dst, attr, a, b, s_leaf, t_leaf):
+                carried += 1
+    return carried
+
+
 def _attention_heads(module: nn.Module):
     if isinstance(module, nn.MultiheadAttention):
         return module.num_heads, module.head_dim
@@ -482,7 +544,8 @@ def dpiat_struct(source: nn.Module, target: nn.Module):
     """DPIAT on the structure-aware standardization: q, k, v and heads, norms, layer scales, tokens, position
     embeddings and bias tables (module docstring; docs/method.md). Plain layer pairs are copied by the
     faithful copy; the others by the rules of their kind; every parameter still unwritten after that by the
-    general rule (matched with its module, :func:`_module_rule`)."""
+    general rule (matched with its module, :func:`_module_rule`); then the persistent buffers of every module
+    whose parameters were carried, BatchNorm running statistics included (:func:`_carry_buffers`)."""
     matching = match_struct(source, target)
     before = _versions(target)
     plain, parts = [], []
@@ -504,14 +567,17 @@ def dpiat_struct(source: nn.Module, target: nn.Module):
             if r:
                 resampled.append(t.name)
         unwritten = [n for n, v in _versions(target).items() if v == before[n]]
-        n, by_module, more, used = _module_rule(source, target, matching, unwritten)
+        s_modules, t_modules = dict(source.named_modules()), dict(target.named_modules())
+        where = rules.Correspondence([(s.name, t.name) for s, t, _ in matching.matched], s_modules, t_modules, NORMS)
+        n, by_module, more, used = _module_rule(where, unwritten)
+        buffers = _carry_buffers(matching, where, by_module)
     written += n
     no_heads = sorted({base for leaf in matching.target_blocks.layers() if isinstance(leaf, Part)
                        and leaf.mask in (QUERY, KEY, VALUE) and not leaf.factors
                        for base in [leaf.name.split("[", 1)[0]]})
     return matching, written, {"structured_pairs": kinds, "resampled": resampled + more,
                                "module_rule": by_module, "module_rule_layouts": used,
-                               "qkv_split_without_heads": no_heads}
+                               "qkv_split_without_heads": no_heads, "buffers_carried": buffers}
 
 
 register_method("dpiat_struct", dpiat_struct,

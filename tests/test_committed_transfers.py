@@ -1,7 +1,9 @@
 """Every committed run's transfer is what the code gives now: for each distinct (init, pair, classes, channels)
 among the run.json files under results/*/runs/, the source and target are built as the harness builds them
 (random weights: the matching and the amount written depend on shapes only), initialised by the run's method,
-and the matched layer pairs and the number of elements written must equal what the run recorded.
+and the matched layer pairs, the number of elements written and the number of persistent buffers carried
+(``details["buffers_carried"]``; a run recorded before ``dpiat_struct`` carried buffers carried none) must equal
+what the run recorded.
 
 A change to standardization, matching, the copy rules or a variant that alters a committed transfer fails here,
 so committed tables cannot silently stop being what a rerun gives: run the affected runs again (and commit
@@ -68,3 +70,7 @@ def test_a_committed_transfer_is_what_the_code_gives_now(key):
     assert report["elements_overwritten"] == recorded["elements_overwritten"], (
         f"{path}: {report['elements_overwritten']} elements written now, {recorded['elements_overwritten']} "
         "when it ran")
+    carried, then = report["details"].get("buffers_carried", 0), recorded.get("details", {}).get("buffers_carried", 0)
+    assert carried == then, (f"{path}: the transfer now carries {carried} persistent buffers (BatchNorm running "
+                             f"statistics, ...), {then} when it ran: run it again or keep the old behaviour under "
+                             "a method name of its own")

@@ -194,5 +194,5 @@ def test_zoo_script_stops_on_ctrl_c_with_its_rows_kept_and_resumes(tmp_path, mon
     monkeypatch.setattr(zoo, "check", real_check)
     assert zoo.main(argv) == 0
     assert [r["name"] for r in zoo.read_rows(out)] == ["test_vit", "test_vit2"]
-    assert "identical on 2 of 2" in capsys.readouterr().out
+    assert "identical (parameters, persistent buffers and eval forward) on 2 of 2" in capsys.readouterr().out
     assert torch.get_num_threads() == threads  # the suite's later in-process runs keep their thread count

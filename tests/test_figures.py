@@ -36,6 +36,8 @@ D, DS, TD, CX = ("tinynet_d_to_e", "dpiat"), ("vit_small_to_tiny_32px", "dpiat_s
 
 # (page, text in the page, the figure in that text, its file, its row, its column)
 FIGURES = [
+    ("docs/custom-transformers.md", "its forward is bit-equal on 135 architectures", "135", "results/zoo/table.md",
+     ("at most 60M", "`dpiat`"), "forward bit-equal"),
     ("README.md", "scores 0.861 before any training", "0.861", HZT, (TD, "dpiat", "paper"), "final_best_bn_mean"),
     ("README.md", "after 50 epochs (0.828)", "0.828", HZT, (TD, "random", "paper"), "R"),
     ("README.md", "epoch 50: 1.04 [0.98", "1.04", HZ, (TD, "dpiat", "paper", "50"), "ratio_bn_mean"),
@@ -208,3 +210,16 @@ def test_a_changed_digit_fails():
     assert not check_view(source, header, rows)
     changed = [[c.replace("1.22 [1.07, 1.38]", "1.22 [1.08, 1.38]") for c in r] for r in rows]
     assert check_view(source, header, changed)
+
+
+def test_the_zoo_table_is_the_counts_of_its_csv_files():
+    """results/zoo/table.md (quoted by docs/custom-transformers.md as rows of it) is what the zoo script makes from
+    the committed identity CSVs, and each CSV's .txt holds the script's summary lines of it."""
+    from bench.measure.zoo_identity import read_rows, summary, table
+
+    assert (REPO / "results/zoo/table.md").read_text() == table(REPO), \
+        "results/zoo/table.md is stale: run .venv/bin/python -m bench.measure.zoo_identity --table"
+    for name, floor, cap in (("identity", 0, 60e6), ("identity_60M_200M", 60e6, 200e6)):
+        header = (REPO / f"results/zoo/{name}.txt").read_text()
+        for line in summary(read_rows(REPO / f"results/zoo/{name}.csv"), cap, floor).splitlines():
+            assert line in header, f"results/zoo/{name}.txt lacks the summary line {line[:80]!r}"
