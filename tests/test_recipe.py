@@ -168,7 +168,7 @@ def test_recipe_mistakes_are_one_line_errors_with_suggestions(compose_config):
         apply_recipe(compose_config(*FAST, "recipe=slow"))
     with pytest.raises(ConfigError, match="optim has no key 'lrr'; did you mean optim.lr"):
         apply_recipe(compose_config(*FAST, '+grid.recipes.x=["optim.lrr=1"]', "recipe=x"))
-    with pytest.raises(ConfigError, match="optim.<key>=value settings only"):
+    with pytest.raises(ConfigError, match="optim.<key>=value and distill.<key>=value settings only"):
         apply_recipe(compose_config(*FAST, '+grid.recipes.x=["epochs=4"]', "recipe=x"))
     with pytest.raises(ConfigError, match="cannot name a recipe"):
         apply_recipe(compose_config(*FAST, "+grid.recipes.sources=[]", "recipe=sources"))

@@ -155,8 +155,8 @@ def test_close_names_share_the_start_of_the_name():
      "dpiat similarity: error: similarity compares two or more models, got 1 (A): add another, e.g. dpiat similarity "
      "A tf_efficientnet_b0"),
     (["rank"], "dpiat rank: error: missing target; dpiat rank --help lists what it takes"),
-    (["rnak", "x"], "dpiat: error: unknown command 'rnak' (did you mean rank?); the commands: transfer, explain, "
-                    "similarity, rank, recommend"),
+    (["rnak", "x"], "dpiat: error: unknown command 'rnak' (did you mean rank?); the commands: transfer, cache-tag, "
+                    "explain, similarity, rank, recommend"),
 ])
 def test_argparse_errors_are_one_line_without_the_usage(argv, line, capsys):
     assert dpiat_main(argv) == 2
