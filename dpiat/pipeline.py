@@ -53,6 +53,8 @@ class TransferReport:
         d = asdict(replace(self, target_model=None))
         del d["target_model"]
         d["pairs"] = [list(p) for p in self.pairs]
+        if d["value"] != d["value"]:  # NaN: a method without a DP (weight_selection); JSON has no NaN
+            d["value"] = None
         return d
 
     def summary(self) -> str:
@@ -66,8 +68,9 @@ class TransferReport:
                      + (", ..." if b > 3 else "") + "; report.buffers_left)")
         return (f"{self.method}: {self.source} -> {self.target}: matched {self.n_matched}/{self.n_target_layers} "
                 f"target layers ({self.n_identical_shape} with identical shapes), overwrote "
-                f"{100 * self.fraction_overwritten:.1f}% of target parameters, {left}, V={self.value:.3f}, "
-                f"{1000 * self.seconds:.1f} ms")
+                f"{100 * self.fraction_overwritten:.1f}% of target parameters, {left}, "
+                + (f"V={self.value:.3f}, " if self.value == self.value else "no DP value (matched by key), ")
+                + f"{1000 * self.seconds:.1f} ms")
 
 
 def _model_name(model: nn.Module) -> str:

@@ -119,3 +119,13 @@ def test_it_is_an_init_method_of_the_harness():
     out = dpiat.initialize("weight_selection", dst, source=dpiat.create_model("test_efficientnet", num_classes=10,
                                                                                 in_chans=1))
     assert out["method"] == "weight_selection" and out["fraction_overwritten"] == 1.0
+
+
+def test_its_report_is_plain_json_and_says_there_is_no_dp_value():
+    import json
+
+    src = dpiat.create_model("test_efficientnet", num_classes=10, in_chans=1)
+    report = dpiat.transfer(src, dpiat.create_model("test_efficientnet", num_classes=10, in_chans=1),
+                            method="weight_selection")
+    text = json.dumps(report.as_dict(), allow_nan=False)  # run.json must stay strict JSON
+    assert json.loads(text)["value"] is None and "no DP value (matched by key)" in report.summary()
