@@ -102,6 +102,7 @@ def default_slice() -> int:
 
 
 if __name__ == "__main__":
+    bench.startup.imports_done()
     if len(sys.argv) == 1:
         sys.exit(default_slice())
     if help_requested(sys.argv[1:]):

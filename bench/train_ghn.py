@@ -204,4 +204,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    bench.startup.imports_done()
     main()

@@ -63,6 +63,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    bench.startup.imports_done()
     if not any(a.startswith("hydra.run.dir=") for a in sys.argv[1:]):
         sys.argv.append(SOURCE_DIR)
     main()
