@@ -109,12 +109,14 @@ def speed(args) -> dict:
     return out
 
 
-def _commands(runs: Path, setting: str, seed: int) -> list[list[str]]:
+def _commands(runs: Path, setting: str, seed: int, part: str = "both") -> list[list[str]]:
+    """The runs of one (setting, seed): the TinyNet-D source, the random-init TinyNet-E target, or both."""
     common = ["experiment=reuse", f"trainer.channels_last={str(SETTINGS[setting]).lower()}",
               f"paths.runs={runs / setting}", "trainer.enable_progress_bar=false"]
-    return [[sys.executable, "bench/train_source.py", *common, "pair=tinynet_d_to_e", f"source.seed={seed}"],
-            [sys.executable, "bench/run.py", *common, "pair=tinynet_e", "init=random", f"seed={seed}", "epochs=10",
-             "recipe=paper"]]
+    source = [sys.executable, "bench/train_source.py", *common, "pair=tinynet_d_to_e", f"source.seed={seed}"]
+    target = [sys.executable, "bench/run.py", *common, "pair=tinynet_e", "init=random", f"seed={seed}", "epochs=10",
+              "recipe=paper"]
+    return {"both": [source, target], "source": [source], "target": [target]}[part]
 
 
 def _best(record: Path, key: str) -> float | None:
@@ -127,12 +129,28 @@ def _best(record: Path, key: str) -> float | None:
     return max(m[key] for m in run["metrics"] if m.get(key) is not None)
 
 
+def _epoch_seconds_median(record: Path) -> float | None:
+    """The median wall seconds of a finished run's epochs (training and both evaluations), from its run.json."""
+    try:
+        run = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    walls = [m.get("wall_seconds") for m in run.get("metrics") or []]
+    if run.get("status") != "finished" or not walls or None in walls:
+        return None
+    return round(statistics.median(b - a for a, b in zip([0.0, *walls[:-1]], walls)), 2)
+
+
 def accuracy(args) -> dict:
+    import torch
+
     from bench.results.stats import t_ci
+
+    before = load()
 
     for seed in SEEDS:  # seed-major: a check stopped early still compares whole seeds
         for setting in SETTINGS:
-            for cmd in _commands(args.runs, setting, seed):
+            for cmd in _commands(args.runs, setting, seed, args.part):
                 print(" ".join(cmd[1:]), flush=True)
                 if subprocess.run(cmd, cwd=REPO).returncode != 0:
                     sys.exit(f"failed: {' '.join(cmd[1:])}")
@@ -142,9 +160,18 @@ def accuracy(args) -> dict:
         src = [_best(base / "sources" / "tinynet_d" / f"seed{k}" / "run.json", "val_top1") for k in SEEDS]
         tgt = [_best(base / "adhoc" / "paper" / "tinynet_e" / "random" / f"seed{k}" / "run.json", "val_top1_bn")
                for k in SEEDS]
-        rows[setting] = {"source_best_top1": src, "target_best_top1_bn": tgt}
-    out = {"cpu_model": cpu_model(), "load_after": load(), "seeds": list(SEEDS), "rows": rows}
-    lines = ["| what | eager | channels_last | agree |", "|---|---|---|---|"]
+        secs = [_epoch_seconds_median(base / "adhoc" / "paper" / "tinynet_e" / "random" / f"seed{k}" / "run.json")
+                for k in SEEDS]
+        rows[setting] = {"source_best_top1": src, "target_best_top1_bn": tgt, "target_epoch_seconds": secs}
+    out = {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "torch": torch.__version__, "command": " ".join(sys.argv), "load_before": before, "load_after": load(),
+           "seeds": list(SEEDS), "rows": rows}
+    lines = [f"channels_last accuracy check: {out['command']}",
+             f"CPU {out['cpu_model']} ({out['cpu_capability']}), torch {out['torch']}, one thread a run; load (1/5/15 "
+             f"min) before {before}, after {out['load_after']}; mean [95% t interval] over seeds {list(SEEDS)}; "
+             "the settings agree when each mean lies in the other's interval. Per seed and the median seconds of "
+             "each target epoch (training and both evaluations): channels_last_accuracy.json",
+             "", "| what | eager | channels_last | agree |", "|---|---|---|---|"]
     for key in ("source_best_top1", "target_best_top1_bn"):
         e, c = rows["eager"][key], rows["channels_last"][key]
         if None in e or None in c:
@@ -170,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("--source-steps", type=int, default=20)
     a = sub.add_parser("accuracy", help="3 seeds of source and target under each setting")
     a.add_argument("--runs", type=Path, default=REPO / "results" / "runs" / "channels_last_check")
+    a.add_argument("--part", choices=("both", "target", "source"), default="both",
+                   help="run only the targets' half (minutes) or the sources' (an hour or more); the table shows "
+                        "every half that has finished runs")
     for q in (s, a):
         q.add_argument("--out", type=Path, default=REPO / "results" / "speed")
     args = p.parse_args(argv)
