@@ -98,7 +98,7 @@ def default_slice() -> int:
     every init of one pair, then its table."""
     from bench.sweep import main as sweep
 
-    return sweep(["experiment=default", "--local", "--jobs", "2"])
+    return sweep(["experiment=default", "--local", "--jobs", "3"])
 
 
 if __name__ == "__main__":

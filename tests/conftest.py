@@ -19,6 +19,11 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of the -n workers (pyproject.toml): one torch thread each, so
+    # that the workers share the cores instead of each spreading over all of them; set before torch is imported
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 
 @pytest.fixture
 def compose_config():

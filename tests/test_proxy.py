@@ -98,7 +98,10 @@ def test_default_is_a_one_seed_slice_with_every_init(tmp_path):
     plan = plan_sweep(["experiment=default", f"paths.runs={tmp_path}"])
     assert [t.line.split()[-2:] for t in plan.runs] == [["init=random", "seed=0"], ["init=dpiat", "seed=0"],
                                                         ["init=ghn", "seed=0"]]
-    assert [t.kind for t in plan.prerequisites] == ["source", "prerequisite"]
+    # nothing trained before the runs: the committed source and GHN-2 of experiment=reuse are read as files
+    assert plan.prerequisites == [] and plan.missing == []
+    cfg = plan_sweep(["experiment=default", f"paths.runs={tmp_path}", "source.weights=train"])
+    assert [t.kind for t in cfg.prerequisites] == ["source"]  # another pair's way: its source trained here
 
 
 def test_init_overrides_must_be_init_options(tmp_path):
@@ -114,4 +117,4 @@ def test_run_py_without_arguments_runs_the_default_slice(tmp_path):
             "try:\n    runpy.run_path('bench/run.py', run_name='__main__')\n"
             "except SystemExit as e:\n    print(seen, e.code)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "[['experiment=default', '--local', '--jobs', '2']] 0", out.stderr[-2000:]
+    assert out.stdout.strip() == "[['experiment=default', '--local', '--jobs', '3']] 0", out.stderr[-2000:]

@@ -61,6 +61,7 @@ def test_nothing_is_missing_once_the_file_is_there_or_no_run_needs_it(tmp_path):
 
 
 def test_a_checkpoint_that_a_prerequisite_trains_is_not_missing(tmp_path):
-    # experiment=default meta-trains its GHN in stage 1 (grid.prerequisites, out_dir=<...>/ghn)
-    plan = plan_sweep(["experiment=default", f"paths.runs={tmp_path}"])
+    # experiment=proxy meta-trains its GHN in stage 1 (grid.prerequisites, out_dir=<...>/ghn)
+    plan = plan_sweep(["experiment=proxy", "pair=tinynet_d_to_e", f"paths.runs={tmp_path}"])
+    assert [t.kind for t in plan.prerequisites] == ["source", "prerequisite"]
     assert any("init=ghn" in t.argv for t in plan.runs) and plan.missing == []

@@ -26,6 +26,7 @@ either find the cached weights or join the training that process 0 started in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -114,7 +115,8 @@ def get_source(cfg: Any, *, log: Callable[[str], None] = print_rank0) -> tuple[n
         return load_zoo(mode[4:]).eval(), {"weights": mode}
     model = build_source_model(cfg)
     report = _file_weights(cfg, lambda path: dpiat.load_weights(model, path))
-    return model.eval(), {"weights": "file", "path": str(Path(mode).resolve()), "n_tensors": report["n_tensors"]}
+    return model.eval(), {"weights": "file", "path": str(Path(mode).resolve()), "n_tensors": report["n_tensors"],
+                          "sha256": hashlib.sha256(Path(mode).read_bytes()).hexdigest()}  # which file it was
 
 
 def check_source(cfg: Any) -> None:
