@@ -148,8 +148,8 @@ def accuracy(args) -> dict:
 
     before = load()
 
-    for seed in SEEDS:  # seed-major: a check stopped early still compares whole seeds
-        for setting in SETTINGS:
+    for seed in args.seeds or SEEDS:  # seed-major: a check stopped early still compares whole seeds
+        for setting in args.settings or SETTINGS:
             for cmd in _commands(args.runs, setting, seed, args.part):
                 print(" ".join(cmd[1:]), flush=True)
                 if subprocess.run(cmd, cwd=REPO).returncode != 0:
@@ -189,6 +189,118 @@ def accuracy(args) -> dict:
     return out
 
 
+def _source_setup(perturb: int, channels_last: bool, steps: int):
+    """The TinyNet-D source as bench/train_source.py starts it (seed 0, the source recipe: SGD lr 0.1, Nesterov,
+    weight decay 5e-5, warm-up over 100 steps), its weights scaled by (1 + 1e-6 N(0, 1)) when ``perturb`` > 0
+    (seeded by it), and the first ``steps`` batches of its data."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from bench.config import data_config
+    from bench.data.module import build_datamodule
+    from bench.running.harness import fresh_model
+    from bench.running.lit import step_lr_factor
+
+    dm = build_datamodule(data_config("fashion_mnist", train_subset=steps * 128, crop_scale=[0.9, 1.0]), seed=0)
+    dm.setup()
+    model = fresh_model("tinynet_d", OmegaConf.create({"data": {"num_classes": 10, "in_chans": 1}, "pair": {}}), 0,
+                        role="source")
+    if perturb:
+        g = torch.Generator().manual_seed(perturb)
+        with torch.no_grad():
+            for q in model.parameters():
+                q.mul_(1 + 1e-6 * torch.randn(q.shape, generator=g))
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-5)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: step_lr_factor(k, steps, 100))
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    return model, opt, sched, loader
+
+
+def trajectory(args) -> dict:
+    """Where eager and channels_last part: (1) both from the same weights in lockstep, per step: each one's loss,
+    the loss of the eager weights run in channels_last (the same numbers = the kernels agree), and how far the
+    weights have moved apart; (2) the spread of training itself: the mean training loss over steps 50-99 of eager
+    and channels_last runs whose initial weights differ by 1e-6 relative (``--perturbations``)."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from bench.seeding import reseed
+
+    torch.set_num_threads(1)
+    before = load()
+    lock = []
+    e, opt_e, sched_e, loader = _source_setup(0, False, 100)
+    c = copy.deepcopy(e).to(memory_format=torch.channels_last)
+    opt_c = torch.optim.SGD(c.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-5)
+    opt_c.load_state_dict(opt_e.state_dict())
+    sched_c = torch.optim.lr_scheduler.LambdaLR(opt_c, sched_e.lr_lambdas[0])
+    e.train()
+    c.train()
+    reseed(123)
+    cl = lambda x: x.contiguous(memory_format=torch.channels_last)  # noqa: E731
+    for i, (x, y) in enumerate(loader):
+        if i == args.lockstep_steps:
+            break
+        rng = torch.get_rng_state()
+        probe = copy.deepcopy(e).to(memory_format=torch.channels_last)
+        torch.set_rng_state(rng)
+        with torch.no_grad():
+            lp = F.cross_entropy(probe(cl(x)), y).item()
+        torch.set_rng_state(rng)
+        le = F.cross_entropy(e(x), y)
+        torch.set_rng_state(rng)
+        lc = F.cross_entropy(c(cl(x)), y)
+        apart = max(((pe - pc).norm() / pe.norm()).item() for pe, pc in zip(e.parameters(), c.parameters())
+                    if pe.norm() > 1e-2)
+        lock.append({"step": i, "loss_eager": le.item(), "loss_channels_last": lc.item(),
+                     "loss_eager_weights_channels_last": lp, "max_rel_weight_difference": apart})
+        for o, loss in ((opt_e, le), (opt_c, lc)):
+            o.zero_grad()
+            loss.backward()
+            o.step()
+        sched_e.step()
+        sched_c.step()
+    spread: dict[str, list[float]] = {s: [] for s in SETTINGS}
+    for k in range(1, args.perturbations + 1):
+        for name, on in SETTINGS.items():
+            model, opt, sched, loader = _source_setup(k, on, 100)
+            model.train()
+            reseed(123)
+            losses = []
+            for x, y in loader:
+                loss = F.cross_entropy(model(cl(x) if on else x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(loss.item())
+            spread[name].append(round(statistics.mean(losses[50:]), 3))
+    out = {"cpu_model": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "torch": torch.__version__, "command": " ".join(sys.argv), "load_before": before, "load_after": load(),
+           "lockstep": lock, "loss_steps_50_99": spread}
+    lines = [f"channels_last trajectory check: {out['command']}",
+             f"CPU {out['cpu_model']} ({out['cpu_capability']}), torch {out['torch']}, 1 thread; load (1/5/15 min) "
+             f"before {before}, after {out['load_after']}",
+             "TinyNet-D source recipe (SGD lr 0.1 Nesterov, warm-up 100 steps), seed 0, eager and channels_last "
+             "from the same weights in lockstep:",
+             "step  loss eager  loss channels_last  eager weights run channels_last  max rel. weight difference"]
+    lines += [f"{r['step']:4d}  {r['loss_eager']:10.5f}  {r['loss_channels_last']:18.5f}  "
+              f"{r['loss_eager_weights_channels_last']:31.5f}  {r['max_rel_weight_difference']:.1e}" for r in lock]
+    lines += ["", f"mean training loss over steps 50-99, initial weights perturbed by 1e-6 (relative; seeds "
+                  f"1-{args.perturbations}):"]
+    lines += [f"  {name:14s} {spread[name]}" for name in SETTINGS]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "channels_last_trajectory.json").write_text(json.dumps(out, indent=2) + "\n")
+    (args.out / "channels_last_trajectory.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
@@ -200,10 +312,16 @@ def main(argv: list[str] | None = None) -> None:
     a.add_argument("--part", choices=("both", "target", "source"), default="both",
                    help="run only the targets' half (minutes) or the sources' (an hour or more); the table shows "
                         "every half that has finished runs")
-    for q in (s, a):
+    a.add_argument("--seeds", type=int, nargs="*", help="run only these seeds (two processes can share the work)")
+    a.add_argument("--settings", nargs="*", choices=list(SETTINGS), help="run only these settings")
+    t = sub.add_parser("trajectory", help="where eager and channels_last training part, and how widely training "
+                                          "itself spreads (minutes)")
+    t.add_argument("--lockstep-steps", type=int, default=8)
+    t.add_argument("--perturbations", type=int, default=4)
+    for q in (s, a, t):
         q.add_argument("--out", type=Path, default=REPO / "results" / "speed")
     args = p.parse_args(argv)
-    speed(args) if args.what == "speed" else accuracy(args)
+    {"speed": speed, "accuracy": accuracy, "trajectory": trajectory}[args.what](args)
 
 
 if __name__ == "__main__":

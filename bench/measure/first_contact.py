@@ -1,18 +1,19 @@
 """Time the README's two first-screen commands as a new user meets them: in a fresh clone of this checkout.
 
-    .venv/bin/python bench/measure/first_contact.py                 # the default (bench/run.py, no arguments)
-    .venv/bin/python bench/measure/first_contact.py setup default   # `bash setup.sh`, then the default
-    .venv/bin/python bench/measure/first_contact.py tests           # the test command (python -m pytest)
+    .venv/bin/python bench/measure/first_contact.py                 # set-up, then the default (bench/run.py)
+    .venv/bin/python bench/measure/first_contact.py default tests   # set-up, the default, then the test command
 
-Each command runs in a fresh ``git clone`` of HEAD (so nothing of this checkout's results/runs is there to be
-found finished), with this checkout's ``.venv`` linked in: what is timed is the command the README prints, after
-``bash setup.sh``, which ``setup`` times on its own in another fresh clone (making its own .venv). While a command runs, the 1-minute load average
-is sampled every 5 s; the record says the CPU model, torch's CPU capability, the load before, the mean and the
-peak during, the seconds and the exit status. Written to ``--out`` (results/first_contact/):
+Everything runs in one fresh ``git clone`` of HEAD, in the README's order: ``bash setup.sh`` (its own .venv,
+from the package cache it uses; always timed, since the rest needs it), then the commands asked for. Before the
+test command, what the default wrote (``results/runs``, ``results/default``) is removed, so the suite also meets
+a fresh tree. While a command runs, the 1-minute load average is sampled every 5 s; the record says the CPU
+model, torch's CPU capability, the load before, the mean and the peak during, the seconds and the exit status.
+Written to ``--out`` (results/first_contact/):
 
 * ``timing.json``: one entry per command timed (a later call keeps the entries it does not redo);
+* ``<command>.log``: what each printed;
 * ``runs/<pair>/<init>/seed0/run.json``: the default's three runs, whose numbers the README's expected table quotes
-  (tests/test_doc_outputs.py checks the README against these files and ``timing.json``).
+  (tests/test_first_contact.py checks the README against these files and ``timing.json``).
 
 A measurement is only as good as the machine's quiet: stop other work first, and read ``load_mean`` before quoting.
 """
@@ -69,14 +70,12 @@ def timed(argv: list[str], cwd: Path, log: Path) -> dict:
             "load_max": max(samples) if samples else None, "load_after": load()}
 
 
-def fresh_clone(dest: Path, venv: bool = True) -> Path:
-    """A clone of this checkout's HEAD at ``dest``, with this checkout's .venv linked in when ``venv``."""
+def fresh_clone(dest: Path) -> Path:
+    """A clone of this checkout's HEAD at ``dest``."""
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(REPO), str(dest)], check=True)
     subprocess.run(["git", "-C", str(dest), "checkout", "-q", "--detach",
                     subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
                                    check=True).stdout.strip()], check=True)
-    if venv:
-        (dest / ".venv").symlink_to((REPO / ".venv").resolve())
     return dest
 
 
@@ -89,8 +88,8 @@ def _test_counts(log: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", nargs="*", choices=list(COMMANDS), default=["default"],
-                   help="the commands to time, in this order (default: default)")
+    p.add_argument("what", nargs="*", choices=[c for c in COMMANDS if c != "setup"], default=["default"],
+                   help="the commands to time after the set-up, in the README's order (default: default)")
     p.add_argument("--out", type=Path, default=REPO / "results" / "first_contact")
     p.add_argument("--keep", action="store_true", help="keep the fresh clone (its path is printed)")
     args = p.parse_args(argv)
@@ -105,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
                "torch": torch.__version__, "cores": len(__import__("os").sched_getaffinity(0))}
     work = Path(tempfile.mkdtemp(prefix="dpiat-first-contact-"))
     try:
-        for name in [n for n in COMMANDS if n in args.what]:
-            clone = fresh_clone(work / name, venv=name != "setup")
+        clone = fresh_clone(work / "clone")
+        for name in [n for n in COMMANDS if n in args.what or n == "setup"]:
+            if name == "tests":  # the suite meets a fresh tree too: only .venv and the built C core stay
+                for made in ("results/runs", "results/default"):
+                    shutil.rmtree(clone / made, ignore_errors=True)
             log = out_dir / f"{name}.log"
             out_dir.mkdir(parents=True, exist_ok=True)
             print(f"{name}: {' '.join(COMMANDS[name])} in a fresh clone ({clone}), load before {load()}", flush=True)
@@ -125,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                     atomic_write_text(dest, record.read_text())
             timing[name] = entry
             atomic_write_text(timing_path, json.dumps(timing, indent=2) + "\n")
+            if entry["exit"] != 0 and name == "setup":
+                print(f"setup failed (exit {entry['exit']}): {log}", flush=True)
+                break
             print(f"{name}: exit {entry['exit']} after {entry['seconds']:.0f} s, 1-minute load mean "
                   f"{entry['load_mean']} (peak {entry['load_max']}); {entry.get('summary', '')}".rstrip("; "),
                   flush=True)
