@@ -19,10 +19,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-if os.environ.get("PYTEST_XDIST_WORKER"):  # one of the -n workers (pyproject.toml): one torch thread each, so
-    # that the workers share the cores instead of each spreading over all of them; set before torch is imported
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+def pytest_configure(config):
+    """In each -n worker (pyproject.toml), torch's own computations use one thread, so that the two workers share
+    the cores instead of each spreading over both. Only this process: an environment variable such as
+    OMP_NUM_THREADS would also reach every command a test starts (nproc in slurm/local-cluster/up.sh honours it)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -103,7 +103,9 @@ fi
 HOST=$(hostname -s)
 # srun and Lightning resolve the node name in SLURM_JOB_NODELIST
 getent hosts "$HOST" >/dev/null || echo "127.0.0.1 $HOST" >> /etc/hosts
-CPUS=$(nproc)
+# the machine's cores: nproc alone would honour OMP_NUM_THREADS / OMP_THREAD_LIMIT of whoever starts the cluster
+# (a test worker pinned to one thread), and a node of 1 CPU leaves a 2-task job pending forever (PartitionConfig)
+CPUS=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 MEM_MB=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
 if [ "$ACCOUNTING" = 1 ]; then
   ACCT="AccountingStorageType=accounting_storage/slurmdbd
