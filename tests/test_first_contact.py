@@ -1,7 +1,7 @@
 """The README's first screen says what its two commands take and print; those words are the measurement's.
 
 bench/measure/first_contact.py times the commands in a fresh clone and commits what it measured
-(results/first_contact/timing.json) and the default's three runs (results/first_contact/runs/). The README and
+(results/first_contact/timing.json) and the default's three runs (results/first_contact/default/). The README and
 docs/reproducing.md quote them; a remeasured time or a changed number fails here until the words follow."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def minutes_seconds(seconds: float) -> str:
 
 def runs() -> dict[str, dict]:
     found = {}
-    for record in FIRST.glob("runs/*/*/seed0/run.json"):
+    for record in FIRST.glob("default/*/*/seed0/run.json"):
         run = json.loads(record.read_text())
         found[run["init"]["name"] if isinstance(run.get("init"), dict) else run["init"]] = run
     return found
@@ -92,3 +92,12 @@ def test_the_default_printed_what_the_table_says():
         top1, bn = best.split(" / ")
         line = next(ln for ln in log.splitlines() if re.match(rf"^\| \S+ \| {init} \| 1 \|", ln))
         assert f"{top1} ± - / {bn} ± -" in line, line
+
+
+def test_the_default_config_quotes_the_same_numbers():
+    header = (REPO / "conf" / "experiment" / "default.yaml").read_text().split("defaults:")[0]
+    header = " ".join(line.lstrip("# ") for line in header.splitlines())
+    for init, run in runs().items():
+        best, before = expected_row(run)
+        assert f"{init} {best}" in header, f"conf/experiment/default.yaml does not say {init} {best}"
+    assert f"({expected_row(runs()['dpiat'])[1]} before training, BN)" in header

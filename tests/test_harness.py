@@ -100,8 +100,10 @@ def test_an_init_registered_without_a_yaml_file_runs_from_the_command_line(tmp_p
 
 def test_default_is_the_cpu_fashion_mnist_experiment(compose_config):
     cfg = compose_config()
+    # its source is the TinyNet-D committed with experiment=reuse: nothing is trained before the targets
     assert (cfg.experiment_name, cfg.data.name, cfg.init.name, cfg.source.weights) == \
-        ("default", "fashion_mnist", "dpiat", "train")
+        ("default", "fashion_mnist", "dpiat", "results/reuse/runs/sources/tinynet_d/seed0/weights.safetensors")
+    assert (REPO / cfg.source.weights).exists()
     assert cfg.trainer.accelerator == "cpu"
 
 

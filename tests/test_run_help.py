@@ -11,7 +11,7 @@ def test_help_shows_groups_inits_and_what_each_key_means(run_main):
     code, text, err = run_main("bench/run.py", "--help")
     assert code == 0, err[-2000:]
     assert "pair: b2_to_b0, " in text and " custom, " in text and "experiment: default, horizon, paper_cifar100_grid" in text  # Hydra's list
-    assert "source.weights=train" in text and "timm: timm's pretrained weights (needs internet" in text
+    assert "source.weights=results/reuse/runs/sources/tinynet_d/seed0/weights.safetensors" in text and "timm: timm's pretrained weights (needs internet" in text
     assert "data.train_subset=5000" in text and 'an "epoch" = this many images, a fixed seeded subset' in text
     for name in dpiat.available_inits():
         assert f"init={name} " in text and dpiat.get_init(name).summary.split(";")[0][:40] in text

@@ -12,7 +12,7 @@ Written to ``--out`` (results/first_contact/):
 
 * ``timing.json``: one entry per command timed (a later call keeps the entries it does not redo);
 * ``<command>.log``: what each printed;
-* ``runs/<pair>/<init>/seed0/run.json``: the default's three runs, whose numbers the README's expected table quotes
+* ``default/<pair>/<init>/seed0/run.json``: the default's three runs (not ``runs/``: no experiment's runs folder), whose numbers the README's expected table quotes
   (tests/test_first_contact.py checks the README against these files and ``timing.json``).
 
 A measurement is only as good as the machine's quiet: stop other work first, and read ``load_mean`` before quoting.
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "tests":
                 entry["summary"] = _test_counts(log)
             if name == "default" and entry["exit"] == 0:
-                runs = out_dir / "runs"
+                runs = out_dir / "default"
                 shutil.rmtree(runs, ignore_errors=True)
                 for record in sorted((clone / DEFAULT_RUNS).glob("*/*/seed*/run.json")):
                     dest = runs / record.relative_to(clone / DEFAULT_RUNS)
