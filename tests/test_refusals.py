@@ -44,6 +44,14 @@ def test_an_invalid_run_is_refused_before_its_folder_exists(run_main, tmp_path, 
     assert says in refused(run_main, tmp_path, "experiment=smoke", *argv)
 
 
+def test_the_defaults_committed_source_with_another_pair_says_to_train_one(run_main, tmp_path):
+    """experiment=default (what bench/run.py composes without experiment=) reads the TinyNet-D committed with the
+    reuse grid; a pair with another source is told the fix, not that weights of another network do not fit."""
+    line = refused(run_main, tmp_path, "pair=resnet_to_effnet", "init=dpiat")
+    assert "holds the tinynet_d trained in results/reuse/runs/sources/tinynet_d/seed0" in line, line
+    assert "names the source 'resnet50': add source.weights=train" in line, line
+
+
 def test_a_corrupt_weights_file_is_refused_without_an_unrelated_hint(run_main, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 7 + b"garbage" * 100)

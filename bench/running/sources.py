@@ -158,6 +158,11 @@ def _file_weights(cfg: Any, load: Callable[[Path], Any]) -> Any:
     path = Path(mode)
     if not path.exists():
         raise SourceError(f"source.weights={mode!r}: no such file, and not one of {', '.join(MODES)}")
+    trained = _trained_model(path)
+    if trained is not None and trained != name:  # e.g. experiment=default's committed TinyNet-D, with another pair
+        raise ConfigError(f"source.weights={mode} holds the {trained} trained in {path.parent}, but pair "
+                          f"{cfg.pair.name!r} names the source {name!r}: add source.weights=train to train it "
+                          "here first (or give a weights file of that architecture)")
     try:
         return load(path)
     except WeightsMismatchError as e:  # the library's error, with what to set here
@@ -166,6 +171,18 @@ def _file_weights(cfg: Any, load: Callable[[Path], Any]) -> Any:
                                    "match it.") from None
     except WeightsError as e:  # unreadable: the classes or channels have nothing to do with it
         raise WeightsError(f"source.weights: {e}") from None
+
+
+def _trained_model(path: Path) -> str | None:
+    """The network a source run folder's exported weights are of (``<folder>/weights.safetensors`` beside its
+    run.json), or None for any other file."""
+    record = path.parent / "run.json"
+    if path.name != SOURCE_WEIGHTS or not record.exists():
+        return None
+    try:
+        return json.loads(record.read_text())["config"]["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def train_source(cfg: Any, log: Callable[[str], None] = print_rank0) -> dict:
