@@ -119,24 +119,25 @@ def _commands(runs: Path, setting: str, seed: int, part: str = "both") -> list[l
     return {"both": [source, target], "source": [source], "target": [target]}[part]
 
 
-def _best(record: Path, key: str) -> float | None:
+def _finished_run(record: Path) -> dict | None:
+    """A run.json that says finished, or None (missing, unreadable or not finished)."""
     try:
         run = json.loads(record.read_text())
     except (OSError, ValueError):
         return None
-    if run.get("status") != "finished":
-        return None
-    return max(m[key] for m in run["metrics"] if m.get(key) is not None)
+    return run if run.get("status") == "finished" else None
+
+
+def _best(record: Path, key: str) -> float | None:
+    run = _finished_run(record)
+    return None if run is None else max(m[key] for m in run["metrics"] if m.get(key) is not None)
 
 
 def _epoch_seconds_median(record: Path) -> float | None:
     """The median wall seconds of a finished run's epochs (training and both evaluations), from its run.json."""
-    try:
-        run = json.loads(record.read_text())
-    except (OSError, ValueError):
-        return None
-    walls = [m.get("wall_seconds") for m in run.get("metrics") or []]
-    if run.get("status") != "finished" or not walls or None in walls:
+    run = _finished_run(record)
+    walls = [m.get("wall_seconds") for m in (run or {}).get("metrics") or []]
+    if not walls or None in walls:
         return None
     return round(statistics.median(b - a for a, b in zip([0.0, *walls[:-1]], walls)), 2)
 
