@@ -107,9 +107,11 @@ def _start(task: Task, out) -> subprocess.Popen:
                             preexec_fn=_child_setup)
 
 
-def stop_tasks(procs: list[subprocess.Popen], grace: float = STOP_GRACE_SECONDS) -> None:
+def stop_tasks(procs: list[subprocess.Popen], grace: float | None = None) -> None:
     """Stop the tasks' process groups as Ctrl-C would: SIGINT (the run saves itself as interrupted and exits),
-    then SIGTERM and SIGKILL to those still there after ``grace`` seconds each."""
+    then SIGTERM and SIGKILL to those still there after ``grace`` seconds each (default: the module's
+    :data:`STOP_GRACE_SECONDS` when called, so that a caller may change it)."""
+    grace = STOP_GRACE_SECONDS if grace is None else grace
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
         alive = [p for p in procs if p.poll() is None]
         for p in alive:
