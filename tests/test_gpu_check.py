@@ -23,6 +23,7 @@ def test_gpu_check_smoke_writes_the_json(tmp_path):
     assert row["harness_img_s"] > 0 and row["bare_img_s"] > 0
     assert set(result["loader_img_s_per_worker"]) == {"pil", "torchvision"}
     assert result["smoke_experiment"]["returncode"] == 0 and result["smoke_experiment"]["status"] == "finished"
+    assert "epochs=1 data.train_subset=128" in result["smoke_experiment"]["command"]  # --smoke: the cut experiment
 
 
 def test_compile_keeps_the_checkpoint_keys_and_gpu_trainers_tune_cudnn(compose_config):

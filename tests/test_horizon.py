@@ -256,7 +256,7 @@ def test_a_stopped_sweep_resumes_in_a_fresh_clone_from_the_committed_runs(tmp_pa
         shutil.rmtree(clone / path)
         shutil.copytree(repo / path, clone / path, ignore=shutil.ignore_patterns("__pycache__"))
     args = ["experiment=smoke", "grid.inits=[random]", "grid.seeds=[0,1]", "grid.resume_committed=true",
-            "experiment_name=resume_test", "paths.runs=results/runs"]
+            "experiment_name=resume_test", "paths.runs=results/runs", "epochs=1", "data.train_subset=64"]
     env = {"PYTHONPATH": str(clone), "PATH": "/usr/bin:/bin"}
     # first machine: run seed 0 only (as if the sweep was stopped after it), then "commit" what it copied
     first = subprocess.run([sys.executable, "bench/sweep.py", *args, "seed=0", "--local"], cwd=clone, env=env,

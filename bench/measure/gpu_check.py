@@ -47,9 +47,13 @@ from bench.files import atomic_write_json  # noqa: E402
 from bench.running.lit import Classifier, build_trainer  # noqa: E402
 
 GPU = {"models": ["tf_efficientnet_b0", "tf_efficientnet_b2"], "resolution": 224, "batch": 128, "warmup": 15,
-       "steps": 60, "classes": 1000, "trainer": "gpu", "loader_images": 200, "loader_repeats": 2}
+       "steps": 60, "classes": 1000, "trainer": "gpu", "loader_images": 200, "loader_repeats": 2,
+       "experiment_args": []}
+# --smoke checks the code path, not a measurement: its smoke experiment is cut to one epoch of 128 images (the
+# source's too), the same commands and run folders as on the GPU.
 SMOKE = {"models": ["tinynet_e"], "resolution": 32, "batch": 16, "warmup": 2, "steps": 8, "classes": 10,
-         "trainer": "cpu", "loader_images": 16, "loader_repeats": 1}
+         "trainer": "cpu", "loader_images": 16, "loader_repeats": 1,
+         "experiment_args": ["epochs=1", "data.train_subset=128", "source.train_subset=128"]}
 
 
 def synthetic_batches(n: int, batch: int, resolution: int, classes: int, device: torch.device):
@@ -166,11 +170,11 @@ def throughput(spec: dict, device: torch.device, compile_too: bool, log) -> list
     return rows
 
 
-def smoke_experiment(out: Path, trainer: str, timeout: float) -> dict:
-    """``bench/run.py experiment=smoke trainer=<trainer>`` in a subprocess, its runs under ``out/runs``."""
+def smoke_experiment(out: Path, trainer: str, timeout: float, extra: list[str] = ()) -> dict:
+    """``bench/run.py experiment=smoke trainer=<trainer> [extra]`` in a subprocess, its runs under ``out/runs``."""
     runs = out / "runs"
     cmd = [sys.executable, str(REPO / "bench" / "run.py"), "experiment=smoke", f"trainer={trainer}",
-           f"paths.runs={runs}", "logger=none"] + (["trainer.threads=1"] if trainer == "cpu" else [])
+           f"paths.runs={runs}", "logger=none", *extra] + (["trainer.threads=1"] if trainer == "cpu" else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
     try:
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
     save()
     if "experiment" not in args.skip:
         log(f"smoke experiment on {spec['trainer']} ...")
-        result["smoke_experiment"] = smoke_experiment(out, spec["trainer"], timeout=240)
+        result["smoke_experiment"] = smoke_experiment(out, spec["trainer"], timeout=240, extra=spec["experiment_args"])
         log(f"smoke experiment: {result['smoke_experiment']}")
         save()
     if "throughput" not in args.skip:
