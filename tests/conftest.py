@@ -21,10 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config):
-    """In each -n worker (pyproject.toml), torch's own computations use one thread, so that the two workers share
-    the cores instead of each spreading over both. Only this process: an environment variable such as
-    OMP_NUM_THREADS would also reach every command a test starts (nproc in slurm/local-cluster/up.sh honours it)."""
+    """In each -n worker (pyproject.toml), torch uses one thread, and so does every command a test starts
+    (OMP_NUM_THREADS=1 in the worker's environment): the workers and what they start share the two cores instead of
+    each spreading over both, which on a 2-core machine only adds threads waiting for each other. The local SLURM
+    cluster still gets the machine's cores (slurm/local-cluster/up.sh asks nproc without OMP_NUM_THREADS) and its
+    jobs their allocation's (slurm/array.sbatch sets OMP_NUM_THREADS from SLURM_CPUS_PER_TASK)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
         import torch
 
         torch.set_num_threads(1)
