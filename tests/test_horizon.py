@@ -136,7 +136,7 @@ def test_no_random_run_means_no_ratio_and_a_note():
     assert ratios == [] and times == [] and any("no finished random run" in n for n in notes)
 
 
-def _write(folder: Path, r: RunRecord, wall: float, start: float | None = None) -> None:
+def _write(folder: Path, r: RunRecord, wall: float, start: float | None = None, capability: str = "AVX2") -> None:
     """A run.json of ``r``: epoch e ends at ``e * wall / N`` seconds; ``start``: its recorded start cost."""
     folder.mkdir(parents=True, exist_ok=True)
     metrics = [{"epoch": e, "val_top1": r.top1[e], "val_top1_bn": r.top1_bn[e], "wall_seconds": e * wall / N}
@@ -148,7 +148,7 @@ def _write(folder: Path, r: RunRecord, wall: float, start: float | None = None) 
               "config": {"pair": {"title": f"{r.pair} in words"}, "grid": {"recipes": {"paper": [], "slow": []}, "table": "horizon"},
                          "distill": {"kind": r.distill}},
               "similarity": 0.5, "init_metrics": init, "metrics": metrics, "wall_seconds": wall,
-              "hardware": {"cpu_model": "Test CPU", "cpu_capability": "AVX2", "cpu_count": 2, "torch_threads": 1},
+              "hardware": {"cpu_model": "Test CPU", "cpu_capability": capability, "cpu_count": 2, "torch_threads": 1},
               "versions": {"torch": "2.x"}}
     if start is not None:
         record["init_seconds"] = 0.5
@@ -178,6 +178,34 @@ def test_files_and_pictures(tmp_path):
     assert "bench/aggregate.py" in table and not (tmp_path / "out" / "table.csv").exists()  # not the paper's table
     for png in ("accuracy_by_epoch.png", "ratio_by_epoch.png", "accuracy_by_seconds.png", "seconds_to_reach.png"):
         assert (tmp_path / "out" / png).stat().st_size > 10_000
+    assert near["machine_per_seed"] == "Test CPU (AVX2) | Test CPU (AVX2)"
+
+
+def test_seconds_of_two_kinds_of_cpu_are_never_averaged_or_drawn_together(tmp_path):
+    """Seed 1 of every arm ran on a faster machine (half the seconds): its seconds stay, per seed, but no mean, no
+    speedup and no seconds picture mixes the two machines; epochs and accuracies are as before."""
+    runs = tmp_path / "runs"
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seconds_to_reach.png").write_bytes(b"stale")  # a picture of an earlier aggregation
+    for r in grid():
+        fast = r.seed == 1
+        _write(runs / r.recipe / r.pair / r.init / f"seed{r.seed}", r, wall=20.0 if fast else 40.0, start=2.0,
+               capability="AVX512" if fast else "AVX2")
+    from bench.results.table import aggregate
+
+    aggregate(runs, out)
+    times = list(csv.DictReader((out / "time_to_accuracy.csv").open()))
+    near = [t for t in times if t["pair"] == "near" and t["init"] == "dpiat" and t["recipe"] == "paper"][0]
+    # seed 0 (AVX2) reaches R at epoch 1: 2 + 10 s; seed 1 (AVX-512) at epoch 2: 2 + 10 s
+    assert near["seconds_to_reach_per_seed"] == "12.0 12.0" and near["epochs_to_reach_per_seed"] == "1 2"
+    assert near["seconds_to_reach_mean"] == "" and near["speedup_seconds"] == ""
+    assert near["machine_per_seed"] == "Test CPU (AVX2) | Test CPU (AVX512)"
+    table = (out / "table.md").read_text()
+    assert "near, DPIAT: seconds from more than one kind of CPU (Test CPU (AVX2): seed 0; Test CPU (AVX512): seed 1" in table
+    assert "are not drawn until they are one kind's" in table
+    assert not (out / "seconds_to_reach.png").exists() and not (out / "accuracy_by_seconds.png").exists()
+    assert (out / "accuracy_by_epoch.png").stat().st_size > 10_000
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ already good counts as such. Exactly these definitions:
   is sunk (the user has the network). Runs recorded before these costs were (results/horizon) have no seconds;
 - ``speedup_seconds`` = random init's mean wall time for all N epochs (start cost included) over the arm's mean
   ``seconds_to_reach``, only where every seed reaches ``R``;
+- seconds are a machine's: ``machine_per_seed`` names each seed's CPU (run.json's ``hardware.cpu_model`` and
+  ``cpu_capability``), and where an arm's seeds, or they and random init's, ran on more than one kind of CPU there
+  is no ``seconds_to_reach_mean`` and no ``speedup_seconds`` (a note says so): the per-seed seconds stay, each its
+  own machine's;
 - ``final_best_bn`` = ``best_N`` with its t interval over seeds, ``final_ratio_bn`` = the ratio at epoch N.
 
 Only finished runs with all N epochs and their epoch 0 count; a run that is running, interrupted or failed is
@@ -58,7 +62,7 @@ RATIO_COLUMNS = [*ARM, "epoch", "n", "ratio_bn_mean", "ratio_bn_lo", "ratio_bn_h
                  "ratio_hi"]
 TIME_COLUMNS = [*ARM, "seeds", "R", "epochs_to_reach_per_seed", "epochs_to_reach_mean", "seconds_to_reach_per_seed",
                 "seconds_to_reach_mean", "speedup_seconds", "final_best_bn_mean", "final_best_bn_lo",
-                "final_best_bn_hi", "final_ratio_bn"]
+                "final_best_bn_hi", "final_ratio_bn", "machine_per_seed"]
 QUOTED_EPOCHS = (0, 1, 3, 10, 25, 50)  # the epochs table.md shows (those <= N)
 
 
@@ -117,6 +121,7 @@ class _Series:
     plain: dict[int, list[float]] = field(default_factory=dict)  # seed -> best_e of val_top1
     raw_bn: dict[int, list[float]] = field(default_factory=dict)  # seed -> val_top1_bn itself, e = 0..N
     seconds: dict[int, list[float]] = field(default_factory=dict)  # seed -> seconds to the end of epoch e = 0..N
+    machine: dict[int, str] = field(default_factory=dict)  # seed -> "cpu_model (cpu_capability)" that made it
 
     @property
     def arm(self) -> tuple[str, str, str, str]:
@@ -156,10 +161,24 @@ def _series(runs: list[RunRecord], epochs: int, notes: list[str]) -> dict[tuple,
         s = out.setdefault((pair, init, distill, recipe), _Series(pair, init, distill, recipe))
         s.raw_bn[run.seed] = [run.init_top1_bn, *bn]
         s.bn[run.seed], s.plain[run.seed] = best_so_far(s.raw_bn[run.seed]), best_so_far([run.init_top1, *plain])
-        seconds = _seconds(_raw(run.path), epochs)
+        raw = _raw(run.path)
+        s.machine[run.seed] = machine_of(raw)
+        seconds = _seconds(raw, epochs)
         if seconds is not None:
             s.seconds[run.seed] = seconds
     return out
+
+
+def machine_of(raw: dict) -> str:
+    """The kind of CPU a run's seconds were measured on: "<cpu_model> (<cpu_capability>)", "?" for what is not
+    recorded."""
+    hw = raw.get("hardware") or {}
+    return f"{hw.get('cpu_model') or '?'} ({hw.get('cpu_capability') or '?'})"
+
+
+def one_machine(*series: _Series) -> bool:
+    """Whether every timed seed of these series ran on one kind of CPU (their seconds may then be averaged)."""
+    return len({s.machine.get(k, "?") for s in series for k in s.seconds}) <= 1
 
 
 def _target_of(runs: list[RunRecord]) -> dict[str, str]:
@@ -211,7 +230,14 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
             everyone = bool(reach) and None not in reach
             secs = [None if r is None or k not in s.seconds else s.seconds[k][r] for k, r in zip(own_seeds, reach)]
             secs_known = everyone and all(x is not None for x in secs)
-            mean_secs = float(np.mean(secs)) if secs_known else None
+            comparable = one_machine(s, ref)
+            if secs_known and not comparable:
+                kinds = "; ".join(f"{m}: seed{'s' if len(ks) > 1 else ''} {' '.join(map(str, ks))}" for m, ks in
+                                  _by_machine(s).items())
+                notes.append(f"{pair}, {arm_name(s.init, s.distill, s.recipe)}: seconds from more than one kind of CPU "
+                             f"({kinds}; random init's: {', '.join(_by_machine(ref))}), so no mean seconds and no "
+                             "speedup; each seed's seconds are its own machine's")
+            mean_secs = float(np.mean(secs)) if secs_known and comparable else None
             finals = [s.bn[k][-1] for k in own_seeds]
             lo, hi = t_ci(finals)
             time_rows.append({
@@ -224,8 +250,20 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
                 "speedup_seconds": (float(np.mean(ref_total)) / mean_secs
                                     if mean_secs and ref_total and len(ref_total) == len(ref.bn) else None),
                 "final_best_bn_mean": float(np.mean(finals)), "final_best_bn_lo": lo, "final_best_bn_hi": hi,
-                "final_ratio_bn": (float(np.mean([s.bn[k][-1] / ref.bn[k][-1] for k in seeds])) if seeds else None)})
+                "final_ratio_bn": (float(np.mean([s.bn[k][-1] / ref.bn[k][-1] for k in seeds])) if seeds else None),
+                "machine_per_seed": " | ".join(s.machine.get(k, "?") for k in own_seeds)})
+    if not one_machine(*series.values()):
+        notes.append("the runs' seconds come from more than one kind of CPU ("
+                     + ", ".join(sorted({m for x in series.values() for k, m in x.machine.items() if k in x.seconds}))
+                     + "): accuracy_by_seconds.png and seconds_to_reach.png are not drawn until they are one kind's")
     return ratio_rows, time_rows, notes
+
+
+def _by_machine(s: _Series) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for k in sorted(s.seconds):
+        out.setdefault(s.machine.get(k, "?"), []).append(k)
+    return out
 
 
 def _mean_ci(prefix: str, values: list[float]) -> dict:
@@ -306,7 +344,7 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
               f"{epochs} epochs): the first epoch (0 = before training) whose best so far reaches R, per seed, and the "
               "seconds to it (the start cost, then the run's cumulative wall seconds; '-' where the run did not record "
               "its start cost); speedup = random init's mean wall time for all epochs over that mean, where every "
-              "seed reaches R; final = best BN top-1 over all epochs [95% t interval], and its ratio to random.", "",
+              "seed reaches R and every seed, random init's included, ran on one kind of CPU; final = best BN top-1 over all epochs [95% t interval], and its ratio to random.", "",
               "| pair | arm | R | epochs to R, per seed | mean epochs | seconds to R, per seed | mean seconds | speedup | "
               "final best BN | final ratio |",
               "|---|---|---|---|---|---|---|---|---|---|"]

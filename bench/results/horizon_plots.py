@@ -7,7 +7,8 @@
   to N, one panel per pair, the mean over seeds and its 95% t interval as a band (drawn only with two seeds or
   more), the line of no gain at 1; an epoch-0 ratio above the axis (a trained start over random init at chance) is
   drawn as a triangle at the top edge with its value;
-- where every run recorded its start cost (experiment=reuse): ``accuracy_by_seconds.png``, the same accuracy
+- where every run recorded its start cost (experiment=reuse) and all ran on one kind of CPU (a stale picture is
+  removed otherwise): ``accuracy_by_seconds.png``, the same accuracy
   against wall-clock minutes (epoch 0 at its start cost, then the mean cumulative seconds of each epoch), and
   ``seconds_to_reach.png``, the minutes each arm took to reach R, one dot per seed, seeds that never reached it
   marked at the right edge.
@@ -24,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from bench.results.horizon import ARM, _free, _series, _target_of, arm_name, write_horizon_tables
+from bench.results.horizon import ARM, _free, _series, _target_of, arm_name, one_machine, write_horizon_tables
 from bench.results.plots import STYLE, save_png
 from bench.running.record import RunRecord
 
@@ -76,10 +77,14 @@ def write_horizon_plots(runs: list[RunRecord], ratio_rows: list[dict], time_rows
         save(_accuracy(served, pairs, keys, colors, titles, time_rows, epochs, seconds=False), "accuracy_by_epoch.png")
     if ratio_rows:
         save(_ratios(ratio_rows, pairs, keys, colors, titles), "ratio_by_epoch.png")
-    timed = all(len(s.seconds) == len(s.bn) for by_key in served.values() for s in by_key.values())
-    if pairs and timed:
+    shown = [s for by_key in served.values() for s in by_key.values()]
+    timed = all(len(s.seconds) == len(s.bn) for s in shown)
+    if pairs and timed and one_machine(*shown):
         save(_accuracy(served, pairs, keys, colors, titles, time_rows, epochs, seconds=True), "accuracy_by_seconds.png")
         save(_seconds_to_reach(served, pairs, keys, colors, titles, time_rows), "seconds_to_reach.png")
+    else:  # seconds of two kinds of CPU on one axis would compare the machines, not the starts (the notes say so)
+        for name in ("accuracy_by_seconds.png", "seconds_to_reach.png"):
+            (out_dir / name).unlink(missing_ok=True)
     return written
 
 
