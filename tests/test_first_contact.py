@@ -101,3 +101,14 @@ def test_the_default_config_quotes_the_same_numbers():
         best, before = expected_row(run)
         assert f"{init} {best}" in header, f"conf/experiment/default.yaml does not say {init} {best}"
     assert f"({expected_row(runs()['dpiat'])[1]} before training, BN)" in header
+
+
+def test_the_test_suite_settings_table_is_the_measurement():
+    """docs/reproducing.md's table of test-suite settings quotes results/first_contact/test_settings.json."""
+    text = (REPO / "docs" / "reproducing.md").read_text()
+    measured = json.loads((FIRST / "test_settings.json").read_text())
+    assert measured["runs"]
+    for run in measured["runs"]:
+        row = (f"| {run['setting']} | {minutes_seconds(run['pytest_seconds'])} | "
+               f"{round(run['user_s'] + run['sys_s'])} s |")
+        assert row in text, f"docs/reproducing.md lacks the measured row {row}"
