@@ -12,8 +12,9 @@ Written to ``--out`` (results/first_contact/):
 
 * ``timing.json``: one entry per command timed (a later call keeps the entries it does not redo);
 * ``<command>.log``: what each printed;
-* ``default/<pair>/<init>/seed0/run.json``: the default's three runs (not ``runs/``: no experiment's runs folder), whose numbers the README's expected table quotes
-  (tests/test_first_contact.py checks the README against these files and ``timing.json``).
+* ``default/<pair>/<init>/seed0/run.json``: the default's three runs (not ``runs/``: no experiment's runs folder),
+  whose numbers the README's expected table quotes (tests/test_first_contact.py checks the README against these
+  files and ``timing.json``).
 
 A measurement is only as good as the machine's quiet: stop other work first, and read ``load_mean`` before quoting.
 """

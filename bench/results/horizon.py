@@ -176,9 +176,14 @@ def machine_of(raw: dict) -> str:
     return f"{hw.get('cpu_model') or '?'} ({hw.get('cpu_capability') or '?'})"
 
 
+def machines(*series: _Series) -> set[str]:
+    """The kinds of CPU (:func:`machine_of`) the timed seeds of these series ran on."""
+    return {s.machine.get(k, "?") for s in series for k in s.seconds}
+
+
 def one_machine(*series: _Series) -> bool:
     """Whether every timed seed of these series ran on one kind of CPU (their seconds may then be averaged)."""
-    return len({s.machine.get(k, "?") for s in series for k in s.seconds}) <= 1
+    return len(machines(*series)) <= 1
 
 
 def _target_of(runs: list[RunRecord]) -> dict[str, str]:
@@ -252,10 +257,10 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
                 "final_best_bn_mean": float(np.mean(finals)), "final_best_bn_lo": lo, "final_best_bn_hi": hi,
                 "final_ratio_bn": (float(np.mean([s.bn[k][-1] / ref.bn[k][-1] for k in seeds])) if seeds else None),
                 "machine_per_seed": " | ".join(s.machine.get(k, "?") for k in own_seeds)})
-    if not one_machine(*series.values()):
-        notes.append("the runs' seconds come from more than one kind of CPU ("
-                     + ", ".join(sorted({m for x in series.values() for k, m in x.machine.items() if k in x.seconds}))
-                     + "): accuracy_by_seconds.png and seconds_to_reach.png are not drawn until they are one kind's")
+    kinds = machines(*series.values())
+    if len(kinds) > 1:
+        notes.append(f"the runs' seconds come from more than one kind of CPU ({', '.join(sorted(kinds))}): "
+                     "accuracy_by_seconds.png and seconds_to_reach.png are not drawn until they are one kind's")
     return ratio_rows, time_rows, notes
 
 
@@ -344,7 +349,8 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
               f"{epochs} epochs): the first epoch (0 = before training) whose best so far reaches R, per seed, and the "
               "seconds to it (the start cost, then the run's cumulative wall seconds; '-' where the run did not record "
               "its start cost); speedup = random init's mean wall time for all epochs over that mean, where every "
-              "seed reaches R and every seed, random init's included, ran on one kind of CPU; final = best BN top-1 over all epochs [95% t interval], and its ratio to random.", "",
+              "seed reaches R and every seed, random init's included, ran on one kind of CPU; final = best BN top-1 "
+              "over all epochs [95% t interval], and its ratio to random.", "",
               "| pair | arm | R | epochs to R, per seed | mean epochs | seconds to R, per seed | mean seconds | speedup | "
               "final best BN | final ratio |",
               "|---|---|---|---|---|---|---|---|---|---|"]
