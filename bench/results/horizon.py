@@ -250,7 +250,8 @@ def costs_machine(costs: dict) -> str:
     """Where and when a costs file was measured, in words (the tables' and the pictures' notes)."""
     return (f"{costs.get('cpu_model', '?')} ({costs.get('cpu_capability', '?')}), 1-minute load before the runs "
             f"{costs.get('load_before_median', '?')} (max {costs.get('load_before_max', '?')}), "
-            f"{costs.get('date', '?')}" + (", a --smoke measurement (not the real costs)" if costs.get("smoke") else ""))
+            f"{costs.get('date', '?')}"
+            + (", a --smoke measurement (not the real costs)" if costs.get("smoke") else ""))
 
 
 def costed_everywhere(time_rows: list[dict]) -> bool:
@@ -457,8 +458,8 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
                   "bench/measure/reuse_costs.py), whatever machines the runs were made on; costed speedup = random "
                   f"init's costed time for all {epochs} epochs (start cost + {epochs} x epoch cost) over the arm's "
                   "mean, where every seed reaches R.", "",
-                  "| pair | arm | start cost (s) | epoch cost (s) | costed seconds to R, per seed | mean costed seconds "
-                  "| costed speedup |",
+                  "| pair | arm | start cost (s) | epoch cost (s) | costed seconds to R, per seed | "
+                  "mean costed seconds | costed speedup |",
                   "|---|---|---|---|---|---|---|"]
         for r in time_rows:
             start, epoch = r["costed_start_seconds"], r["costed_epoch_seconds"]
