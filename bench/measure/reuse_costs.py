@@ -110,16 +110,28 @@ def run_once(name: str, task, extra: list[str], env: dict) -> dict:
         tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
         raise SystemExit(f"error: {' '.join(task.argv)} {' '.join(extra)}: exit {proc.returncode}, run "
                          f"{record.get('status', 'not recorded')}: {tail[0]}")
+    shutil.rmtree(task.folder)
+    return {**costs_of(record), "run_seconds": round(seconds, 2), "load_before": before, "load_after": after}
+
+
+def costs_of(record: dict) -> dict:
+    """A finished run.json's costs: its start (``init_seconds`` + ``init_metrics.seconds_bn_recalibration``, as
+    the horizon tables count it), its first epoch and its last (the cumulative ``wall_seconds`` of the last epoch
+    minus the one before: the steady state), and what it ran on.
+
+    >>> c = costs_of({"init_seconds": 0.5, "init_metrics": {"seconds_bn_recalibration": 0.25}, "target": "t",
+    ...               "metrics": [{"epoch": 1, "wall_seconds": 20.0}, {"epoch": 2, "wall_seconds": 38.0}]})
+    >>> c["start_seconds"], c["epoch1_seconds"], c["epoch_seconds"]
+    (0.75, 20.0, 18.0)
+    """
     wall = {m["epoch"]: float(m["wall_seconds"]) for m in record.get("metrics") or []}
     last = max(wall)
     init = record.get("init_metrics") or {}
     hw = record.get("hardware") or {}
-    shutil.rmtree(task.folder)
     start = float(record["init_seconds"]) + float(init["seconds_bn_recalibration"])
     return {"init_seconds": float(record["init_seconds"]),
             "bn_recalibration_seconds": float(init["seconds_bn_recalibration"]), "start_seconds": round(start, 4),
             "epoch1_seconds": wall[1], "epoch_seconds": round(wall[last] - wall[last - 1], 4),
-            "run_seconds": round(seconds, 2), "load_before": before, "load_after": after,
             "distill": (record.get("config") or {}).get("distill", {}).get("kind", "none"),
             "target": record.get("target"), "torch_threads": hw.get("torch_threads"),
             "cpu_model": hw.get("cpu_model"), "cpu_capability": hw.get("cpu_capability")}
