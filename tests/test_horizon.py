@@ -300,7 +300,7 @@ def test_a_costs_file_makes_costed_tables_and_pictures_even_across_two_kinds_of_
     assert far["costed_start_seconds"] == "5" and far["costed_seconds_to_reach_per_seed"] == "never 53.0"
     table = (out / "table.md").read_text()
     assert "Cost CPU (AVX512), 1-minute load before the runs 0.3 (max 1.1), 2026-12-09T10:00:00Z" in table
-    assert "| near | DPIAT | 3.00 | 12.00 | 15.0 27.0 | 21 | 1.9x |" in table
+    assert "| near | DPIAT | 3.00 | 12.00 | 15.0 27.0 | 21.0 | 1.9x |" in table
     assert "are drawn with the costed seconds" in table and "not drawn until" not in table
     for png in ("accuracy_by_seconds.png", "seconds_to_reach.png"):
         assert (out / png).stat().st_size > 10_000

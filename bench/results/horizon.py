@@ -468,7 +468,7 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
                          f"{'-' if start is None else format(start, '.2f')} | "
                          f"{'-' if epoch is None else format(epoch, '.2f')} | "
                          f"{r['costed_seconds_to_reach_per_seed'] or '-'} | "
-                         f"{'-' if mean_c is None else format(mean_c, '.0f')} | "
+                         f"{'-' if mean_c is None else format(mean_c, '.1f')} | "
                          f"{'-' if sp is None else format(sp, '.1f') + 'x'} |")
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
