@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/measure/reuse_costs.py          # the 10 arms, 3 repeats: results/reuse/runs/costs.json
     .venv/bin/python bench/measure/reuse_costs.py --arms paper/tinynet_d_to_e/random,kd/tinynet_d_to_e/dpiat
-    .venv/bin/python bench/measure/reuse_costs.py --smoke --arms paper/tinynet_d_to_e/ghn --out results/runs/c.json
+    .venv/bin/python bench/measure/reuse_costs.py --smoke --arms paper/tinynet_d_to_e/ghn   # results/runs/ (ignored)
 
 The grid's runs were made over several sessions, on machines of more than one CPU kind and under very different
 loads, so their own wall seconds compare the machines and the loads, not the starts. This script measures what the
@@ -25,7 +25,8 @@ line is printed when the 1-minute load before a run is above 1.5, and the load i
 
 ``--smoke`` runs the same code at a fraction of the cost (1 repeat, 2 epochs of 128 training images; the arms that
 need no source also evaluate on 256 images with 2 BatchNorm batches; an arm that loads a committed source keeps the
-evaluation settings, which are part of that source's identity); its file says ``"smoke": true``.
+evaluation settings, which are part of that source's identity); its file says ``"smoke": true`` and goes by default
+to the ignored ``results/runs/reuse_costs_smoke.json``, never over the committed costs.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from bench.running.host import cpu_model, load  # noqa: E402
 
 EXPERIMENT = "reuse"
 DEFAULT_OUT = REPO / "results" / EXPERIMENT / "runs" / "costs.json"
+SMOKE_OUT = REPO / "results" / "runs" / "reuse_costs_smoke.json"  # results/runs/ is not committed
 LOAD_WARNING = 1.5  # 1-minute load before a run above which the machine is not idle enough to measure on
 SMOKE = ["data.train_subset=128"]  # every arm's smoke run: one training batch an epoch
 SMOKE_SOURCE_FREE = ["data.val_subset=256", "eval.bn_batches=2"]  # and the arms whose identity allows it
@@ -197,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=2, help="epochs a run trains; the last one is the epoch cost (>= 2)")
     p.add_argument("--seed", type=int, default=0, help="the runs' seed (default 0)")
     p.add_argument("--smoke", action="store_true", help="the same code path at a fraction of the cost (a test)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                   help=f"the costs file (default {DEFAULT_OUT.relative_to(REPO)})")
+    p.add_argument("--out", type=Path, default=None, help=f"the costs file (default {DEFAULT_OUT.relative_to(REPO)}; "
+                                                           f"--smoke: {SMOKE_OUT.relative_to(REPO)})")
     args = p.parse_args(argv)
+    args.out = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)
     repeats = args.repeats if args.repeats is not None else (1 if args.smoke else 3)
     if repeats < 1 or args.epochs < 2:
         print("error: --repeats must be 1 or more and --epochs 2 or more (the epoch cost is the last epoch's)",
