@@ -209,6 +209,128 @@ def test_seconds_of_two_kinds_of_cpu_are_never_averaged_or_drawn_together(tmp_pa
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Costed seconds: start cost + epochs to R x epoch cost, from a costs file measured on one machine
+# ---------------------------------------------------------------------------------------------------------
+
+COSTED = [c for c in TIME_COLUMNS if c.startswith("costed_")]
+
+
+def costs(**arms) -> dict:
+    """A costs file (bench/measure/reuse_costs.py) with arms ``<init>=(start, epoch)`` of pair 'near', recipe
+    paper, undistilled (a tuple of three: its recipe last)."""
+    out = {}
+    for init, value in arms.items():
+        start, epoch, recipe = (*value, "paper")[:3]
+        out[f"{recipe}/near/{init}"] = {"pair": "near", "init": init, "distill": "none", "recipe": recipe,
+                                        "target": "tgt", "start_seconds": start, "epoch_seconds": epoch}
+    return {"cpu_model": "Cost CPU", "cpu_capability": "AVX512", "load_before_median": 0.3, "load_before_max": 1.1,
+            "date": "2026-12-09T10:00:00Z", "repeats": 3, "arms": out}
+
+
+def test_costed_seconds_are_start_plus_epochs_to_reach_times_epoch_cost():
+    runs = grid() + [run("near", "copy", s, [0.6, 0.7, 0.7, 0.8], e0=0.9) for s in (0, 1)]
+    given = costs(random=(0.5, 10.0), dpiat=(3.0, 12.0), ghn=(1.0, 10.0), copy=(4.0, 10.0))
+    _, times, notes = horizon_tables(runs, N, costs=given)
+    random_total = 0.5 + N * 10.0  # random init's costed time for all N epochs
+    dpiat = by(times, pair="near", init="dpiat", recipe="paper")[0]  # reaches R at epochs 1 and 2
+    assert (dpiat["costed_start_seconds"], dpiat["costed_epoch_seconds"]) == (3.0, 12.0)
+    assert dpiat["costed_seconds_to_reach_per_seed"] == "15.0 27.0" and dpiat["costed_seconds_to_reach_mean"] == 21.0
+    assert dpiat["costed_speedup"] == pytest.approx(random_total / 21.0)
+    # a start above R before training: the start cost alone, and the speedup that gives
+    copy = by(times, pair="near", init="copy")[0]
+    assert copy["epochs_to_reach_per_seed"] == "0 0" and copy["costed_seconds_to_reach_per_seed"] == "4.0 4.0"
+    assert copy["costed_seconds_to_reach_mean"] == 4.0 and copy["costed_speedup"] == pytest.approx(random_total / 4)
+    # a seed that never reaches R: 'never' per seed, no mean and no speedup
+    ghn = by(times, pair="near", init="ghn")[0]
+    assert ghn["costed_seconds_to_reach_per_seed"] == "never 41.0"
+    assert ghn["costed_seconds_to_reach_mean"] is None and ghn["costed_speedup"] is None
+    rnd = by(times, pair="near", init="random")[0]
+    assert rnd["costed_seconds_to_reach_per_seed"] == "never 30.5" and rnd["costed_speedup"] is None
+    # source-free arms are the same runs under every pair: found under 'near' in the file, served to 'far'
+    far_ghn = by(times, pair="far", init="ghn")[0]
+    assert far_ghn["costed_start_seconds"] == 1.0 and far_ghn["costed_seconds_to_reach_per_seed"] == "never 41.0"
+    # an arm the file lacks (far's DPIAT; the 'slow' recipe of near's): empty, and named in the notes
+    far = by(times, pair="far", init="dpiat")[0]
+    slow = by(times, pair="near", init="dpiat", recipe="slow")[0]
+    assert all(far[c] is None and slow[c] is None for c in COSTED)
+    assert "far, DPIAT: not in the costs file (costs.json), so no costed seconds" in notes
+    assert "near, DPIAT, slow: not in the costs file (costs.json), so no costed seconds" in notes
+
+
+def test_costs_add_columns_and_change_nothing_measured():
+    plain_ratios, plain, plain_notes = horizon_tables(grid(), N)
+    ratios, costed, notes = horizon_tables(grid(), N, costs=costs(random=(0.5, 10.0), dpiat=(3.0, 12.0)))
+    assert ratios == plain_ratios and len(costed) == len(plain)
+    for a, b in zip(plain, costed):
+        assert {k: v for k, v in b.items() if k not in COSTED} == {k: v for k, v in a.items() if k not in COSTED}
+        assert all(a[c] is None for c in COSTED)  # no costs file: the columns exist, empty
+    assert plain_notes == [] and notes  # the arms the file lacks are named only when there is a file
+
+
+def test_without_random_in_the_costs_there_is_no_costed_speedup():
+    _, times, notes = horizon_tables(grid(), N, costs=costs(dpiat=(3.0, 12.0)))
+    dpiat = by(times, pair="near", init="dpiat", recipe="paper")[0]
+    assert dpiat["costed_seconds_to_reach_mean"] == 21.0 and dpiat["costed_speedup"] is None
+    assert any("near: random init (paper) is not in the costs file" in n for n in notes)
+
+
+def test_a_costs_file_makes_costed_tables_and_pictures_even_across_two_kinds_of_cpu(tmp_path):
+    """The runs' seconds come from two CPU kinds (no measured mean, no measured pictures), but a costs file that
+    covers every arm gives costed seconds, a costed table and both pictures against costed time."""
+    runs, out = tmp_path / "runs", tmp_path / "out"
+    for r in grid():
+        fast = r.seed == 1
+        _write(runs / r.recipe / r.pair / r.init / f"seed{r.seed}", r, wall=20.0 if fast else 40.0, start=2.0,
+               capability="AVX512" if fast else "AVX2")
+    every = costs(random=(0.5, 10.0), dpiat=(3.0, 12.0), ghn=(1.0, 10.0), slow_dpiat=(3.0, 12.0))
+    every["arms"]["slow/near/dpiat"] = {**every["arms"].pop("paper/near/slow_dpiat"), "init": "dpiat",
+                                        "recipe": "slow"}
+    every["arms"]["paper/far/dpiat"] = {**every["arms"]["paper/near/dpiat"], "pair": "far", "start_seconds": 5.0}
+    (runs / "costs.json").write_text(json.dumps(every))
+    from bench.results.table import aggregate
+
+    aggregate(runs, out)
+    times = list(csv.DictReader((out / "time_to_accuracy.csv").open()))
+    assert list(times[0]) == TIME_COLUMNS
+    near = [t for t in times if t["pair"] == "near" and t["init"] == "dpiat" and t["recipe"] == "paper"][0]
+    assert near["seconds_to_reach_mean"] == "" and near["speedup_seconds"] == ""  # measured: two machines
+    assert near["costed_seconds_to_reach_per_seed"] == "15.0 27.0" and float(near["costed_speedup"]) == \
+        pytest.approx(40.5 / 21)
+    far = [t for t in times if t["pair"] == "far" and t["init"] == "dpiat"][0]
+    assert far["costed_start_seconds"] == "5" and far["costed_seconds_to_reach_per_seed"] == "never 53.0"
+    table = (out / "table.md").read_text()
+    assert "Cost CPU (AVX512), 1-minute load before the runs 0.3 (max 1.1), 2026-12-09T10:00:00Z" in table
+    assert "| near | DPIAT | 3.00 | 12.00 | 15.0 27.0 | 21.0 | 1.9x |" in table
+    assert "are drawn with the costed seconds" in table and "not drawn until" not in table
+    for png in ("accuracy_by_seconds.png", "seconds_to_reach.png"):
+        assert (out / png).stat().st_size > 10_000
+    # one arm fewer in the file: its row is empty, and the pictures fall back to the measured rule (two CPUs: none)
+    del every["arms"]["paper/far/dpiat"]
+    (runs / "costs.json").write_text(json.dumps(every))
+    aggregate(runs, out)
+    far = [t for t in csv.DictReader((out / "time_to_accuracy.csv").open()) if t["pair"] == "far"
+           and t["init"] == "dpiat"][0]
+    assert far["costed_start_seconds"] == "" and far["costed_seconds_to_reach_per_seed"] == ""
+    table = (out / "table.md").read_text()
+    assert "far, DPIAT: not in the costs file (costs.json), so no costed seconds" in table
+    assert "| far | DPIAT | - | - | - | - | - |" in table
+    assert not (out / "accuracy_by_seconds.png").exists() and not (out / "seconds_to_reach.png").exists()
+
+
+def test_a_broken_costs_file_is_refused_in_one_line(tmp_path):
+    from bench.errors import AggregateError
+    from bench.results.horizon import load_costs
+
+    assert load_costs(tmp_path) is None
+    (tmp_path / "costs.json").write_text("{not json")
+    with pytest.raises(AggregateError, match="costs.json: not a readable costs file"):
+        load_costs(tmp_path)
+    (tmp_path / "costs.json").write_text("[]")
+    with pytest.raises(AggregateError, match="no 'arms' mapping"):
+        load_costs(tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # experiment=horizon's plan
 # ---------------------------------------------------------------------------------------------------------
 

@@ -23,7 +23,14 @@ already good counts as such. Exactly these definitions:
   ``cpu_capability``), and where an arm's seeds, or they and random init's, ran on more than one kind of CPU there
   is no ``seconds_to_reach_mean`` and no ``speedup_seconds`` (a note says so): the per-seed seconds stay, each its
   own machine's;
-- ``final_best_bn`` = ``best_N`` with its t interval over seeds, ``final_ratio_bn`` = the ratio at epoch N.
+- ``final_best_bn`` = ``best_N`` with its t interval over seeds, ``final_ratio_bn`` = the ratio at epoch N;
+- *costed* seconds, fair to the load and the machine (the measured ones are neither): with a costs file (``costs``,
+  ``costs.json`` in the runs folder, written by bench/measure/reuse_costs.py: each arm's start cost and epoch cost,
+  medians measured side by side on one idle machine), ``costed_seconds_to_reach`` of (arm, seed) = the arm's start
+  cost + ``epochs_to_reach`` x its epoch cost, ``costed_speedup`` = random init's costed time for all N epochs
+  (start cost + N x epoch cost) over the arm's mean of it, only where every seed reaches ``R``. These do not
+  depend on the CPUs the runs were made on; an arm the file lacks has none (a note says so). A source-free arm
+  (random, ghn) is looked up by (init, distill, recipe, target) whatever pair names it.
 
 Only finished runs with all N epochs and their epoch 0 count; a run that is running, interrupted or failed is
 named in the notes and never averaged. Source-free inits (random, ghn) trained without a teacher belong to the
@@ -31,6 +38,7 @@ target and serve every pair of it; a distilled run learns from its pair's source
 
     from bench.results.horizon import horizon_tables
     ratios, times, notes = horizon_tables(runs, epochs=50)   # runs: RunRecord list (bench.results.runs.find_runs)
+    ratios, times, notes = horizon_tables(runs, 50, costs=load_costs("results/reuse/runs"))   # costed seconds too
 
 :func:`write_horizon_tables` writes ``ratios_by_epoch.csv``, ``time_to_accuracy.csv`` and ``table.md`` for a runs
 folder laid out by recipe; :func:`bench.results.horizon_plots.write_horizon` those and the pictures.
@@ -62,7 +70,12 @@ RATIO_COLUMNS = [*ARM, "epoch", "n", "ratio_bn_mean", "ratio_bn_lo", "ratio_bn_h
                  "ratio_hi"]
 TIME_COLUMNS = [*ARM, "seeds", "R", "epochs_to_reach_per_seed", "epochs_to_reach_mean", "seconds_to_reach_per_seed",
                 "seconds_to_reach_mean", "speedup_seconds", "final_best_bn_mean", "final_best_bn_lo",
-                "final_best_bn_hi", "final_ratio_bn", "machine_per_seed"]
+                "final_best_bn_hi", "final_ratio_bn", "machine_per_seed",
+                # load-fair seconds from a costs file (empty without one): the arm's start and epoch cost, measured
+                # side by side on one machine, and the seconds to reach R and speedup they give
+                "costed_start_seconds", "costed_epoch_seconds", "costed_seconds_to_reach_per_seed",
+                "costed_seconds_to_reach_mean", "costed_speedup"]
+COSTS_FILE = "costs.json"  # in the runs folder: bench/measure/reuse_costs.py writes it
 QUOTED_EPOCHS = (0, 1, 3, 10, 25, 50)  # the epochs table.md shows (those <= N)
 
 
@@ -190,12 +203,69 @@ def _target_of(runs: list[RunRecord]) -> dict[str, str]:
     return {r.pair: r.target for r in runs}
 
 
-def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "paper"
+def load_costs(runs_dir: str | Path) -> dict | None:
+    """The costs file of a runs folder (``costs.json``, bench/measure/reuse_costs.py), or None when there is none."""
+    path = Path(runs_dir) / COSTS_FILE
+    if not path.exists():
+        return None
+    try:
+        costs = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise AggregateError(f"{path}: not a readable costs file ({e}); measure it again with "
+                             ".venv/bin/python bench/measure/reuse_costs.py") from None
+    if not isinstance(costs, dict) or not isinstance(costs.get("arms"), dict):
+        raise AggregateError(f"{path}: no 'arms' mapping: not a costs file of bench/measure/reuse_costs.py")
+    return costs
+
+
+def arm_costs(costs: dict | None, pair: str, init: str, distill: str, recipe: str, target: str | None = None
+              ) -> tuple[float, float] | None:
+    """(start cost, epoch cost) in seconds of an arm in a costs file, or None when the file lacks it. A
+    source-free arm (random, ghn, undistilled) is the same runs under every pair of its target: it is found under
+    whichever pair the file names it.
+
+    >>> c = {"arms": {"paper/a_to_t/random": {"pair": "a_to_t", "init": "random", "distill": "none",
+    ...       "recipe": "paper", "target": "t", "start_seconds": 0.2, "epoch_seconds": 18.0}}}
+    >>> arm_costs(c, "b_to_t", "random", "none", "paper", "t"), arm_costs(c, "b_to_t", "dpiat", "none", "paper", "t")
+    ((0.2, 18.0), None)
+    """
+    found = None
+    for entry in ((costs or {}).get("arms") or {}).values():
+        if not isinstance(entry, dict):
+            continue
+        same = (entry.get("init"), entry.get("distill", "none"), entry.get("recipe")) == (init, distill, recipe)
+        if same and (entry.get("pair") == pair or (_free(init, distill) and entry.get("target") in (None, target))):
+            found = entry
+            if entry.get("pair") == pair:
+                break
+    if found is None:
+        return None
+    start, epoch = found.get("start_seconds"), found.get("epoch_seconds")
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (start, epoch)):
+        return None
+    return float(start), float(epoch)
+
+
+def costs_machine(costs: dict) -> str:
+    """Where and when a costs file was measured, in words (the tables' and the pictures' notes)."""
+    return (f"{costs.get('cpu_model', '?')} ({costs.get('cpu_capability', '?')}), 1-minute load before the runs "
+            f"{costs.get('load_before_median', '?')} (max {costs.get('load_before_max', '?')}), "
+            f"{costs.get('date', '?')}"
+            + (", a --smoke measurement (not the real costs)" if costs.get("smoke") else ""))
+
+
+def costed_everywhere(time_rows: list[dict]) -> bool:
+    """Whether every row has its costed seconds (a costs file covered every arm)."""
+    return bool(time_rows) and all(r.get("costed_epoch_seconds") is not None for r in time_rows)
+
+
+def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "paper", costs: dict | None = None
                    ) -> tuple[list[dict], list[dict], list[str]]:
     """The rows of ``ratios_by_epoch.csv`` and ``time_to_accuracy.csv``, and notes (runs left out, and why).
 
     ``runs``: every run of the experiment, any recipe (``RunRecord.recipe``; None counts as ``-``);
-    ``reference_recipe``: the recipe of the random init every ratio is paired with.
+    ``reference_recipe``: the recipe of the random init every ratio is paired with; ``costs``: a costs file's
+    contents (:func:`load_costs`), for the costed columns (empty without it).
     """
     notes: list[str] = []
     series = _series(runs, epochs, notes)
@@ -217,6 +287,11 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
             continue
         level = float(np.mean([b[-1] for b in ref.bn.values()]))
         ref_total = [ref.seconds[k][-1] for k in sorted(ref.seconds)]
+        ref_costs = arm_costs(costs, pair, REFERENCE, "none", reference_recipe, target[pair])
+        ref_costed = None if ref_costs is None else ref_costs[0] + epochs * ref_costs[1]
+        if costs is not None and ref_costs is None:
+            notes.append(f"{pair}: random init ({reference_recipe}) is not in the costs file ({COSTS_FILE}), so no "
+                         "costed seconds for it and no costed speedup")
         own = [s for s in series.values() if s.pair == pair and not _free(s.init, s.distill)]
         shown = sorted(free[target[pair]] + own, key=lambda s: (s.arm[1:] != (REFERENCE, "none", reference_recipe),
                                                                 s.init != REFERENCE, s.init, s.distill,
@@ -243,6 +318,12 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
                              f"({kinds}; random init's: {', '.join(_by_machine(ref))}), so no mean seconds and no "
                              "speedup; each seed's seconds are its own machine's")
             mean_secs = float(np.mean(secs)) if secs_known and comparable else None
+            cost = arm_costs(costs, pair, s.init, s.distill, s.recipe, target[pair])
+            if costs is not None and cost is None and s is not ref:
+                notes.append(f"{pair}, {arm_name(s.init, s.distill, s.recipe)}: not in the costs file ({COSTS_FILE}), "
+                             "so no costed seconds")
+            costed = [None if r is None or cost is None else cost[0] + r * cost[1] for r in reach]
+            costed_mean = float(np.mean(costed)) if everyone and cost is not None else None
             finals = [s.bn[k][-1] for k in own_seeds]
             lo, hi = t_ci(finals)
             time_rows.append({
@@ -256,11 +337,19 @@ def horizon_tables(runs: list[RunRecord], epochs: int, reference_recipe: str = "
                                     if mean_secs and ref_total and len(ref_total) == len(ref.bn) else None),
                 "final_best_bn_mean": float(np.mean(finals)), "final_best_bn_lo": lo, "final_best_bn_hi": hi,
                 "final_ratio_bn": (float(np.mean([s.bn[k][-1] / ref.bn[k][-1] for k in seeds])) if seeds else None),
-                "machine_per_seed": " | ".join(s.machine.get(k, "?") for k in own_seeds)})
+                "machine_per_seed": " | ".join(s.machine.get(k, "?") for k in own_seeds),
+                "costed_start_seconds": None if cost is None else cost[0],
+                "costed_epoch_seconds": None if cost is None else cost[1],
+                "costed_seconds_to_reach_per_seed": None if cost is None else " ".join(
+                    "never" if x is None else f"{x:.1f}" for x in costed),
+                "costed_seconds_to_reach_mean": costed_mean,
+                "costed_speedup": ref_costed / costed_mean if costed_mean and ref_costed else None})
     kinds = machines(*series.values())
     if len(kinds) > 1:
         notes.append(f"the runs' seconds come from more than one kind of CPU ({', '.join(sorted(kinds))}): "
-                     "accuracy_by_seconds.png and seconds_to_reach.png are not drawn until they are one kind's")
+                     + ("accuracy_by_seconds.png and seconds_to_reach.png are drawn with the costed seconds"
+                        if costed_everywhere(time_rows) else
+                        "accuracy_by_seconds.png and seconds_to_reach.png are not drawn until they are one kind's"))
     return ratio_rows, time_rows, notes
 
 
@@ -324,7 +413,7 @@ def _fmt(mean, lo, hi, digits: int = 2) -> str:
 
 
 def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str], epochs: int, experiment: str,
-                command: str, hardware: str) -> str:
+                command: str, hardware: str, costs: dict | None = None) -> str:
     quoted = [e for e in QUOTED_EPOCHS if e <= epochs]
     if epochs not in quoted:
         quoted.append(epochs)
@@ -362,6 +451,25 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
                      f"{'-' if sp is None else format(sp, '.1f') + 'x'} | "
                      f"{_fmt(r['final_best_bn_mean'], r['final_best_bn_lo'], r['final_best_bn_hi'], 3)} | "
                      f"{'-' if r['final_ratio_bn'] is None else format(r['final_ratio_bn'], '.3f')} |")
+    if costs is not None:
+        lines += ["", f"Costed seconds to R, fair to the load and the machine (docs/protocol.md 8.8): the arm's start "
+                  f"cost + epochs to R x its epoch cost, both medians over {costs.get('repeats', '?')} interleaved "
+                  f"repeats measured side by side on one machine ({costs_machine(costs)}; {COSTS_FILE}, "
+                  "bench/measure/reuse_costs.py), whatever machines the runs were made on; costed speedup = random "
+                  f"init's costed time for all {epochs} epochs (start cost + {epochs} x epoch cost) over the arm's "
+                  "mean, where every seed reaches R.", "",
+                  "| pair | arm | start cost (s) | epoch cost (s) | costed seconds to R, per seed | "
+                  "mean costed seconds | costed speedup |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in time_rows:
+            start, epoch = r["costed_start_seconds"], r["costed_epoch_seconds"]
+            mean_c, sp = r["costed_seconds_to_reach_mean"], r["costed_speedup"]
+            lines.append(f"| {r['pair']} | {arm_name(r['init'], r['distill'], r['recipe'])} | "
+                         f"{'-' if start is None else format(start, '.2f')} | "
+                         f"{'-' if epoch is None else format(epoch, '.2f')} | "
+                         f"{r['costed_seconds_to_reach_per_seed'] or '-'} | "
+                         f"{'-' if mean_c is None else format(mean_c, '.1f')} | "
+                         f"{'-' if sp is None else format(sp, '.1f') + 'x'} |")
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
     return "\n".join(lines) + "\n"
@@ -397,13 +505,15 @@ def experiment_runs(runs_dir: str | Path) -> list[RunRecord]:
 
 def write_horizon_tables(runs_dir: str | Path, out_dir: str | Path, *, epochs: int | None = None,
                          experiment: str = "horizon", command: str = "") -> tuple[list, list[dict], list[dict], int]:
-    """Write the horizon tables of ``runs_dir`` into ``out_dir``; return (runs, ratio rows, time rows, N), what
-    the pictures are drawn from (:func:`bench.results.horizon_plots.write_horizon`: tables and pictures)."""
+    """Write the horizon tables of ``runs_dir`` into ``out_dir`` (with costed seconds where ``runs_dir`` holds a
+    costs file, ``costs.json``); return (runs, ratio rows, time rows, N), what the pictures are drawn from
+    (:func:`bench.results.horizon_plots.write_horizon`: tables and pictures)."""
     runs = experiment_runs(runs_dir)
     if not runs:
         raise AggregateError(f"{runs_dir}: no readable run.json under <recipe>/<pair>/<init>/seed<k>/")
     n = epochs or max(r.epochs for r in runs)
-    ratio_rows, time_rows, notes = horizon_tables(runs, n)
+    costs = load_costs(runs_dir)
+    ratio_rows, time_rows, notes = horizon_tables(runs, n, costs=costs)
     if not ratio_rows and not time_rows:
         raise AggregateError(f"{runs_dir}: no finished run with {n} epochs and its random init to pair it with"
                              + (f" ({'; '.join(notes)})" if notes else ""))
@@ -412,5 +522,5 @@ def write_horizon_tables(runs_dir: str | Path, out_dir: str | Path, *, epochs: i
     atomic_write_text(out / "ratios_by_epoch.csv", to_csv(ratio_rows, RATIO_COLUMNS))
     atomic_write_text(out / "time_to_accuracy.csv", to_csv(time_rows, TIME_COLUMNS))
     atomic_write_text(out / "table.md", to_markdown(ratio_rows, time_rows, notes, n, experiment, command,
-                                                    _hardware(runs)))
+                                                    _hardware(runs), costs))
     return runs, ratio_rows, time_rows, n

@@ -7,11 +7,14 @@
   to N, one panel per pair, the mean over seeds and its 95% t interval as a band (drawn only with two seeds or
   more), the line of no gain at 1; an epoch-0 ratio above the axis (a trained start over random init at chance) is
   drawn as a triangle at the top edge with its value;
-- where every run recorded its start cost (experiment=reuse) and all ran on one kind of CPU (a stale picture is
-  removed otherwise): ``accuracy_by_seconds.png``, the same accuracy
-  against wall-clock minutes (epoch 0 at its start cost, then the mean cumulative seconds of each epoch), and
-  ``seconds_to_reach.png``, the minutes each arm took to reach R, one dot per seed, seeds that never reached it
-  marked at the right edge.
+- the pictures against time: ``accuracy_by_seconds.png``, the same accuracy against minutes (epoch 0 at its
+  start cost), and ``seconds_to_reach.png``, the minutes each arm took to reach R, one dot per seed, seeds that
+  never reached it marked at the right edge. Where a costs file (``costs.json`` in the runs folder,
+  bench/measure/reuse_costs.py) covers every arm drawn, in *costed* minutes: epoch e at the arm's start cost + e x
+  its epoch cost, measured side by side on one machine, so that the runs' machines and loads do not enter
+  (docs/protocol.md 8.8). Otherwise in the runs' own wall-clock minutes (epoch 0 at the start cost, then the
+  mean cumulative seconds of each epoch), drawn only where every run recorded its start cost (experiment=reuse)
+  and all ran on one kind of CPU (a stale picture is removed otherwise).
 
 Pairs are titled in words (conf/pair/*.yaml ``title``, as run.json recorded it); legends sit outside the data.
 """
@@ -25,7 +28,18 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from bench.results.horizon import ARM, _free, _series, _target_of, arm_name, one_machine, write_horizon_tables
+from bench.results.horizon import (
+    ARM,
+    _free,
+    _series,
+    _target_of,
+    COSTS_FILE,
+    arm_name,
+    costed_everywhere,
+    load_costs,
+    one_machine,
+    write_horizon_tables,
+)
 from bench.results.plots import STYLE, save_png
 from bench.running.record import RunRecord
 
@@ -54,12 +68,14 @@ def write_horizon(runs_dir: str | Path, out_dir: str | Path, *, epochs: int | No
     runs, ratio_rows, time_rows, n = write_horizon_tables(runs_dir, out_dir, epochs=epochs, experiment=experiment,
                                                           command=command)
     if plots:
-        write_horizon_plots(runs, ratio_rows, time_rows, n, out_dir)
+        write_horizon_plots(runs, ratio_rows, time_rows, n, out_dir, costs=load_costs(runs_dir))
     return ratio_rows
 
 
 def write_horizon_plots(runs: list[RunRecord], ratio_rows: list[dict], time_rows: list[dict], epochs: int,
-                        out_dir: str | Path) -> list[Path]:
+                        out_dir: str | Path, costs: dict | None = None) -> list[Path]:
+    """The pictures of the horizon tables' rows into ``out_dir``; against costed time where ``costs`` (the costs
+    file the rows' costed columns came from) covers every arm, else against the runs' own seconds."""
     out_dir = Path(out_dir)
     titles = _titles(runs)
     pairs = list(dict.fromkeys(r["pair"] for r in time_rows))
@@ -79,13 +95,26 @@ def write_horizon_plots(runs: list[RunRecord], ratio_rows: list[dict], time_rows
         save(_ratios(ratio_rows, pairs, keys, colors, titles), "ratio_by_epoch.png")
     shown = [s for by_key in served.values() for s in by_key.values()]
     timed = all(len(s.seconds) == len(s.bn) for s in shown)
-    if pairs and timed and one_machine(*shown):
-        save(_accuracy(served, pairs, keys, colors, titles, time_rows, epochs, seconds=True), "accuracy_by_seconds.png")
-        save(_seconds_to_reach(served, pairs, keys, colors, titles, time_rows), "seconds_to_reach.png")
+    costed = _costed_label(costs) if costs is not None and costed_everywhere(time_rows) else None
+    if pairs and (costed or (timed and one_machine(*shown))):
+        save(_accuracy(served, pairs, keys, colors, titles, time_rows, epochs, seconds=True, costed=costed),
+             "accuracy_by_seconds.png")
+        save(_seconds_to_reach(served, pairs, keys, colors, titles, time_rows, costed=costed), "seconds_to_reach.png")
     else:  # seconds of two kinds of CPU on one axis would compare the machines, not the starts (the notes say so)
         for name in ("accuracy_by_seconds.png", "seconds_to_reach.png"):
             (out_dir / name).unlink(missing_ok=True)
     return written
+
+
+def _costed_label(costs: dict) -> str:
+    """Where the costs behind costed minutes were measured, for a picture's title."""
+    return (f"each arm's start and epoch cost measured side by side on {costs.get('cpu_model', '?')} "
+            f"({costs.get('cpu_capability', '?')}), {COSTS_FILE}" + (", a --smoke measurement" if costs.get("smoke")
+                                                                     else ""))
+
+
+def _row_of(time_rows, pair, key) -> dict:
+    return next(r for r in time_rows if r["pair"] == pair and tuple(r[k] for k in ARM[1:]) == key)
 
 
 def _served(series, runs, pairs, time_rows) -> dict[str, dict]:
@@ -105,7 +134,8 @@ def _label(key, ns: dict, shared: bool) -> str:
     return f"{arm_name(*key)} (n={n}" + (", the same runs in every panel)" if shared and _free(key[0], key[1]) else ")")
 
 
-def _accuracy(served, pairs, keys, colors, titles, time_rows, epochs, *, seconds: bool) -> Figure:
+def _accuracy(served, pairs, keys, colors, titles, time_rows, epochs, *, seconds: bool, costed: str | None = None
+              ) -> Figure:
     fig = Figure(figsize=(max(6.4 * len(pairs), 9.0), 5.8), layout="constrained")
     axes = fig.subplots(1, len(pairs), sharey=True, squeeze=False)[0]
     drawn, ns, banded = [], {}, False
@@ -116,8 +146,12 @@ def _accuracy(served, pairs, keys, colors, titles, time_rows, epochs, *, seconds
             if s is None or not s.raw_bn:
                 continue
             c = np.array([s.raw_bn[k] for k in sorted(s.raw_bn)])
-            x = (np.mean([s.seconds[k] for k in sorted(s.seconds)], axis=0) / 60 if seconds
-                 else np.arange(c.shape[1]))
+            if costed:  # epoch e at start + e x epoch cost: the same for every seed
+                row = _row_of(time_rows, pair, key)
+                x = (row["costed_start_seconds"] + np.arange(c.shape[1]) * row["costed_epoch_seconds"]) / 60
+            else:
+                x = (np.mean([s.seconds[k] for k in sorted(s.seconds)], axis=0) / 60 if seconds
+                     else np.arange(c.shape[1]))
             color = colors[key]
             ax.plot(x, c.mean(axis=0), color=color, lw=1.5, ls=_dashes(keys)[key])
             ax.plot(x[:1], c.mean(axis=0)[:1], "o", color=color, ms=5)
@@ -128,7 +162,8 @@ def _accuracy(served, pairs, keys, colors, titles, time_rows, epochs, *, seconds
                 drawn.append(key)
             ns.setdefault(key, set()).add(len(c))
         ax.axhline(level, color="k", ls=":", lw=1)
-        ax.set_xlabel("wall-clock minutes on the machine that ran it (epoch 0 at the start cost)" if seconds
+        ax.set_xlabel("minutes, costed: start cost + epochs x the arm's epoch cost" if costed
+                      else "wall-clock minutes on the machine that ran it (epoch 0 at the start cost)" if seconds
                       else "epoch (0: the init, before training)")
         ax.set_xlim(left=0)
         ax.set_title(titles.get(pair, pair), fontsize=10)
@@ -140,9 +175,9 @@ def _accuracy(served, pairs, keys, colors, titles, time_rows, epochs, *, seconds
     if banded:
         handles.append(Patch(color=STYLE, alpha=0.25, lw=0, label="band: lowest..highest seed"))
     handles.append(Line2D([], [], color="k", ls=":", lw=1, label="R: random init's final best accuracy (mean over seeds)"))
-    what = "wall-clock time" if seconds else "epoch"
-    fig.suptitle(f"Validation top-1 against {what}, from before training to epoch {epochs}, mean over seeds",
-                 fontsize=10)
+    what = "costed time" if costed else "wall-clock time" if seconds else "epoch"
+    fig.suptitle(f"Validation top-1 against {what}, from before training to epoch {epochs}, mean over seeds"
+                 + (f"\n({costed})" if costed else ""), fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     return fig
 
@@ -198,7 +233,8 @@ def _ratios(ratio_rows, pairs, keys, colors, titles) -> Figure:
     return fig
 
 
-def _seconds_to_reach(served, pairs, keys, colors, titles, time_rows) -> Figure:
+def _seconds_to_reach(served, pairs, keys, colors, titles, time_rows, costed: str | None = None) -> Figure:
+    column = "costed_seconds_to_reach_per_seed" if costed else "seconds_to_reach_per_seed"
     rows_per_pair = [[k for k in keys if k in served[p]] for p in pairs]
     height = max(3.2, 0.42 * max(len(r) for r in rows_per_pair) + 2.2)
     fig = Figure(figsize=(max(6.4 * len(pairs), 9.0), height), layout="constrained")
@@ -206,11 +242,10 @@ def _seconds_to_reach(served, pairs, keys, colors, titles, time_rows) -> Figure:
     never_any = False
     for ax, pair, shown in zip(axes, pairs, rows_per_pair):
         times = {tuple(r[k] for k in ARM[1:]): r for r in time_rows if r["pair"] == pair}
-        reached = [float(x) / 60 for k in shown for x in times[k]["seconds_to_reach_per_seed"].split()
-                   if x not in ("never", "-")]
+        reached = [float(x) / 60 for k in shown for x in times[k][column].split() if x not in ("never", "-")]
         right = max(reached) * 1.1 if reached else 1.0
         for y, key in enumerate(shown):
-            values = times[key]["seconds_to_reach_per_seed"].split()
+            values = times[key][column].split()
             got = [float(x) / 60 for x in values if x not in ("never", "-")]
             missed = sum(x == "never" for x in values)
             jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
@@ -222,12 +257,15 @@ def _seconds_to_reach(served, pairs, keys, colors, titles, time_rows) -> Figure:
         ax.set_yticks(range(len(shown)), [arm_name(*k) for k in shown], fontsize=8)
         ax.set_ylim(len(shown) - 0.5, -0.5)
         ax.set_xlim(0, right * 1.02)
-        ax.set_xlabel("minutes to reach R, random init's final accuracy (start cost included)")
+        ax.set_xlabel("minutes to reach R, costed: start cost + epochs to R x the arm's epoch cost" if costed
+                      else "minutes to reach R, random init's final accuracy (start cost included)")
         ax.set_title(titles.get(pair, pair), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
     handles = [Line2D([], [], color=STYLE, marker="o", ls="", label="one seed")]
     if never_any:
         handles.append(Line2D([], [], color=STYLE, marker="x", ls="", label="a seed that never reached R"))
-    fig.suptitle("Wall-clock minutes each start needs to reach random init's final accuracy", fontsize=10)
+    fig.suptitle(("Costed minutes" if costed else "Wall-clock minutes")
+                 + " each start needs to reach random init's final accuracy" + (f"\n({costed})" if costed else ""),
+                 fontsize=10)
     fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=8)
     return fig
