@@ -80,9 +80,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 @pytest.mark.slow
-def test_smoke_measures_two_arms_for_real_and_the_tables_read_it(tmp_path):
+def test_smoke_measures_an_arm_for_real_and_the_tables_read_it(tmp_path):
     out = tmp_path / "costs.json"
-    arms = ["paper/tinynet_d_to_e/ghn", "paper/tinynet_d_to_e/random"]
+    arms = ["paper/tinynet_d_to_e/ghn"]  # one arm: a second would only add another start of the harness
     proc = subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--arms", ",".join(arms), "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -105,7 +105,7 @@ def test_smoke_measures_two_arms_for_real_and_the_tables_read_it(tmp_path):
     assert costs["arms"]["paper/tinynet_d_to_e/ghn"]["command"].count("init.checkpoint=<tmp>/reuse/ghn/ghn.pt") == 1
     from bench.results.horizon import arm_costs
 
-    # random init measured under one pair serves the other pair's rows too
-    random = costs["arms"]["paper/tinynet_d_to_e/random"]
-    assert arm_costs(costs, "resnet10t_to_tinynet_e", "random", "none", "paper", "tinynet_e") == (
-        random["start_seconds"], random["epoch_seconds"])
+    # a source-free arm measured under one pair serves the other pair's rows too
+    ghn = costs["arms"]["paper/tinynet_d_to_e/ghn"]
+    assert arm_costs(costs, "resnet10t_to_tinynet_e", "ghn", "none", "paper", "tinynet_e") == (
+        ghn["start_seconds"], ghn["epoch_seconds"])
