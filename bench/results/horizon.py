@@ -406,12 +406,6 @@ def arm_name(init: str, distill: str, recipe: str) -> str:
     return f"{name}, {extra}" if extra else name
 
 
-def _fmt(mean, lo, hi, digits: int = 2) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.{digits}f}" + (f" [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None else "")
-
-
 def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str], epochs: int, experiment: str,
                 command: str, hardware: str, costs: dict | None = None) -> str:
     quoted = [e for e in QUOTED_EPOCHS if e <= epochs]
@@ -440,8 +434,8 @@ def to_markdown(ratio_rows: list[dict], time_rows: list[dict], notes: list[str],
               "its start cost); speedup = random init's mean wall time for all epochs over that mean, where every "
               "seed reaches R and every seed, random init's included, ran on one kind of CPU; final = best BN top-1 "
               "over all epochs [95% t interval], and its ratio to random.", "",
-              "| pair | arm | R | epochs to R, per seed | mean epochs | seconds to R, per seed | mean seconds | speedup | "
-              "final best BN | final ratio |",
+              "| pair | arm | R | epochs to R, per seed | mean epochs | seconds to R, per seed | mean seconds | "
+              "speedup | final best BN | final ratio |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in time_rows:
         mean_e, mean_s, sp = r["epochs_to_reach_mean"], r["seconds_to_reach_mean"], r["speedup_seconds"]

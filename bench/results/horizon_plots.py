@@ -174,7 +174,8 @@ def _accuracy(served, pairs, keys, colors, titles, time_rows, epochs, *, seconds
     handles.append(Line2D([], [], color=STYLE, marker="o", ls="", label="epoch 0: the init before any training"))
     if banded:
         handles.append(Patch(color=STYLE, alpha=0.25, lw=0, label="band: lowest..highest seed"))
-    handles.append(Line2D([], [], color="k", ls=":", lw=1, label="R: random init's final best accuracy (mean over seeds)"))
+    handles.append(Line2D([], [], color="k", ls=":", lw=1,
+                          label="R: random init's final best accuracy (mean over seeds)"))
     what = "costed time" if costed else "wall-clock time" if seconds else "epoch"
     fig.suptitle(f"Validation top-1 against {what}, from before training to epoch {epochs}, mean over seeds"
                  + (f"\n({costed})" if costed else ""), fontsize=10)
