@@ -5,6 +5,7 @@ read."""
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -109,3 +110,38 @@ def test_smoke_measures_an_arm_for_real_and_the_tables_read_it(tmp_path):
     ghn = costs["arms"]["paper/tinynet_d_to_e/ghn"]
     assert arm_costs(costs, "resnet10t_to_tinynet_e", "ghn", "none", "paper", "tinynet_e") == (
         ghn["start_seconds"], ghn["epoch_seconds"])
+
+
+def test_the_costs_quoted_in_the_reuse_readme_are_those_of_the_committed_costs_file():
+    """results/reuse/README.md sums up runs/costs.json in ranges; every range is recomputed here from the file."""
+    costs = json.loads((REPO / "results" / "reuse" / "runs" / "costs.json").read_text())
+    text = " ".join((REPO / "results" / "reuse" / "README.md").read_text().split())
+    arms = costs["arms"]
+    reps = [r for a in arms.values() for r in a["per_repeat"]]
+
+    def span(values, fmt="{:.1f}", unit=" s"):
+        return f"{fmt.format(min(values))}-{fmt.format(max(values))}{unit}"
+
+    def ms(init):
+        return span([1000 * r["init_seconds"] for n, a in arms.items() if n.endswith("/" + init)
+                     for r in a["per_repeat"]], "{:.0f}", " ms")
+
+    plain = [n for n, a in arms.items() if a["distill"] == "none"]
+    kd = {p: [n for n, a in arms.items() if a["distill"] != "none" and a["pair"] == p] for p in
+          ("tinynet_d_to_e", "resnet10t_to_tinynet_e")}
+    assert len(plain) == 6 and all(len(v) == 2 for v in kd.values())
+    ghn = statistics.median(r["init_seconds"] for r in arms["paper/tinynet_d_to_e/ghn"]["per_repeat"])
+    quoted = [
+        f"load {span([r['load_before'] for r in costs['order']], unit='')} before each run",
+        f"{len(costs['order'])} runs, {round(sum(r['run_seconds'] for r in costs['order']) / 60)} min",
+        f"start {span([a['start_seconds'] for a in arms.values()])} for every arm",
+        f"BatchNorm pass ({span([r['bn_recalibration_seconds'] for r in reps])};",
+        f"DPIAT's copy takes {ms('dpiat')}", f"weight selection {ms('weight_selection')}",
+        f"a GHN-2 prediction {ghn:.2f} s",
+        f"epoch {span([arms[n]['epoch_seconds'] for n in plain])} for the six undistilled arms",
+        f"{span([arms[n]['epoch_seconds'] for n in kd['tinynet_d_to_e']])} distilled from TinyNet-D",
+        f"{span([arms[n]['epoch_seconds'] for n in kd['resnet10t_to_tinynet_e']])} distilled from ResNet10-T",
+        f"single epochs {span([r['epoch_seconds'] for n in plain for r in arms[n]['per_repeat']])}",
+    ]
+    missing = [q for q in quoted if q not in text]
+    assert not missing, f"results/reuse/README.md does not say (from runs/costs.json): {missing}"
