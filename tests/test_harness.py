@@ -232,6 +232,8 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_metrics(compose_config,
     final = read_run(folder)
     assert final["status"] == "finished" and final["segments"] == 2
     assert curve(final) == curve(reference)
+    # the killed segment never wrote its wall time, but its finished epoch counts in the run's
+    assert final["wall_seconds"] >= final["metrics"][-1]["wall_seconds"] > final["metrics"][0]["wall_seconds"]
 
 
 def test_batchnorm_recalibrated_evaluation_leaves_training_bit_identical(compose_config, tmp_path):

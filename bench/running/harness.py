@@ -118,7 +118,9 @@ def execute(folder: RunFolder, cfg: DictConfig, initialise: Callable[[], Initial
     resuming = f"resuming after epoch {done} of {folder.epochs} from {ckpt}" if ckpt else "starting"
     log(f"{folder.label}: {resuming} in {folder.path}{was}")
     t0 = time.perf_counter()
-    wall0 = float(run.get("wall_seconds") or 0.0)
+    # a segment killed outright (SIGKILL, a lost node) never wrote its wall_seconds; its finished epochs did
+    kept = [m.get("wall_seconds") for m in run.get(folder.files.results_key) or [] if isinstance(m, dict)]
+    wall0 = max([float(run.get("wall_seconds") or 0.0), *[float(w) for w in kept if isinstance(w, (int, float))]])
 
     def save(**changes: Any) -> None:
         run.update(changes, wall_seconds=round(wall0 + time.perf_counter() - t0, 3))

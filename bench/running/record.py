@@ -88,7 +88,8 @@ FIELDS: tuple[Field, ...] = (
     Field("source_weights", None, "where the source's weights came from: weights = train | timm | none | file | "
           "zoo:<name>, and details"),
     Field("data_hash", None, "sha1 of the data's file list (or of the in-memory arrays)"),
-    Field("wall_seconds", 0.0, "seconds of all segments together"),
+    Field("wall_seconds", 0.0, "seconds of all segments together (a segment killed outright: up to its last "
+          "finished epoch)"),
     Field("segments", 0, "how many times the run was started or resumed"),
     Field("wandb_run_id", None, "the W&B run it logs to (derived from the run's identity), or null"),
     Field("updated", None, "UTC time of the last write; while the run trains, a heartbeat: rewritten at least "
