@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --repeats must be 1 or more and --epochs 2 or more (the epoch cost is the last epoch's)",
               file=sys.stderr)
         return 2
+    # SIGTERM ends like Ctrl-C: subprocess.run kills the arm it waits for, the finally below removes the runs folder
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     work = Path(tempfile.mkdtemp(prefix="dpiat-reuse-costs-"))
     try:
         tasks = plan_arms(work, args.seed, args.epochs)
@@ -243,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             "arms": arms, "order": order}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    except KeyboardInterrupt:
+        print(f"reuse_costs.py: interrupted; {args.out} not written (the measurement starts over when run again)",
+              file=sys.stderr)
+        return 130
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"wrote {args.out}: median start / epoch seconds per arm, 1-minute load before the runs "
